@@ -1,0 +1,72 @@
+// swift-tools-version: 6.1
+// flowgate: a ZeroMQ + MessagePack inference server for offline-RL flow policies (QIPO) with
+// energy-model reliability checks (MC-ETM), and the offline trainer that shares its numerical core.
+import PackageDescription
+
+let package = Package(
+    name: "flowgate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "flowgate", targets: ["flowgate"]),
+        .library(name: "FlowgateCore", targets: ["FlowgateCore"]),
+        .library(name: "FlowgateAlgorithms", targets: ["FlowgateAlgorithms"]),
+        .library(name: "FlowgateTraining", targets: ["FlowgateTraining"]),
+        .library(name: "FlowgateProtocol", targets: ["FlowgateProtocol"]),
+        .library(name: "FlowgateServer", targets: ["FlowgateServer"]),
+        .library(name: "FlowgateClient", targets: ["FlowgateClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // C system libraries (Debian packages; found through pkg-config).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CMsgPack", pkgConfig: "msgpack", providers: [.apt(["libmsgpack-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+
+        // Numerical core: tensors, layers (forward/backward on BLAS), losses, optimisers, RNG,
+        // safetensors, model directories.
+        .target(name: "FlowgateCore", dependencies: ["COpenBLAS"]),
+        // Algorithms: flow policy + sampler, critic, energy transition model, action selection.
+        .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCore"]),
+        // Training: datasets (npz, hdf5), trainers, checkpoints, progress, training logs.
+        .target(
+            name: "FlowgateTraining",
+            dependencies: ["FlowgateCore", "FlowgateAlgorithms", "CZlib", "CHDF5"]),
+        // Wire protocol: MessagePack codec (msgpack-c) and protocol v1 message types.
+        .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
+        // Server: ZeroMQ sockets, dynamic batching, worker pool, telemetry.
+        .target(
+            name: "FlowgateServer",
+            dependencies: [
+                "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "CZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+        // Client library (used by tests and the load tester).
+        .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "CZeroMQ"]),
+        // The one thin executable.
+        .executableTarget(
+            name: "flowgate",
+            dependencies: [
+                "FlowgateCore", "FlowgateAlgorithms", "FlowgateTraining", "FlowgateProtocol",
+                "FlowgateServer", "FlowgateClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .testTarget(name: "FlowgateCoreTests", dependencies: ["FlowgateCore"]),
+        .testTarget(name: "FlowgateAlgorithmsTests", dependencies: ["FlowgateAlgorithms", "FlowgateCore"]),
+        .testTarget(
+            name: "FlowgateTrainingTests",
+            dependencies: ["FlowgateTraining", "FlowgateAlgorithms", "FlowgateCore"]),
+        .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol"]),
+        .testTarget(
+            name: "FlowgateServerTests",
+            dependencies: ["FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore"]),
+    ]
+)

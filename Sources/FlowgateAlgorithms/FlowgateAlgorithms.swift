@@ -1,0 +1,1 @@
+// FlowgateAlgorithms module: see docs/architecture.md for what this module owns.

@@ -1,0 +1,1 @@
+// FlowgateClient module: see docs/architecture.md for what this module owns.

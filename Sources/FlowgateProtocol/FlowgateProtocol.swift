@@ -1,0 +1,1 @@
+// FlowgateProtocol module: see docs/architecture.md for what this module owns.

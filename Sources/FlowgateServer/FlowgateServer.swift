@@ -1,0 +1,1 @@
+// FlowgateServer module: see docs/architecture.md for what this module owns.

@@ -1,0 +1,1 @@
+// FlowgateTraining module: see docs/architecture.md for what this module owns.

@@ -1,0 +1,11 @@
+import ArgumentParser
+import FlowgateCore
+
+@main
+struct Flowgate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flowgate",
+        abstract: "Serve and train offline-RL flow policies (QIPO) with energy-model reliability checks.",
+        version: flowgateVersion,
+        subcommands: [])
+}

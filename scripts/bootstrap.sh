@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian machine.
+#   scripts/bootstrap.sh serve [flowgate serve flags]  install everything, build, serve the default model
+#   scripts/bootstrap.sh test                          install everything, run every test (Swift + Python)
+#   scripts/bootstrap.sh install                       install everything and build, nothing else
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-test}
+shift || true
+
+APT_PACKAGES=(pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev zlib1g-dev libhdf5-dev python3-venv)
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+install_system() {
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "apt-get install ${missing[*]}"
+        local SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO=sudo
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+install_python() {
+    if [ ! -x .venv/bin/python ]; then
+        log "creating .venv"
+        python3 -m venv .venv
+    fi
+    log "pip install (clients/python/requirements.txt, flowgate client)"
+    .venv/bin/pip install -q --disable-pip-version-check -r clients/python/requirements.txt
+    .venv/bin/pip install -q --disable-pip-version-check -e clients/python
+}
+
+build_release() {
+    log "swift build -c release"
+    swift build -c release
+}
+
+case "$MODE" in
+install)
+    install_system; install_python; build_release ;;
+serve)
+    install_system; install_python; build_release
+    log "serving the default model (Ctrl-C to stop)"
+    exec .build/release/flowgate serve "$@" ;;
+test)
+    install_system; install_python
+    export FLOWGATE_PYTHON="$ROOT/.venv/bin/python"
+    log "swift build (debug + tests)"
+    swift build --build-tests
+    log "swift test"
+    swift test --skip-build
+    build_release
+    log "pytest clients/python/tests"
+    export FLOWGATE_BIN="$ROOT/.build/release/flowgate"
+    .venv/bin/python -m pytest -q clients/python/tests ;;
+*)
+    echo "usage: scripts/bootstrap.sh serve|test|install" >&2; exit 2 ;;
+esac
