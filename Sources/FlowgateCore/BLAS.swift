@@ -1,0 +1,32 @@
+internal import COpenBLAS
+
+/// Thin, typed access to the BLAS routines the layers use, and control of OpenBLAS threading.
+///
+/// OpenBLAS's own thread pool is switched to **one thread by default**: on the project's 2-core
+/// machines its default threading made the small and medium products a policy server runs 2–5×
+/// slower (docs/benchmarks.md has the measurement). flowgate parallelises across requests and
+/// batches instead. Override with `BLAS.setThreads(_:)` or the `FLOWGATE_BLAS_THREADS`
+/// environment variable (read by the executable).
+public enum BLAS {
+    /// Sets the number of threads OpenBLAS may use for one call.
+    public static func setThreads(_ count: Int) {
+        openblas_set_num_threads(Int32(max(1, count)))
+    }
+
+    /// The number of threads OpenBLAS currently uses for one call.
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// Row-major single-precision GEMM: `C = alpha · op(A) · op(B) + beta · C`, with `op(A)` m×k,
+    /// `op(B)` k×n and `C` m×n.
+    @inline(__always)
+    public static func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+        _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

@@ -1,0 +1,282 @@
+/// A multilayer perceptron with forward and backward passes on `cblas_sgemm`.
+///
+/// One implementation serves the trainer and the server. Each hidden layer is
+/// `Linear → (LayerNorm) → activation`; the output layer is `Linear → outputActivation`.
+/// `forward` caches what `backward` needs in preallocated workspaces (sized to the largest batch
+/// seen), so steady-state calls allocate nothing. An instance is used by one thread at a time;
+/// `replica()` makes another instance that shares the weights but owns its workspaces, for
+/// concurrent inference.
+public final class MLP {
+    /// Architecture.
+    public let spec: MLPSpec
+    /// Tensor-name prefix (see `MLPSpec`).
+    public let prefix: String
+    /// Per layer: weight `[out, in]` and bias `[out]`.
+    public let weights: [Parameter]
+    public let biases: [Parameter]
+    /// Per hidden layer when `spec.layerNorm`: gain and shift.
+    public let lnGains: [Parameter]
+    public let lnShifts: [Parameter]
+    /// LayerNorm epsilon.
+    public static let layerNormEpsilon: Float = 1e-5
+
+    private let dims: [Int]
+    private var layerCount: Int { dims.count - 1 }
+    // Workspaces: input copy, per layer linear output (z), LN output (n), activation output (h),
+    // LN statistics (xhat kept in n before affine is not needed: we store normalised values).
+    private let inputCopy = FloatBuffer()
+    private var z: [FloatBuffer]
+    private var xhat: [FloatBuffer]
+    private var normed: [FloatBuffer]
+    private var rstd: [FloatBuffer]
+    private var h: [FloatBuffer]
+    private let gradA = FloatBuffer()
+    private let gradB = FloatBuffer()
+    private let gradInput = FloatBuffer()
+    private var lastBatch = 0
+
+    /// Creates an MLP with PyTorch's default initialisation (uniform ±1/√fan_in for weights and
+    /// biases; LayerNorm gain 1, shift 0), drawn from `rng`.
+    public convenience init(spec: MLPSpec, prefix: String, rng: inout RNG) {
+        let d = spec.dims
+        var tensors: [String: Tensor] = [:]
+        for (name, shape) in spec.tensorShapes(prefix: prefix) {
+            var t = Tensor(shape: shape)
+            if name.contains(".ln") {
+                if name.hasSuffix(".weight") { t.scalars = [Float](repeating: 1, count: t.count) }
+            } else {
+                let layer = Int(name.dropFirst(prefix.count + 1).split(separator: ".")[0])!
+                let bound = 1 / Float(d[layer]).squareRoot()
+                for i in 0..<t.count { t.scalars[i] = rng.uniform(-bound, bound) }
+            }
+            tensors[name] = t
+        }
+        try! self.init(spec: spec, prefix: prefix, tensors: tensors)
+    }
+
+    /// Creates an MLP from named tensors (as loaded from a model file).
+    public init(spec: MLPSpec, prefix: String, tensors: [String: Tensor]) throws {
+        self.spec = spec
+        self.prefix = prefix
+        self.dims = spec.dims
+        var w: [Parameter] = [], b: [Parameter] = [], g: [Parameter] = [], s: [Parameter] = []
+        func param(_ name: String, _ shape: [Int]) throws -> Parameter {
+            guard let t = tensors[name] else { throw ParameterLoadError.missing(name) }
+            guard t.shape == shape else { throw ParameterLoadError.shape(name, expected: shape, found: t.shape) }
+            return Parameter(name: name, shape: shape, value: t.scalars)
+        }
+        let d = spec.dims
+        for i in 0..<(d.count - 1) {
+            w.append(try param("\(prefix).\(i).weight", [d[i + 1], d[i]]))
+            b.append(try param("\(prefix).\(i).bias", [d[i + 1]]))
+            if spec.layerNorm && i < d.count - 2 {
+                g.append(try param("\(prefix).ln\(i).weight", [d[i + 1]]))
+                s.append(try param("\(prefix).ln\(i).bias", [d[i + 1]]))
+            }
+        }
+        weights = w; biases = b; lnGains = g; lnShifts = s
+        let n = d.count - 1
+        z = (0..<n).map { _ in FloatBuffer() }
+        xhat = (0..<n).map { _ in FloatBuffer() }
+        normed = (0..<n).map { _ in FloatBuffer() }
+        rstd = (0..<n).map { _ in FloatBuffer() }
+        h = (0..<n).map { _ in FloatBuffer() }
+    }
+
+    private init(sharing other: MLP) {
+        spec = other.spec; prefix = other.prefix; dims = other.dims
+        weights = other.weights; biases = other.biases; lnGains = other.lnGains; lnShifts = other.lnShifts
+        let n = dims.count - 1
+        z = (0..<n).map { _ in FloatBuffer() }
+        xhat = (0..<n).map { _ in FloatBuffer() }
+        normed = (0..<n).map { _ in FloatBuffer() }
+        rstd = (0..<n).map { _ in FloatBuffer() }
+        h = (0..<n).map { _ in FloatBuffer() }
+    }
+
+    /// A new instance sharing these weights, with its own workspaces (for another thread).
+    public func replica() -> MLP { MLP(sharing: self) }
+
+    /// Every trainable parameter, in a stable order.
+    public var parameters: [Parameter] {
+        var p: [Parameter] = []
+        var gi = 0
+        for i in 0..<weights.count {
+            p.append(weights[i]); p.append(biases[i])
+            if spec.layerNorm && i < weights.count - 1 { p.append(lnGains[gi]); p.append(lnShifts[gi]); gi += 1 }
+        }
+        return p
+    }
+
+    public var inputDim: Int { dims[0] }
+    public var outputDim: Int { dims[dims.count - 1] }
+
+    private func activation(_ layer: Int) -> Activation {
+        layer == layerCount - 1 ? spec.outputActivation : spec.activation
+    }
+    private func usesNorm(_ layer: Int) -> Bool { spec.layerNorm && layer < layerCount - 1 }
+
+    /// Forward pass over `batch` rows of `input` (`batch × inputDim`, row-major). Returns a pointer
+    /// to the `batch × outputDim` output, valid until the next call on this instance.
+    @discardableResult
+    public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        lastBatch = batch
+        inputCopy.reserve(batch * dims[0])
+        inputCopy.pointer.update(from: input, count: batch * dims[0])
+        var x = UnsafePointer(inputCopy.pointer)
+        for l in 0..<layerCount {
+            let fin = dims[l], fout = dims[l + 1]
+            z[l].reserve(batch * fout)
+            h[l].reserve(batch * fout)
+            let zp = z[l].pointer
+            // z = x Wᵀ + b
+            biases[l].value.withUnsafeBufferPointer { bp in
+                for r in 0..<batch { (zp + r * fout).update(from: bp.baseAddress!, count: fout) }
+            }
+            weights[l].value.withUnsafeBufferPointer { wp in
+                BLAS.sgemm(
+                    transA: false, transB: true, m: batch, n: fout, k: fin, x, lda: fin,
+                    wp.baseAddress!, ldb: fin, beta: 1, zp, ldc: fout)
+            }
+            var pre = UnsafePointer(zp)
+            if usesNorm(l) {
+                layerNormForward(layer: l, input: zp, batch: batch, width: fout)
+                pre = UnsafePointer(normed[l].pointer)
+            }
+            activation(l).forward(pre, h[l].pointer, count: batch * fout)
+            x = UnsafePointer(h[l].pointer)
+        }
+        return h[layerCount - 1].pointer
+    }
+
+    private func layerNormForward(layer l: Int, input: UnsafeMutablePointer<Float>, batch: Int, width: Int) {
+        xhat[l].reserve(batch * width)
+        normed[l].reserve(batch * width)
+        rstd[l].reserve(batch)
+        let gi = l
+        let xh = xhat[l].pointer, out = normed[l].pointer, rs = rstd[l].pointer
+        lnGains[gi].value.withUnsafeBufferPointer { g in
+            lnShifts[gi].value.withUnsafeBufferPointer { s in
+                for r in 0..<batch {
+                    let row = input + r * width
+                    var mean: Float = 0
+                    for j in 0..<width { mean += row[j] }
+                    mean /= Float(width)
+                    var v: Float = 0
+                    for j in 0..<width { let d = row[j] - mean; v += d * d }
+                    v /= Float(width)
+                    let inv = 1 / (v + MLP.layerNormEpsilon).squareRoot()
+                    rs[r] = inv
+                    for j in 0..<width {
+                        let nv = (row[j] - mean) * inv
+                        xh[r * width + j] = nv
+                        out[r * width + j] = nv * g[j] + s[j]
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convenience forward pass that copies the output into a new array (allocates; not for hot paths).
+    public func forward(_ input: [Float], batch: Int) -> [Float] {
+        precondition(input.count == batch * inputDim, "MLP \(prefix): input has \(input.count) values, expected \(batch)×\(inputDim)")
+        let out = input.withUnsafeBufferPointer { forward($0.baseAddress!, batch: batch) }
+        return Array(UnsafeBufferPointer(start: out, count: batch * outputDim))
+    }
+
+    /// Backward pass for the most recent `forward`. `gradOutput` is `batch × outputDim`.
+    ///
+    /// - Parameters:
+    ///   - accumulateParameterGradients: add ∂loss/∂θ into each parameter's `grad` (off for pure
+    ///     input-gradient uses such as Langevin sampling).
+    ///   - computeInputGradient: also compute ∂loss/∂input.
+    /// - Returns: ∂loss/∂input (`batch × inputDim`), valid until the next call, or nil when not asked.
+    @discardableResult
+    public func backward(
+        _ gradOutput: UnsafePointer<Float>, accumulateParameterGradients: Bool = true,
+        computeInputGradient: Bool = true
+    ) -> UnsafeMutablePointer<Float>? {
+        let batch = lastBatch
+        var maxWidth = 0
+        for d in dims { maxWidth = max(maxWidth, d) }
+        gradA.reserve(batch * maxWidth)
+        gradB.reserve(batch * maxWidth)
+        var dy = gradA.pointer      // gradient w.r.t. current layer output
+        var spare = gradB.pointer
+        dy.update(from: gradOutput, count: batch * outputDim)
+        for l in stride(from: layerCount - 1, through: 0, by: -1) {
+            let fin = dims[l], fout = dims[l + 1]
+            let count = batch * fout
+            let pre: UnsafePointer<Float> = usesNorm(l) ? UnsafePointer(normed[l].pointer) : UnsafePointer(z[l].pointer)
+            // Through the activation (in place).
+            activation(l).backward(x: pre, y: h[l].pointer, dy: dy, dx: dy, count: count)
+            if usesNorm(l) {
+                layerNormBackward(layer: l, dy: dy, batch: batch, width: fout, accumulate: accumulateParameterGradients)
+            }
+            let x: UnsafePointer<Float> = l == 0 ? UnsafePointer(inputCopy.pointer) : UnsafePointer(h[l - 1].pointer)
+            if accumulateParameterGradients {
+                // dW += dyᵀ x ; db += Σ_rows dy
+                weights[l].grad.withUnsafeMutableBufferPointer { gw in
+                    BLAS.sgemm(
+                        transA: true, transB: false, m: fout, n: fin, k: batch, dy, lda: fout, x, ldb: fin,
+                        beta: 1, gw.baseAddress!, ldc: fin)
+                }
+                biases[l].grad.withUnsafeMutableBufferPointer { gb in
+                    for r in 0..<batch {
+                        let row = dy + r * fout
+                        for j in 0..<fout { gb[j] += row[j] }
+                    }
+                }
+            }
+            if l > 0 || computeInputGradient {
+                // dx = dy W
+                let dst = l == 0 ? { gradInput.reserve(batch * fin); return gradInput.pointer }() : spare
+                weights[l].value.withUnsafeBufferPointer { wp in
+                    BLAS.sgemm(
+                        transA: false, transB: false, m: batch, n: fin, k: fout, dy, lda: fout,
+                        wp.baseAddress!, ldb: fin, beta: 0, dst, ldc: fin)
+                }
+                if l > 0 { swap(&dy, &spare) }
+            }
+        }
+        return computeInputGradient ? gradInput.pointer : nil
+    }
+
+    /// Backward through LayerNorm, in place on `dy` (which holds ∂loss/∂(LN output) on entry and
+    /// ∂loss/∂(LN input) on exit).
+    private func layerNormBackward(layer l: Int, dy: UnsafeMutablePointer<Float>, batch: Int, width: Int, accumulate: Bool) {
+        let xh = xhat[l].pointer, rs = rstd[l].pointer
+        let n = Float(width)
+        lnGains[l].value.withUnsafeBufferPointer { g in
+            lnGains[l].grad.withUnsafeMutableBufferPointer { gg in
+                lnShifts[l].grad.withUnsafeMutableBufferPointer { gs in
+                    for r in 0..<batch {
+                        let d = dy + r * width
+                        let xr = xh + r * width
+                        var sumD: Float = 0, sumDX: Float = 0
+                        for j in 0..<width {
+                            if accumulate { gg[j] += d[j] * xr[j]; gs[j] += d[j] }
+                            let dxh = d[j] * g[j]
+                            sumD += dxh
+                            sumDX += dxh * xr[j]
+                        }
+                        let inv = rs[r]
+                        for j in 0..<width {
+                            let dxh = d[j] * g[j]
+                            d[j] = inv / n * (n * dxh - sumD - xr[j] * sumDX)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convenience backward that returns the input gradient as an array.
+    public func backward(_ gradOutput: [Float], accumulateParameterGradients: Bool = true) -> [Float] {
+        precondition(gradOutput.count == lastBatch * outputDim)
+        let g = gradOutput.withUnsafeBufferPointer {
+            backward($0.baseAddress!, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)!
+        }
+        return Array(UnsafeBufferPointer(start: g, count: lastBatch * inputDim))
+    }
+}

@@ -1,0 +1,39 @@
+import FlowgateCore
+
+/// Central finite differences of a scalar function of a flat parameter vector, compared with an
+/// analytic gradient by the relative error of the whole vector:
+/// `||g_analytic − g_numeric|| / max(||g_analytic|| + ||g_numeric||, tiny)`.
+func relativeGradientError(
+    values: inout [Float], analytic: [Float], epsilon: Float = 1e-2, loss: (_ values: [Float]) -> Double
+) -> Double {
+    precondition(values.count == analytic.count)
+    var diff: Double = 0, na: Double = 0, nn: Double = 0
+    for i in 0..<values.count {
+        let keep = values[i]
+        values[i] = keep + epsilon
+        let up = loss(values)
+        values[i] = keep - epsilon
+        let down = loss(values)
+        values[i] = keep
+        let numeric = (up - down) / Double(2 * epsilon)
+        diff += (numeric - Double(analytic[i])) * (numeric - Double(analytic[i]))
+        na += Double(analytic[i]) * Double(analytic[i])
+        nn += numeric * numeric
+    }
+    return diff.squareRoot() / max(na.squareRoot() + nn.squareRoot(), 1e-12)
+}
+
+/// Random values from a seeded generator.
+func randomArray(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
+    var rng = RNG(seed: seed)
+    var a = [Float](repeating: 0, count: count)
+    rng.fillNormal(&a, std: std)
+    return a
+}
+
+/// Σ c·y, the linear functional used to turn a network output into a scalar loss.
+func dot(_ a: [Float], _ b: [Float]) -> Double {
+    var s: Double = 0
+    for i in 0..<a.count { s += Double(a[i]) * Double(b[i]) }
+    return s
+}
