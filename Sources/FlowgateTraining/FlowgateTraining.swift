@@ -1,1 +1,0 @@
-// FlowgateTraining module: see docs/architecture.md for what this module owns.

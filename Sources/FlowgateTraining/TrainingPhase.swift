@@ -1,0 +1,42 @@
+import FlowgateCore
+
+/// One phase of training (behaviour flow, critic, QIPO improvement, energy model, …) that the
+/// `flowgate train` driver runs step by step, logs, checkpoints and resumes.
+///
+/// A phase is deterministic given its seed and state: restoring `stateTensors()` into a freshly
+/// built phase and continuing gives bit-identical results to an uninterrupted run.
+public protocol TrainingPhase: AnyObject {
+    /// Short name used in logs, checkpoints and progress ("behaviour", "critic", "qipo", "energy").
+    var name: String { get }
+    /// Total optimisation steps of this phase.
+    var totalSteps: Int { get }
+    /// Steps completed so far.
+    var completedSteps: Int { get }
+    /// Runs one optimisation step and returns its metrics (losses, norms, …) by name.
+    func step() throws -> [String: Double]
+    /// Everything needed to resume: parameters, optimiser moments, RNG state, step counter, caches.
+    func stateTensors() -> [String: Tensor]
+    /// Restores what `stateTensors()` saved.
+    func loadState(_ tensors: [String: Tensor]) throws
+}
+
+/// Saving and restoring an RNG inside a tensor map (four 64-bit words as 16-bit Float chunks,
+/// exact because Float represents integers below 2^24).
+extension RNG {
+    public func tensor() -> Tensor {
+        var s: [Float] = []
+        for w in stateWords { for k in 0..<4 { s.append(Float((w >> (16 * UInt64(k))) & 0xFFFF)) } }
+        return Tensor(shape: [16], scalars: s)
+    }
+
+    public init(tensor: Tensor) throws {
+        guard tensor.count == 16 else { throw ParameterLoadError.shape("rng", expected: [16], found: tensor.shape) }
+        var words: [UInt64] = []
+        for i in 0..<4 {
+            var w: UInt64 = 0
+            for k in 0..<4 { w |= UInt64(tensor.scalars[i * 4 + k]) << (16 * UInt64(k)) }
+            words.append(w)
+        }
+        self.init(stateWords: words)
+    }
+}
