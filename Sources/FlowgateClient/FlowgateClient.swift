@@ -176,23 +176,28 @@ public final class FlowgateClient {
         }
     }
 
-    /// Waits for the next reply body; `nil` after the timeout.
-    public func receiveFrame(timeoutMilliseconds: Int) throws -> [UInt8]? {
+    /// Waits for the next message and returns all its frames as received; `nil` after the timeout.
+    public func receiveFrames(timeoutMilliseconds: Int) throws -> [[UInt8]]? {
         do {
             guard try ZMQSocket.pollReadable([socket], timeoutMilliseconds: timeoutMilliseconds)[0] else { return nil }
-            let frames = try socket.receive().frames
-            switch kind {
-            case .req:
-                guard frames.count == 1 else { throw FlowgateClientError.malformedReply("\(frames.count) frames") }
-                return frames[0]
-            case .dealer:
-                guard frames.count == 2, frames[0].isEmpty else {
-                    throw FlowgateClientError.malformedReply("expected [empty, body], got \(frames.count) frames")
-                }
-                return frames[1]
-            }
-        } catch let error as ZMQError {
+            return try socket.receive().frames
+        } catch {
             throw FlowgateClientError.transport(error.description)
+        }
+    }
+
+    /// Waits for the next reply body; `nil` after the timeout.
+    public func receiveFrame(timeoutMilliseconds: Int) throws -> [UInt8]? {
+        guard let frames = try receiveFrames(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+        switch kind {
+        case .req:
+            guard frames.count == 1 else { throw FlowgateClientError.malformedReply("\(frames.count) frames") }
+            return frames[0]
+        case .dealer:
+            guard frames.count == 2, frames[0].isEmpty else {
+                throw FlowgateClientError.malformedReply("expected [empty, body], got \(frames.count) frames")
+            }
+            return frames[1]
         }
     }
 

@@ -87,11 +87,27 @@ import Testing
             let r1 = try #require(try dealer.receive())
             #expect(errorCode(r1) == .badRequest)
             #expect(r1["error"]?["message"]?.stringValue?.contains("one body frame") == true)
+            // No delimiter at all: the reply comes back without one.
+            try dealer.sendFrames([MessagePack.encode(.map(["op": .string("health")]))])
+            let raw = try #require(try dealer.receiveFrames(timeoutMilliseconds: 10_000))
+            #expect(raw.count == 1)
+            #expect(errorCode(try MessagePack.decode(raw[0])) == .badRequest)
             // Delimiter but no body.
             try dealer.sendFrames([[]])
             let r2 = try #require(try dealer.receive())
             #expect(errorCode(r2) == .badRequest)
             try expectStillServing(server)
+        }
+    }
+
+    @Test func lazyPirateClientRecoversAfterATimeout() throws {
+        try withServer(models: [LinearTestModel(delay: 0.4)], configure: { $0.workers = 1 }) { server in
+            let client = try FlowgateClient(endpoint: server.endpoint, kind: .req, timeoutMilliseconds: 50, retries: 1)
+            #expect(throws: FlowgateClientError.self) { try client.act(observation: [0, 0, 0]) }
+            client.timeoutMilliseconds = 10_000
+            // The REQ socket was reopened, so it is not stuck waiting for the lost reply.
+            let r = try client.act(observation: [0, 0, 0], id: .string("after"))
+            #expect(r.id == .string("after"))
         }
     }
 
