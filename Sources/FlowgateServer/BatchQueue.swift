@@ -32,6 +32,15 @@ struct PendingRequest: Sendable {
     let deadline: UInt64?
 
     var count: Int { act.count }
+
+    /// Latest time its batch should close so that it still starts before its deadline: the deadline
+    /// minus a margin for waking a worker and thread-scheduling jitter (a tenth of the time allowed,
+    /// at least 1 ms, at most half of it).
+    var closeBy: UInt64 {
+        guard let deadline else { return .max }
+        let allowed = deadline > arrival ? deadline - arrival : 0
+        return deadline - min(allowed / 2, max(1_000_000, allowed / 10))
+    }
 }
 
 /// Requests that can share a forward pass.
@@ -46,6 +55,9 @@ struct Batch: Sendable {
     var requests: [PendingRequest]
     var observationCount: Int
     let firstArrival: UInt64
+    /// When the batch must close: `maxDelay` after its first request, or earlier if a request's
+    /// deadline comes first (waiting longer would only turn it into `deadline_exceeded`).
+    var due: UInt64
 }
 
 /// The bounded request queue and dynamic batcher, shared by the socket thread (producer) and the
@@ -90,6 +102,7 @@ final class BatchQueue: @unchecked Sendable {
             } else {
                 group.requests.append(request)
                 group.observationCount += request.count
+                group.due = min(group.due, request.closeBy)
                 if group.observationCount >= cap {
                     ready.append(group)
                     open[key] = nil
@@ -100,7 +113,9 @@ final class BatchQueue: @unchecked Sendable {
                 return true
             }
         }
-        let group = Batch(key: key, requests: [request], observationCount: request.count, firstArrival: request.arrival)
+        let group = Batch(
+            key: key, requests: [request], observationCount: request.count, firstArrival: request.arrival,
+            due: min(request.arrival &+ maxDelay, request.closeBy))
         if group.observationCount >= cap || maxDelay == 0 {
             ready.append(group)
         } else {
@@ -121,14 +136,13 @@ final class BatchQueue: @unchecked Sendable {
                 if !ready.isEmpty || !open.isEmpty { condition.signal() }
                 return batch
             }
-            if let (key, oldest) = open.min(by: { $0.value.firstArrival < $1.value.firstArrival }) {
-                let due = oldest.firstArrival + maxDelay
-                if closed || monotonicNanoseconds() >= due {
+            if let (key, soonest) = open.min(by: { $0.value.due < $1.value.due }) {
+                if closed || monotonicNanoseconds() >= soonest.due {
                     open[key] = nil
-                    ready.append(oldest)
+                    ready.append(soonest)
                     continue
                 }
-                _ = condition.wait(until: wallClockDate(atMonotonic: due))
+                _ = condition.wait(until: wallClockDate(atMonotonic: soonest.due))
                 continue
             }
             if closed { return nil }

@@ -45,6 +45,15 @@ import Testing
         }
     }
 
+    @Test func aDeadlineClosesTheBatchEarly() throws {
+        // A 60 s window, but the request allows only 200 ms: the batch must close in time for it.
+        try withServer(configure: { $0.maxDelayMicroseconds = 60_000_000 }) { server in
+            let client = try FlowgateClient(server)
+            let reply = try client.act(observation: [0, 0, 0], parameters: ActParameters(deadlineMilliseconds: 200))
+            #expect(reply.timing.batch == 1)
+        }
+    }
+
     @Test func incompatibleSettingsDoNotShareABatch() throws {
         try withServer(configure: { $0.maxDelayMicroseconds = 100_000 }) { server in
             let dealer = try FlowgateClient(server, kind: .dealer)
