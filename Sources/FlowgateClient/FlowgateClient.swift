@@ -45,13 +45,23 @@ public final class FlowgateClient {
     private var socket: ZMQSocket
 
     /// Connects to `endpoint` (connection is asynchronous; the first request waits for it).
-    public init(endpoint: String, kind: SocketKind = .req, timeoutMilliseconds: Int = 5000, retries: Int = 2) throws {
+    ///
+    /// - Parameter sharedContext: a ZeroMQ context to use instead of a new one; needed for
+    ///   `inproc://` endpoints of a server in the same process (`InferenceServer.sharedContext`).
+    public init(
+        endpoint: String, kind: SocketKind = .req, timeoutMilliseconds: Int = 5000, retries: Int = 2,
+        sharedContext: UnsafeMutableRawPointer? = nil
+    ) throws {
         self.endpoint = endpoint
         self.kind = kind
         self.timeoutMilliseconds = timeoutMilliseconds
         self.retries = retries
         do {
-            context = try ZMQContext()
+            if let sharedContext {
+                context = ZMQContext(borrowing: sharedContext)
+            } else {
+                context = try ZMQContext()
+            }
             socket = try Self.makeSocket(context, kind, endpoint)
         } catch {
             throw FlowgateClientError.transport(error.description)

@@ -47,6 +47,12 @@ public final class InferenceServer: Sendable {
     /// The endpoint of the telemetry PUB socket, if enabled.
     public var telemetryEndpoint: String? { loop.boundTelemetryEndpoint }
 
+    /// The server's ZeroMQ context, for clients in the same process that connect to an `inproc://`
+    /// endpoint (inproc only connects sockets of one context): pass it to
+    /// `FlowgateClient(endpoint:kind:timeoutMilliseconds:retries:sharedContext:)`. Valid while the
+    /// server object lives; close such clients before releasing the server.
+    public var sharedContext: UnsafeMutableRawPointer { loop.context.handle }
+
     /// Starts the worker threads and the socket thread (later calls do nothing).
     public func start() { loop.start() }
 

@@ -48,6 +48,14 @@ import Testing
         }
     }
 
+    @Test func inprocEndpointWorksWithTheSharedContext() throws {
+        let endpoint = "inproc://flowgate-test-\(UUID().uuidString)"
+        try withServer(configure: { $0.endpoint = endpoint }) { server in
+            let client = try FlowgateClient(endpoint: endpoint, kind: .dealer, timeoutMilliseconds: 10_000, retries: 0, sharedContext: server.sharedContext)
+            #expect(try client.act(observation: [0, 0, 0]).actions.values.count == 2)
+        }
+    }
+
     @Test func invalidConfigurationIsRejected() {
         var config = ServerConfiguration()
         config.maxBatch = 0

@@ -44,16 +44,26 @@ func zmqCall(_ function: String, _ body: () -> Int32) throws(ZMQError) -> Int32 
 /// once every socket that retains it has been closed.
 final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
+    private let owned: Bool
 
     init() throws(ZMQError) {
         guard let h = zmq_ctx_new() else { throw ZMQError(function: "zmq_ctx_new", errno: zmq_errno()) }
         handle = h
+        owned = true
+    }
+
+    /// Uses a context owned by someone else (for `inproc://` endpoints, which only connect sockets of
+    /// one context); it is not terminated here.
+    init(borrowing handle: UnsafeMutableRawPointer) {
+        self.handle = handle
+        owned = false
     }
 
     /// Makes every blocking call on this context's sockets return ETERM.
     func shutdown() { _ = zmq_ctx_shutdown(handle) }
 
     deinit {
+        guard owned else { return }
         while zmq_ctx_term(handle) == -1 && zmq_errno() == EINTR {}
     }
 }
@@ -115,7 +125,7 @@ final class ZMQSocket {
         var buffer = [CChar](repeating: 0, count: 1024)
         var size = buffer.count
         try zmqCall("zmq_getsockopt") { zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) }
-        return String(cString: buffer)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     func bind(_ endpoint: String) throws(ZMQError) {
