@@ -65,7 +65,11 @@ def save_hdf5(path, arrays: dict, metadata: dict) -> None:
             if key == "metadata":
                 continue
             name = key if key in TRANSITION_KEYS else f"infos/{key}"
-            f.create_dataset(name, data=np.asarray(value), compression="gzip")
+            value = np.asarray(value)
+            if value.ndim == 0:
+                f.create_dataset(name, data=value)
+            else:
+                f.create_dataset(name, data=value, compression="gzip")
         g = f.create_group("metadata")
         for k, v in metadata.items():
             g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
