@@ -127,25 +127,35 @@ def test_info_health_stats(fake_server):
 @pytest.mark.parametrize("socket_type", ["req", "dealer"])
 def test_lazy_pirate_retry_after_dropped_reply(socket_type):
     with FakeServer(drop={1}, telemetry=None) as s:
-        with Client(s.endpoint, timeout_ms=200, retries=2, socket_type=socket_type) as c:
+        with Client(s.endpoint, timeout_ms=300, retries=2, socket_type=socket_type) as c:
             t0 = time.monotonic()
             r = c.act(np.zeros(15))
             assert r.action.shape == (3,)
-            assert 0.15 < time.monotonic() - t0 < 2.0
-            assert s.requests == 2  # the first reply was dropped, the retry answered
+            assert 0.25 < time.monotonic() - t0 < 5.0  # waited one timeout, then the retry answered
+            assert s.requests >= 2  # the first reply was dropped, a retry was answered
             if socket_type == "req":
-                assert c.reconnects == 1
+                assert c.reconnects >= 1
             # later requests work normally
-            assert c.health()["ok"]
+            assert c.health(timeout_ms=3000)["ok"]
 
 
 def test_dealer_ignores_late_reply_to_earlier_attempt():
-    with FakeServer(delay_ms=300, telemetry=None) as s:
-        with Client(s.endpoint, timeout_ms=200, retries=3, socket_type="dealer") as c:
+    # the server answers after 150 ms, the client gives up after 100 ms and resends (same id);
+    # the answer to attempt 1 satisfies attempt 2, the answer to attempt 2 arrives while the next
+    # request (health) waits and must be dropped because its id is not the pending one
+    with FakeServer(delay_ms=150, telemetry=None) as s:
+        with Client(s.endpoint, timeout_ms=100, retries=1, socket_type="dealer") as c:
             r = c.act(np.zeros(15), id="late")
             assert r.id == "late"
-            h = c.health()  # the late replies of the other attempts must not be taken for this one
-            assert "uptime_s" in h
+            h = c.health(timeout_ms=3000)
+            assert "uptime_s" in h and h["id"] != "late"
+
+
+def _wait_for(pred, timeout=3.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not pred():
+        time.sleep(0.01)
+    return pred()
 
 
 def test_timeout_after_bounded_retries():
@@ -154,8 +164,11 @@ def test_timeout_after_bounded_retries():
             with pytest.raises(FlowgateTimeout) as e:
                 c.act(np.zeros(15))
             assert e.value.code == "timeout"
+            assert _wait_for(lambda: s.requests == 3)  # 1 attempt + 2 retries, no more
+            time.sleep(0.2)
             assert s.requests == 3
-            assert c.act(np.zeros(15)).action.shape == (3,)  # request 4 is dropped, its retry (5) answered
+            # request 4 is dropped, its retry (5) is answered
+            assert c.act(np.zeros(15), timeout_ms=500).action.shape == (3,)
     # nothing listening at all
     with Client("tcp://127.0.0.1:1", timeout_ms=50, retries=1) as c:
         with pytest.raises(FlowgateTimeout):
@@ -175,8 +188,8 @@ def _wait_subscribed(mon, client, obs, want):
 def test_monitor_topics(fake_server):
     good, bad = np.zeros(15), np.full(15, 3.0)
     with Client(fake_server.endpoint) as c, \
-            Monitor(fake_server.telemetry_endpoint, only_unreliable=True, timeout_ms=300) as mon_bad, \
-            Monitor(fake_server.telemetry_endpoint, timeout_ms=300) as mon_all:
+            Monitor(fake_server.telemetry_endpoint, only_unreliable=True, timeout_ms=500) as mon_bad, \
+            Monitor(fake_server.telemetry_endpoint, timeout_ms=500) as mon_all:
         ev = _wait_subscribed(mon_bad, c, bad, "unreliable")
         assert ev.topic == "unreliable/fake" and ev.reliable is False and ev.model == "fake"
         assert ev.confidence < ev.threshold and ev.energy > 0
