@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __name__ as _pkg
 from .datasets import REFERENCES_PATH, load_references, normalized_score, save_hdf5, save_npz
 from .envs import MAX_EPISODE_STEPS, SHORT_NAMES, canonical_env_name, expert_policy, make_env, run_episode
 
@@ -195,7 +194,7 @@ def collect(env_name: str, kind: str, steps: int, seed: int, progress: bool = Tr
         "behaviour": beh.description(),
         "actions": "clipped to [-1, 1] before env.step; stored as clipped",
         "last_episode": "cut by the step budget and marked as a timeout" if not ep_complete[-1] else "complete",
-        "generator": f"{_pkg}.collect",
+        "generator": "flowgate_client.collect",
         "pybullet_api_version": int(pybullet.getAPIVersion()),
     }
     _add_return_stats(meta, arrays, env_name)
