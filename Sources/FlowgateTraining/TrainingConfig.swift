@@ -5,6 +5,11 @@ import FlowgateAlgorithms
 /// QGPO critic, QIPO improvement), scaled to what trains in minutes on a 2-core machine; a JSON
 /// file can override any field, and the resolved config is saved in the model directory.
 public struct TrainingConfig: Codable, Sendable, Equatable {
+    /// What to train: "qipo" (behaviour flow → critic → QIPO), or a baseline: "bc-flow" (the
+    /// behaviour flow alone, no critic) or "bc-regressor" (deterministic MLP regression). Baselines
+    /// train for `behaviour.steps` steps.
+    public var algorithm: Algorithm = .qipo
+    public enum Algorithm: String, Codable, Sendable, CaseIterable { case qipo, bcFlow = "bc-flow", bcRegressor = "bc-regressor" }
     public var seed: UInt64 = 0
     public var batchSize: Int = 256
     /// Log a metrics line every this many steps.

@@ -37,6 +37,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.")
     var resume = false
 
+    @Option(name: .long, help: "qipo (default), or a baseline: bc-flow (behaviour flow only) or bc-regressor (deterministic MLP).")
+    var algorithm: String?
     @Option(name: .long, help: "Random seed (overrides the config).") var seed: UInt64?
     @Option(name: .long, help: "Minibatch size (overrides the config).") var batchSize: Int?
     @Option(name: .long, help: "Behaviour flow steps.") var behaviourSteps: Int?
@@ -48,6 +50,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
 
     func validate() throws {
+        if let algorithm, TrainingConfig.Algorithm(rawValue: algorithm) == nil {
+            throw ValidationError("--algorithm must be one of \(TrainingConfig.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")), not '\(algorithm)'")
+        }
         for (flag, v) in [("--batch-size", batchSize), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery), ("--renew-every", renewEvery)] {
             if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
         }
@@ -63,6 +68,7 @@ struct TrainCommand: ParsableCommand {
         let task = URL(fileURLWithPath: dataset).deletingPathExtension().lastPathComponent
         var cfg = TrainingConfig.defaults(task: task)
         if let config { cfg = try loadConfig(path: config, base: cfg) }
+        if let algorithm { cfg.algorithm = TrainingConfig.Algorithm(rawValue: algorithm)! }
         if let seed { cfg.seed = seed }
         if let batchSize { cfg.batchSize = batchSize }
         if let behaviourSteps { cfg.behaviour.steps = behaviourSteps }
