@@ -76,8 +76,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         /// (the paper's loss as written); k > 0 draws k pairs per state with probability g_ij and
         /// trains them unweighted — the same expected gradient at (M + 1) / k times less compute.
         public var pairsPerState: Int = 2
-        /// Divide Q by the standard deviation of Q over the dataset actions before weighting, so
-        /// beta means the same thing whatever the reward scale.
+        /// Divide Q by the mean within-state standard deviation of Q over support sets (estimated
+        /// on 2048 states when the phase starts) before weighting, so beta is measured in units of
+        /// how much Q varies between candidate actions, whatever the reward scale.
         public var normalizeQ: Bool = true
         public init() {}
     }

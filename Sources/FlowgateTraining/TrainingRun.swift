@@ -110,22 +110,50 @@ public final class TrainingRun {
     }
 
     /// Restores a checkpoint written by `saveCheckpoint`; it must come from the same config and phases.
-    public func loadCheckpoint(from path: String) throws {
+    ///
+    /// - Parameter restartFrom: a phase name: that phase and every later one start afresh with
+    ///   this run's config, keeping the earlier phases' results (e.g. retune QIPO without retraining
+    ///   the critic). Only the config sections of restarted phases may differ. Networks shared with
+    ///   a restarted phase start from the values the checkpoint holds (for QIPO: the policy as it
+    ///   was when the checkpoint was written), with fresh optimiser state, caches and step counts.
+    public func loadCheckpoint(from path: String, restartFrom: String? = nil) throws {
         let file = try Safetensors.read(contentsOf: URL(fileURLWithPath: path))
         guard file.metadata["format"] == "flowgate-checkpoint-1" else {
             throw TrainingError.checkpoint("\(path): not a flowgate checkpoint")
         }
-        guard file.metadata["config"] == configJSON else {
-            throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config; resume with the same config and flags, or start a new run")
+        var firstRestarted = phases.count
+        if let restartFrom {
+            guard let i = phases.firstIndex(where: { $0.name == restartFrom }) else {
+                throw TrainingError.checkpoint("--restart-from: no phase '\(restartFrom)' in this run (phases: \(phases.map(\.name).joined(separator: ", ")))")
+            }
+            firstRestarted = i
+        }
+        if file.metadata["config"] != configJSON {
+            guard restartFrom != nil, let saved = file.metadata["config"].flatMap({ try? JSONDecoder().decode(TrainingConfig.self, from: Data($0.utf8)) }),
+                TrainingRun.sameExceptRestarted(saved, config, restarted: Set(phases[firstRestarted...].map(\.name)))
+            else {
+                throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config; resume with the same config and flags, or start a new run")
+            }
         }
         guard file.metadata["phases"] == phases.map(\.name).joined(separator: ",") else {
             throw TrainingError.checkpoint("\(path): the checkpoint's phases (\(file.metadata["phases"] ?? "?")) differ from this run's")
         }
-        for p in phases {
+        for p in phases[..<firstRestarted] {
             do { try p.loadState(file.tensors.unprefixed(p.name + "/")) } catch {
                 throw TrainingError.checkpoint("\(path): phase \(p.name): \(error)")
             }
         }
+    }
+
+    /// Whether two configs agree on everything the kept (not restarted) phases depend on.
+    static func sameExceptRestarted(_ a: TrainingConfig, _ b: TrainingConfig, restarted: Set<String>) -> Bool {
+        var x = a, y = b
+        for c in [\TrainingConfig.logEvery, \TrainingConfig.checkpointEvery] { x[keyPath: c] = 0; y[keyPath: c] = 0 }
+        x.sampling = y.sampling
+        if restarted.contains("qipo") { x.qipo = y.qipo }
+        if restarted.contains("critic") { x.criticTraining = y.criticTraining }
+        if restarted.contains("behaviour") { return true }
+        return x == y
     }
 
     // MARK: Running

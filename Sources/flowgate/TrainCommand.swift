@@ -37,6 +37,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.")
     var resume = false
 
+    @Option(name: .long, help: "With --resume: restart this phase (and later ones) with the current config, keeping earlier phases (e.g. qipo).")
+    var restartFrom: String?
+
     @Option(name: .long, help: "qipo (default), or a baseline: bc-flow (behaviour flow only) or bc-regressor (deterministic MLP).")
     var algorithm: String?
     @Option(name: .long, help: "Random seed (overrides the config).") var seed: UInt64?
@@ -50,6 +53,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
 
     func validate() throws {
+        if restartFrom != nil && !resume { throw ValidationError("--restart-from needs --resume") }
         if let algorithm, TrainingConfig.Algorithm(rawValue: algorithm) == nil {
             throw ValidationError("--algorithm must be one of \(TrainingConfig.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")), not '\(algorithm)'")
         }
@@ -93,7 +97,7 @@ struct TrainCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: checkpoint) else {
                 throw CleanExit.message("error: --resume: no checkpoint at \(checkpoint)")
             }
-            try run.loadCheckpoint(from: checkpoint)
+            try run.loadCheckpoint(from: checkpoint, restartFrom: restartFrom)
             progress.message("resumed from \(checkpoint) at step \(run.completedSteps)/\(run.totalSteps)")
         } else if FileManager.default.fileExists(atPath: checkpoint) {
             progress.message("note: starting fresh; the old checkpoint at \(checkpoint) will be overwritten (use --resume to continue it)")

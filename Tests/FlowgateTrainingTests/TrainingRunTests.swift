@@ -86,6 +86,29 @@ struct TrainingRunTests {
         #expect { try b.loadCheckpoint(from: ckpt) } throws: { "\($0)".contains("different config") }
     }
 
+    @Test("--restart-from qipo keeps behaviour and critic, accepts a new QIPO config, refuses a new critic config")
+    func restartFromPhase() throws {
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ckpt = dir.appendingPathComponent("c.safetensors").path
+        let first = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig())
+        var polls = 0
+        _ = try first.run(progress: nil, log: nil, checkpointPath: ckpt) { polls += 1; return polls > 60 }
+        let criticAfter = first.critic.parameters.map(\.value)
+        var retuned = Self.tinyConfig()
+        retuned.qipo.beta = 10
+        let second = try TrainingRun(name: "toy", dataset: Self.dataset(), config: retuned)
+        try second.loadCheckpoint(from: ckpt, restartFrom: "qipo")
+        let qipo = second.phases.first { $0.name == "qipo" }!
+        #expect(qipo.completedSteps == 0)
+        #expect(second.critic.parameters.map(\.value) == criticAfter)
+        #expect(try second.run(progress: nil, log: nil, checkpointPath: nil) == .finished)
+        var otherCritic = Self.tinyConfig()
+        otherCritic.criticTraining.gamma = 0.5
+        let third = try TrainingRun(name: "toy", dataset: Self.dataset(), config: otherCritic)
+        #expect { try third.loadCheckpoint(from: ckpt, restartFrom: "qipo") } throws: { "\($0)".contains("different config") }
+    }
+
     @Test("actions outside the bounds are rejected naming the row")
     func actionBounds() throws {
         var d = Self.dataset()
