@@ -1,3 +1,4 @@
+import Foundation
 import FlowgateCore
 import FlowgateAlgorithms
 
@@ -103,5 +104,34 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
             c.critic.hiddenDims = [128, 128]
         }
         return c
+    }
+}
+
+extension TrainingConfig {
+    /// This config with the fields of a JSON object merged in (nested objects merge; unknown keys
+    /// are errors, so a typo cannot pass silently; missing keys keep this config's values).
+    public func merging(json data: Data) throws -> TrainingConfig {
+        guard let overrides = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TrainingError.invalidConfig("not a JSON object")
+        }
+        let baseObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
+        func merge(_ b: [String: Any], _ o: [String: Any], at path: String) throws -> [String: Any] {
+            var r = b
+            for (k, v) in o {
+                guard let existing = b[k] else { throw TrainingError.invalidConfig("unknown key '\(path)\(k)'") }
+                if let eb = existing as? [String: Any], let ov = v as? [String: Any] {
+                    r[k] = try merge(eb, ov, at: path + k + ".")
+                } else {
+                    r[k] = v
+                }
+            }
+            return r
+        }
+        let merged = try merge(baseObject, overrides, at: "")
+        do {
+            return try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+        } catch {
+            throw TrainingError.invalidConfig("\(error)")
+        }
     }
 }

@@ -129,7 +129,7 @@ public final class TrainingRun {
             firstRestarted = i
         }
         if file.metadata["config"] != configJSON {
-            guard restartFrom != nil, let saved = file.metadata["config"].flatMap({ try? JSONDecoder().decode(TrainingConfig.self, from: Data($0.utf8)) }),
+            guard restartFrom != nil, let saved = file.metadata["config"].flatMap({ try? TrainingConfig().merging(json: Data($0.utf8)) }),
                 TrainingRun.sameExceptRestarted(saved, config, restarted: Set(phases[firstRestarted...].map(\.name)))
             else {
                 throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config; resume with the same config and flags, or start a new run")

@@ -125,28 +125,7 @@ struct TrainCommand: ParsableCommand {
 /// Merges a JSON file of overrides into `base`; unknown keys are errors (typos must not pass silently).
 func loadConfig(path: String, base: TrainingConfig) throws -> TrainingConfig {
     guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--config: cannot read \(path)") }
-    guard let overrides = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-        throw ValidationError("--config: \(path) is not a JSON object")
-    }
-    let baseObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(base)) as! [String: Any]
-    func merge(_ b: [String: Any], _ o: [String: Any], at path: String) throws -> [String: Any] {
-        var r = b
-        for (k, v) in o {
-            guard let existing = b[k] else { throw ValidationError("--config: unknown key '\(path)\(k)'") }
-            if let eb = existing as? [String: Any], let ov = v as? [String: Any] {
-                r[k] = try merge(eb, ov, at: path + k + ".")
-            } else {
-                r[k] = v
-            }
-        }
-        return r
-    }
-    let merged = try merge(baseObject, overrides, at: "")
-    do {
-        return try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: merged))
-    } catch {
-        throw ValidationError("--config: \(path): \(error)")
-    }
+    do { return try base.merging(json: data) } catch { throw ValidationError("--config: \(path): \(error)") }
 }
 
 /// The current git commit of the working tree, or "unknown".
