@@ -1,0 +1,127 @@
+import FlowgateAlgorithms
+import FlowgateCore
+
+/// Trains an MC-ETM energy transition model on an offline dataset, in two `TrainingPhase`s:
+/// 1. `"energy-autoencoder"`: L2 reconstruction of manifold coordinates (normalised deltas or next
+///    states) through a (spherical) latent;
+/// 2. `"energy"`: InfoNCE of each real transition against K hard negatives made by perturbing its
+///    latent code and running latent Langevin under the current energy (optionally mixed with
+///    ambient Langevin negatives), plus ETM's gradient-norm penalty with an exact-in-the-limit
+///    Hessian-vector product (`EnergyGradientPenalty`) and a small energy-magnitude term.
+///
+/// The dataset is split once (`heldOutFraction`, seeded); `heldOut` is used by `calibrate`.
+/// Deterministic given the seed; each phase's `stateTensors` covers what resuming needs.
+public final class EnergyTrainer {
+    public let config: EnergyTrainingConfig
+    public let normalization: ObservationNormalization
+    public let model: EnergyTransitionModel
+    /// Training and held-out parts of the dataset (raw, unnormalised).
+    public let train: OfflineDataset
+    public let heldOut: OfflineDataset
+    public let seed: UInt64
+    public let autoencoderPhase: EnergyAutoencoderPhase
+    public let energyPhase: EnergyModelPhase
+
+    /// Normalised training matrices shared by the phases.
+    let observations: [Float]
+    let actions: [Float]
+    let manifold: [Float]
+
+    /// Splits `dataset`, fits the normalisation (unless given) and the delta scale on the training
+    /// part, and builds the model and both phases.
+    public init(
+        config: EnergyTrainingConfig, dataset: OfflineDataset, normalization: ObservationNormalization? = nil,
+        seed: UInt64
+    ) {
+        self.config = config
+        self.seed = seed
+        let parts = dataset.split(heldOutFraction: config.heldOutFraction, seed: seed ^ 0x5EED_0E7A)
+        train = parts.train
+        heldOut = parts.heldOut
+        let norm = normalization ?? ObservationNormalization(fitting: parts.train)
+        self.normalization = norm
+        let d = dataset.observationDim, n = train.count
+        let s = norm.apply(train.observations), sn = norm.apply(train.nextObservations)
+        // Delta scale: a quantile of |Δ| (or |s'|) per dimension.
+        var scale = [Float](repeating: 1, count: d)
+        for j in 0..<d {
+            var column = (0..<n).map { i in abs(config.target == .delta ? sn[i * d + j] - s[i * d + j] : sn[i * d + j]) }
+            column.sort()
+            scale[j] = max(ReliabilityCalibration.quantile(column, config.deltaScaleQuantile), 1e-6)
+        }
+        let spec = config.spec(obsDim: d, actDim: dataset.actionDim, deltaScale: scale)
+        var x = [Float](repeating: 0, count: n * d)
+        spec.toManifold(observations: s, nextObservations: sn, rows: n, into: &x)
+        observations = s
+        actions = train.actions
+        manifold = x
+        var rng = RNG(seed: seed)
+        model = EnergyTransitionModel(spec: spec, rng: &rng)
+        autoencoderPhase = EnergyAutoencoderPhase(model: model, manifold: x, config: config, rng: rng.derived(1))
+        energyPhase = EnergyModelPhase(
+            model: model, observations: s, actions: train.actions, manifold: x, config: config, rng: rng.derived(2))
+    }
+
+    /// The phases in the order `flowgate train` runs them.
+    public var phases: [any TrainingPhase] { [autoencoderPhase, energyPhase] }
+
+    /// Entry point for `flowgate train`: the phases for `dataset` (use `EnergyTrainer.init` to keep a
+    /// handle on the model, the normalisation and `calibrate`).
+    public static func phases(
+        config: EnergyTrainingConfig, dataset: OfflineDataset, normalizer: ObservationNormalization?, seed: UInt64
+    ) -> [any TrainingPhase] {
+        EnergyTrainer(config: config, dataset: dataset, normalization: normalizer, seed: seed).phases
+    }
+
+    /// Runs every remaining step of both phases, calling `progress` with each step's metrics.
+    public func run(progress: ((String, Int, [String: Double]) -> Void)? = nil) throws {
+        for phase in phases {
+            while phase.completedSteps < phase.totalSteps {
+                let m = try phase.step()
+                progress?(phase.name, phase.completedSteps, m)
+            }
+        }
+    }
+
+    /// `E_min` of held-out real transitions → reliability threshold and confidence table.
+    public func calibrate(heldOut data: OfflineDataset? = nil, seedBase: UInt64 = 0xCA1B) -> ReliabilityCalibration {
+        let d = data ?? heldOut
+        let e = EnergyScoring.eMin(
+            model: model, sampling: config.sampling, normalization: normalization, observations: d.observations,
+            actions: d.actions, seedBase: seedBase)
+        return ReliabilityCalibration(heldOutEMin: e, quantile: config.calibrationQuantile)
+    }
+}
+
+/// Scoring helpers shared by calibration, evaluation and tests.
+public enum EnergyScoring {
+    /// `E_min` for each row of raw (unnormalised) observations and actions, in chunks of `chunk`
+    /// rows; row `i` uses seed `seedBase + i`.
+    public static func eMin(
+        model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalization,
+        observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256
+    ) -> [Float] {
+        let d = model.spec.obsDim, k = model.spec.actDim
+        let n = observations.count / d
+        let s = normalization.apply(observations)
+        let sampler = EnergySampler(model: model, config: sampling)
+        var out = [Float](repeating: 0, count: n)
+        var start = 0
+        while start < n {
+            let end = min(start + chunk, n)
+            let r = sampler.evaluate(
+                observations: Array(s[(start * d)..<(end * d)]), actions: Array(actions[(start * k)..<(end * k)]),
+                seeds: (start..<end).map { seedBase &+ UInt64($0) })
+            for i in start..<end { out[i] = r.eMin[i - start] }
+            start = end
+        }
+        return out
+    }
+}
+
+/// Step counter ↔ tensor (two exact 24-bit halves).
+func stepTensor(_ n: Int) -> Tensor { Tensor(shape: [2], scalars: [Float(n & 0xFFFFFF), Float(n >> 24)]) }
+func stepValue(_ t: Tensor?, name: String) throws -> Int {
+    guard let t, t.count == 2 else { throw ParameterLoadError.missing(name) }
+    return Int(t.scalars[0]) | (Int(t.scalars[1]) << 24)
+}
