@@ -1,0 +1,172 @@
+import FlowgateCore
+
+/// How the served action is chosen among the M candidates.
+public enum CandidateSelection: String, Codable, Sendable, CaseIterable {
+    /// The candidate with the highest twin-min Q.
+    case argmax
+    /// A sample from softmax(Q / temperature) over the candidates.
+    case softmax
+}
+
+/// Per-call sampling settings (defaults come from the model manifest; the server enforces limits).
+public struct SamplingSettings: Sendable, Hashable {
+    /// Flow steps K.
+    public var steps: Int
+    /// Candidates M per observation.
+    public var candidates: Int
+    /// Next-state samples N for the energy check.
+    public var samples: Int
+    /// Run the energy check.
+    public var check: Bool
+    public var solver: FlowSolver
+    public var selection: CandidateSelection
+    public var temperature: Float
+
+    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true, solver: FlowSolver = .euler, selection: CandidateSelection = .argmax, temperature: Float = 1) {
+        self.steps = steps
+        self.candidates = candidates
+        self.samples = samples
+        self.check = check
+        self.solver = solver
+        self.selection = selection
+        self.temperature = temperature
+    }
+}
+
+/// The energy check on chosen actions, as the action selector sees it (implemented by the MC-ETM
+/// energy model's per-thread sampler).
+public protocol TransitionChecker: AnyObject {
+    /// `E_min` for each of `count` (normalised observation, scaled action) pairs using `samples`
+    /// next-state samples; `rngs` has one generator per pair.
+    func minimumEnergy(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int, samples: Int, rngs: inout [RNG]) -> [Float]
+    /// Calibrated tail probability of an `E_min` under held-out real transitions, in [0, 1].
+    func confidence(energy: Float) -> Float
+    /// The reliability threshold on `E_min`.
+    var threshold: Float { get }
+}
+
+/// What one `act` computes for each observation.
+public struct ActionBatch: Sendable, Equatable {
+    /// count × actionDim, in the environment's action units, inside the bounds.
+    public var actions: [Float]
+    /// Twin-min critic value of each chosen action.
+    public var q: [Float]
+    /// `E_min` of each chosen action (NaN when the check was skipped or no energy model exists).
+    public var energy: [Float]
+    /// Calibrated confidence in [0, 1] (NaN when not checked).
+    public var confidence: [Float]
+    /// `E_min ≤ threshold` (true when not checked).
+    public var reliable: [Bool]
+}
+
+/// Everything a served model needs to turn raw observations into actions: the normaliser and
+/// action bounds from the manifest, the flow policy, the critic and (optionally) the energy model.
+public struct PolicyTransform: Sendable, Equatable {
+    public var observationMean: [Float]
+    public var observationStd: [Float]
+    public var actionLow: [Float]
+    public var actionHigh: [Float]
+
+    public init(observationMean: [Float], observationStd: [Float], actionLow: [Float], actionHigh: [Float]) {
+        self.observationMean = observationMean
+        self.observationStd = observationStd
+        self.actionLow = actionLow
+        self.actionHigh = actionHigh
+    }
+}
+
+/// Best-of-M action selection with an energy reliability check, for one thread.
+///
+/// For B observations: normalise, draw M candidates each by K-step flow sampling from seeded noise
+/// (every observation × candidate is one row of each matrix product), score them with the twin-min
+/// critic, pick the argmax (or a softmax sample), map back to action units, clip to the bounds,
+/// then run the energy check on the chosen actions. Every random draw for observation i comes
+/// from generators derived from `seeds[i]`, so a row's result does not depend on its batch.
+public final class ActionSelector {
+    public let transform: PolicyTransform
+    public let sampler: FlowSampler
+    public let critic: TwinCritic
+    public let checker: TransitionChecker?
+    private let normObs = FloatBuffer()
+    private let rowObs = FloatBuffer()
+    private let chosen = FloatBuffer()
+
+    /// `policy` and `critic` should be replicas owned by this selector's thread.
+    public init(transform: PolicyTransform, policy: FlowPolicy, critic: TwinCritic, checker: TransitionChecker?) {
+        self.transform = transform
+        self.sampler = FlowSampler(policy: policy)
+        self.critic = critic
+        self.checker = checker
+    }
+
+    public var observationDim: Int { sampler.policy.spec.observationDim }
+    public var actionDim: Int { sampler.policy.spec.actionDim }
+
+    /// Selects actions for `count` raw observations (count × observationDim, row-major).
+    public func act(observations: [Float], count: Int, seeds: [UInt64], settings: SamplingSettings) -> ActionBatch {
+        let od = observationDim, ad = actionDim, m = settings.candidates
+        precondition(observations.count == count * od, "act: \(observations.count) values for \(count)×\(od) observations")
+        precondition(seeds.count == count, "act: one seed per observation")
+        normObs.reserve(count * od)
+        for i in 0..<(count * od) {
+            let j = i % od
+            normObs.pointer[i] = (observations[i] - transform.observationMean[j]) / transform.observationStd[j]
+        }
+        var rngs: [RNG] = []
+        rngs.reserveCapacity(count * m)
+        for i in 0..<count {
+            let base = RNG(seed: seeds[i])
+            for j in 0..<m { rngs.append(base.derived(UInt64(j))) }
+        }
+        let candidates = sampler.sample(
+            observations: normObs.pointer, count: count, perObservation: m, steps: settings.steps, solver: settings.solver,
+            rngs: &rngs)
+        rowObs.reserve(count * m * od)
+        for i in 0..<count {
+            for j in 0..<m { (rowObs.pointer + (i * m + j) * od).update(from: normObs.pointer + i * od, count: od) }
+        }
+        let q = critic.minQ(obs: rowObs.pointer, actions: candidates, batch: count * m)
+        chosen.reserve(count * ad)
+        var qChosen = [Float](repeating: 0, count: count)
+        for i in 0..<count {
+            var best = 0
+            switch settings.selection {
+            case .argmax:
+                for j in 1..<max(m, 1) where q[i * m + j] > q[i * m + best] { best = j }
+            case .softmax:
+                var mx = -Float.infinity
+                for j in 0..<m { mx = max(mx, q[i * m + j] / settings.temperature) }
+                var cumulative = [Float](repeating: 0, count: m)
+                var z: Float = 0
+                for j in 0..<m { z += expf(q[i * m + j] / settings.temperature - mx); cumulative[j] = z }
+                var pick = RNG(seed: seeds[i]).derived(1 << 40)
+                let u = pick.uniform() * z
+                best = cumulative.firstIndex { $0 > u } ?? (m - 1)
+            }
+            qChosen[i] = q[i * m + best]
+            (chosen.pointer + i * ad).update(from: candidates + (i * m + best) * ad, count: ad)
+        }
+        var energy = [Float](repeating: .nan, count: count)
+        var confidence = [Float](repeating: .nan, count: count)
+        var reliable = [Bool](repeating: true, count: count)
+        if settings.check, let checker {
+            var erngs = (0..<count).map { RNG(seed: seeds[$0]).derived(1 << 41) }
+            energy = checker.minimumEnergy(observations: normObs.pointer, actions: chosen.pointer, count: count, samples: settings.samples, rngs: &erngs)
+            for i in 0..<count {
+                confidence[i] = checker.confidence(energy: energy[i])
+                reliable[i] = energy[i] <= checker.threshold
+            }
+        }
+        var actions = [Float](repeating: 0, count: count * ad)
+        for i in 0..<(count * ad) {
+            let j = i % ad
+            let lo = transform.actionLow[j], hi = transform.actionHigh[j]
+            actions[i] = min(max(lo + (chosen.pointer[i] + 1) * 0.5 * (hi - lo), lo), hi)
+        }
+        return ActionBatch(actions: actions, q: qChosen, energy: energy, confidence: confidence, reliable: reliable)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,1 +1,0 @@
-// FlowgateAlgorithms module: see docs/architecture.md for what this module owns.

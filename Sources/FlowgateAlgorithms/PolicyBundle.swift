@@ -1,0 +1,52 @@
+import FlowgateCore
+
+/// A servable model: the manifest plus the networks built from a validated model directory.
+///
+/// Weights are shared read-only; `makeSelector()` gives each worker thread its own replicas and
+/// workspaces.
+public final class PolicyBundle: @unchecked Sendable {
+    public let manifest: Manifest
+    public let transform: PolicyTransform
+    public let policy: FlowPolicy
+    public let critic: TwinCritic
+    /// Builds a per-thread energy checker, when the model has an energy network.
+    public let makeChecker: (@Sendable () -> TransitionChecker)?
+
+    public init(manifest: Manifest, policy: FlowPolicy, critic: TwinCritic, makeChecker: (@Sendable () -> TransitionChecker)?) {
+        self.manifest = manifest
+        self.policy = policy
+        self.critic = critic
+        self.makeChecker = makeChecker
+        transform = PolicyTransform(
+            observationMean: manifest.normalization.observationMean, observationStd: manifest.normalization.observationStd,
+            actionLow: manifest.actionLow, actionHigh: manifest.actionHigh)
+    }
+
+    /// Builds the networks of a loaded model directory. `checkerFactory` turns the model into a
+    /// checker factory when it has an energy network (the energy model registers itself there).
+    public convenience init(model: LoadedModel, checkerFactory: ((LoadedModel) throws -> (@Sendable () -> TransitionChecker)?)? = nil) throws {
+        let m = model.manifest
+        guard let pn = m.networks[FlowPolicySpec.role], let pt = model.networks[FlowPolicySpec.role] else {
+            throw ModelFileError(path: Manifest.fileName, .invalidManifest("model has no '\(FlowPolicySpec.role)' network"))
+        }
+        guard let cn = m.networks[CriticSpec.role], let ct = model.networks[CriticSpec.role] else {
+            throw ModelFileError(path: Manifest.fileName, .invalidManifest("model has no '\(CriticSpec.role)' network"))
+        }
+        let policy = try FlowPolicy(spec: FlowPolicySpec(network: pn, observationDim: m.observationDim, actionDim: m.actionDim), tensors: pt)
+        let critic = try TwinCritic(spec: CriticSpec(network: cn, observationDim: m.observationDim, actionDim: m.actionDim), tensors: ct)
+        self.init(manifest: m, policy: policy, critic: critic, makeChecker: try checkerFactory?(model))
+    }
+
+    /// Default sampling settings from the manifest.
+    public var defaultSettings: SamplingSettings {
+        let s = manifest.sampling
+        return SamplingSettings(
+            steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil, solver: FlowSolver(s.solver),
+            selection: CandidateSelection(s.selection), temperature: s.softmaxTemperature)
+    }
+
+    /// A selector with its own replicas and workspaces, for one thread.
+    public func makeSelector() -> ActionSelector {
+        ActionSelector(transform: transform, policy: policy.replica(), critic: critic.replica(), checker: makeChecker?())
+    }
+}

@@ -1,0 +1,89 @@
+import FlowgateCore
+
+/// Architecture of the twin Q networks `Q1, Q2` over `concat(s, a)`.
+public struct CriticSpec: Codable, Sendable, Equatable {
+    public var observationDim: Int
+    public var actionDim: Int
+    public var hiddenDims: [Int]
+    public var activation: Activation
+    public var layerNorm: Bool
+
+    public init(observationDim: Int, actionDim: Int, hiddenDims: [Int] = [256, 256, 256], activation: Activation = .relu, layerNorm: Bool = false) {
+        self.observationDim = observationDim
+        self.actionDim = actionDim
+        self.hiddenDims = hiddenDims
+        self.activation = activation
+        self.layerNorm = layerNorm
+    }
+
+    /// Each Q network (stored under prefixes "q1" and "q2").
+    public var mlp: MLPSpec {
+        MLPSpec(inputDim: observationDim + actionDim, hiddenDims: hiddenDims, outputDim: 1, activation: activation, layerNorm: layerNorm)
+    }
+}
+
+/// Twin critic; `Q = min(Q1, Q2)` is what action selection and policy improvement use.
+public final class TwinCritic {
+    public let spec: CriticSpec
+    public let q1: MLP
+    public let q2: MLP
+    private let input = FloatBuffer()
+    private let minimum = FloatBuffer()
+
+    public init(spec: CriticSpec, rng: inout RNG) {
+        self.spec = spec
+        q1 = MLP(spec: spec.mlp, prefix: "q1", rng: &rng)
+        q2 = MLP(spec: spec.mlp, prefix: "q2", rng: &rng)
+    }
+
+    public init(spec: CriticSpec, tensors: [String: Tensor]) throws {
+        self.spec = spec
+        q1 = try MLP(spec: spec.mlp, prefix: "q1", tensors: tensors)
+        q2 = try MLP(spec: spec.mlp, prefix: "q2", tensors: tensors)
+    }
+
+    private init(sharing other: TwinCritic) {
+        spec = other.spec
+        q1 = other.q1.replica()
+        q2 = other.q2.replica()
+    }
+
+    /// Shares weights, owns workspaces.
+    public func replica() -> TwinCritic { TwinCritic(sharing: self) }
+
+    /// An independent copy with its own weights (for target networks).
+    public func copy() -> TwinCritic {
+        try! TwinCritic(spec: spec, tensors: parameters.namedTensors())
+    }
+
+    public var parameters: [Parameter] { q1.parameters + q2.parameters }
+
+    /// Evaluates both networks on `batch` rows; returns pointers to the two `batch` outputs, valid
+    /// until the next call.
+    @discardableResult
+    public func evaluate(obs: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int)
+        -> (q1: UnsafeMutablePointer<Float>, q2: UnsafeMutablePointer<Float>)
+    {
+        let od = spec.observationDim, ad = spec.actionDim
+        input.reserve(batch * (od + ad))
+        Columns.concat([(obs, od), (actions, ad)], rows: batch, into: input.pointer)
+        let a = q1.forward(input.pointer, batch: batch)
+        let b = q2.forward(input.pointer, batch: batch)
+        return (a, b)
+    }
+
+    /// `min(Q1, Q2)` for `batch` rows; valid until the next call.
+    @discardableResult
+    public func minQ(obs: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        let (a, b) = evaluate(obs: obs, actions: actions, batch: batch)
+        minimum.reserve(batch)
+        for i in 0..<batch { minimum.pointer[i] = min(a[i], b[i]) }
+        return minimum.pointer
+    }
+
+    /// Backpropagates gradients w.r.t. the two outputs of the last `evaluate` into the parameters.
+    public func backward(dq1: UnsafePointer<Float>, dq2: UnsafePointer<Float>) {
+        q1.backward(dq1, computeInputGradient: false)
+        q2.backward(dq2, computeInputGradient: false)
+    }
+}

@@ -1,0 +1,83 @@
+import FlowgateCore
+import FlowgateAlgorithms
+
+/// Behaviour-cloning flow matching: `L = mean_i ||v(s_i, x_t, t) − (a_i − x0)||²` with
+/// `x_t = (1 − t)·x0 + t·a_i`, `x0 ~ N(0, I)`, `t ~ U[0, 1]`.
+public final class BehaviourFlowPhase: TrainingPhase {
+    public let name: String
+    public let totalSteps: Int
+    public private(set) var completedSteps = 0
+    let policy: FlowPolicy
+    let data: PreparedData
+    let batchSize: Int
+    let optimizer: Adam
+    var rng: RNG
+    private let obs = FloatBuffer(), act = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer()
+    private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer()
+    private var indices: [Int]
+
+    public init(name: String = "behaviour", policy: FlowPolicy, data: PreparedData, steps: Int, batchSize: Int, learningRate: Float, seed: UInt64) {
+        self.name = name
+        self.policy = policy
+        self.data = data
+        self.totalSteps = steps
+        self.batchSize = batchSize
+        optimizer = Adam(parameters: policy.parameters, learningRate: learningRate)
+        rng = RNG(seed: seed)
+        indices = [Int](repeating: 0, count: batchSize)
+    }
+
+    public func step() throws -> [String: Double] {
+        let b = batchSize, od = data.observationDim, ad = data.actionDim
+        for k in 0..<b { indices[k] = rng.int(below: data.count) }
+        obs.reserve(b * od); act.reserve(b * ad); x0.reserve(b * ad); xt.reserve(b * ad)
+        t.reserve(b); target.reserve(b * ad); grad.reserve(b * ad)
+        PreparedData.gather(data.observations, width: od, indices: indices, into: obs.pointer)
+        PreparedData.gather(data.actions, width: ad, indices: indices, into: act.pointer)
+        rng.fillNormal(x0.buffer(b * ad))
+        for r in 0..<b {
+            let tr = rng.uniform()
+            t.pointer[r] = tr
+            for j in 0..<ad {
+                let i = r * ad + j
+                xt.pointer[i] = (1 - tr) * x0.pointer[i] + tr * act.pointer[i]
+                target.pointer[i] = act.pointer[i] - x0.pointer[i]
+            }
+        }
+        let v = policy.velocity(obs: obs.pointer, x: xt.pointer, t: t.pointer, batch: b)
+        let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: ad, grad: grad.pointer)
+        policy.backward(grad.pointer)
+        optimizer.step()
+        completedSteps += 1
+        return ["loss": Double(loss), "grad_norm": Double(optimizer.lastGradNorm)]
+    }
+
+    public func stateTensors() -> [String: Tensor] {
+        var s = policy.parameters.namedTensors().prefixed("policy.")
+        s.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
+        s["rng"] = rng.tensor()
+        s["step"] = Tensor(shape: [1], scalars: [Float(completedSteps)])
+        return s
+    }
+
+    public func loadState(_ s: [String: Tensor]) throws {
+        try policy.parameters.load(from: s.unprefixed("policy."))
+        try optimizer.loadState(s, prefix: "adam")
+        rng = try RNG(tensor: s["rng"] ?? Tensor(shape: [0]))
+        completedSteps = Int(s["step"]?.scalars.first ?? 0)
+    }
+}
+
+extension Dictionary where Key == String, Value == Tensor {
+    /// The same map with `prefix` added to every key.
+    public func prefixed(_ prefix: String) -> [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: map { (prefix + $0.key, $0.value) })
+    }
+
+    /// The entries whose key starts with `prefix`, with the prefix removed.
+    public func unprefixed(_ prefix: String) -> [String: Tensor] {
+        var d: [String: Tensor] = [:]
+        for (k, v) in self where k.hasPrefix(prefix) { d[String(k.dropFirst(prefix.count))] = v }
+        return d
+    }
+}

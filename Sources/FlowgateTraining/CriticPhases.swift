@@ -1,0 +1,165 @@
+import FlowgateCore
+import FlowgateAlgorithms
+
+/// Generates, once, the in-support action sets used by the critic: M actions per next state drawn
+/// from the (trained) behaviour flow, `a'_ij ~ mu(·|s'_i)` (CEP does the same after behaviour
+/// training). One step processes one chunk of states, so progress and checkpoints work as usual.
+public final class SupportGenerationPhase: TrainingPhase {
+    public let name: String
+    public let totalSteps: Int
+    public private(set) var completedSteps = 0
+    let sampler: FlowSampler
+    let data: PreparedData
+    let perState: Int
+    let flowSteps: Int
+    let chunk: Int
+    let seed: UInt64
+    /// count × M × actionDim support actions, filled chunk by chunk.
+    public private(set) var support: [Float]
+
+    public init(name: String = "critic-support", policy: FlowPolicy, data: PreparedData, perState: Int, flowSteps: Int, chunk: Int = 512, seed: UInt64) {
+        self.name = name
+        self.sampler = FlowSampler(policy: policy.replica())
+        self.data = data
+        self.perState = perState
+        self.flowSteps = flowSteps
+        self.chunk = chunk
+        self.seed = seed
+        totalSteps = (data.count + chunk - 1) / chunk
+        support = [Float](repeating: 0, count: data.count * perState * data.actionDim)
+    }
+
+    public func step() throws -> [String: Double] {
+        let start = completedSteps * chunk
+        let n = min(chunk, data.count - start)
+        let od = data.observationDim, ad = data.actionDim
+        var rngs = (0..<(n * perState)).map { RNG(seed: seed &+ UInt64(start * perState + $0) &* 0x9E37_79B9) }
+        let out = data.nextObservations.withUnsafeBufferPointer { src in
+            sampler.sample(observations: src.baseAddress! + start * od, count: n, perObservation: perState, steps: flowSteps, rngs: &rngs)
+        }
+        support.withUnsafeMutableBufferPointer { dst in
+            (dst.baseAddress! + start * perState * ad).update(from: out, count: n * perState * ad)
+        }
+        completedSteps += 1
+        return ["states": Double(start + n)]
+    }
+
+    public func stateTensors() -> [String: Tensor] {
+        ["support": Tensor(shape: [support.count], scalars: support), "step": Tensor(shape: [1], scalars: [Float(completedSteps)])]
+    }
+
+    public func loadState(_ s: [String: Tensor]) throws {
+        guard let t = s["support"], t.count == support.count else { throw ParameterLoadError.missing("support") }
+        support = t.scalars
+        completedSteps = Int(s["step"]?.scalars.first ?? 0)
+    }
+}
+
+/// In-support softmax Q-learning of a twin critic with Polyak-averaged targets:
+/// `V(s') = Σ_j softmax_j(beta_Q · Qtarg(s', a'_j)) · Qtarg(s', a'_j)`,
+/// `y = r + gamma · (1 − d) · V(s')`, loss `½ (MSE(Q1, y) + MSE(Q2, y))`.
+public final class CriticPhase: TrainingPhase {
+    public let name: String
+    public let totalSteps: Int
+    public private(set) var completedSteps = 0
+    let critic: TwinCritic
+    let target: TwinCritic
+    let data: PreparedData
+    let supportSource: SupportGenerationPhase
+    let config: TrainingConfig.CriticTraining
+    let batchSize: Int
+    let optimizer: Adam
+    var rng: RNG
+    private var indices: [Int]
+    private let obs = FloatBuffer(), act = FloatBuffer(), nobsRep = FloatBuffer(), supAct = FloatBuffer()
+    private let y = FloatBuffer(), g1 = FloatBuffer(), g2 = FloatBuffer()
+
+    public init(name: String = "critic", critic: TwinCritic, data: PreparedData, support: SupportGenerationPhase, config: TrainingConfig.CriticTraining, batchSize: Int, seed: UInt64) {
+        self.name = name
+        self.critic = critic
+        self.target = critic.copy()
+        self.data = data
+        self.supportSource = support
+        self.config = config
+        self.batchSize = batchSize
+        totalSteps = config.steps
+        optimizer = Adam(parameters: critic.parameters, learningRate: config.learningRate)
+        rng = RNG(seed: seed)
+        indices = [Int](repeating: 0, count: batchSize)
+    }
+
+    public func step() throws -> [String: Double] {
+        let b = batchSize, od = data.observationDim, ad = data.actionDim, m = supportSource.perState
+        for k in 0..<b { indices[k] = rng.int(below: data.count) }
+        obs.reserve(b * od); act.reserve(b * ad); nobsRep.reserve(b * m * od); supAct.reserve(b * m * ad)
+        y.reserve(b); g1.reserve(b); g2.reserve(b)
+        PreparedData.gather(data.observations, width: od, indices: indices, into: obs.pointer)
+        PreparedData.gather(data.actions, width: ad, indices: indices, into: act.pointer)
+        data.nextObservations.withUnsafeBufferPointer { nobs in
+            supportSource.support.withUnsafeBufferPointer { sup in
+                for (k, i) in indices.enumerated() {
+                    for j in 0..<m {
+                        (nobsRep.pointer + (k * m + j) * od).update(from: nobs.baseAddress! + i * od, count: od)
+                    }
+                    (supAct.pointer + k * m * ad).update(from: sup.baseAddress! + i * m * ad, count: m * ad)
+                }
+            }
+        }
+        // Soft in-support value of the next state under the target critic.
+        let qt = target.minQ(obs: nobsRep.pointer, actions: supAct.pointer, batch: b * m)
+        var meanV: Double = 0
+        for (k, i) in indices.enumerated() {
+            let row = qt + k * m
+            var mx = -Float.infinity
+            for j in 0..<m { mx = max(mx, config.betaQ * row[j]) }
+            var z: Float = 0, s: Float = 0
+            for j in 0..<m {
+                let w = expf(config.betaQ * row[j] - mx)
+                z += w
+                s += w * row[j]
+            }
+            let v = s / z
+            meanV += Double(v)
+            y.pointer[k] = data.rewards[i] + config.gamma * data.notDone[i] * v
+        }
+        let (q1, q2) = critic.evaluate(obs: obs.pointer, actions: act.pointer, batch: b)
+        var l1: Double = 0, l2: Double = 0, meanQ: Double = 0
+        for k in 0..<b {
+            let d1 = q1[k] - y.pointer[k], d2 = q2[k] - y.pointer[k]
+            l1 += Double(d1 * d1); l2 += Double(d2 * d2)
+            meanQ += Double(min(q1[k], q2[k]))
+            // ½ (MSE1 + MSE2): ∂/∂q = d / b.
+            g1.pointer[k] = d1 / Float(b)
+            g2.pointer[k] = d2 / Float(b)
+        }
+        critic.backward(dq1: g1.pointer, dq2: g2.pointer)
+        optimizer.step()
+        polyakUpdate(target: target.parameters, source: critic.parameters, tau: config.tau)
+        completedSteps += 1
+        return [
+            "loss": 0.5 * (l1 + l2) / Double(b), "q_mean": meanQ / Double(b), "v_next": meanV / Double(b),
+            "grad_norm": Double(optimizer.lastGradNorm),
+        ]
+    }
+
+    public func stateTensors() -> [String: Tensor] {
+        var s = critic.parameters.namedTensors().prefixed("critic.")
+        s.merge(target.parameters.namedTensors().prefixed("target.")) { a, _ in a }
+        s.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
+        s["rng"] = rng.tensor()
+        s["step"] = Tensor(shape: [1], scalars: [Float(completedSteps)])
+        return s
+    }
+
+    public func loadState(_ s: [String: Tensor]) throws {
+        try critic.parameters.load(from: s.unprefixed("critic."))
+        try target.parameters.load(from: s.unprefixed("target."))
+        try optimizer.loadState(s, prefix: "adam")
+        rng = try RNG(tensor: s["rng"] ?? Tensor(shape: [0]))
+        completedSteps = Int(s["step"]?.scalars.first ?? 0)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

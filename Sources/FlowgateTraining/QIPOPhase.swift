@@ -1,0 +1,226 @@
+import FlowgateCore
+import FlowgateAlgorithms
+
+/// QIPO policy improvement: energy-weighted flow matching over per-state support sets.
+///
+/// For each state `s_i` in the minibatch the support set is `{a_i0 = dataset action,
+/// a_i1 … a_iM ~ pi_l(·|s_i)}`, sampled from a frozen snapshot `pi_l` of the policy and cached per
+/// state; weights `g_ij = softmax_j(beta · Q(s_i, a_ij) / qScale)`; loss
+/// `(1/B) Σ_i Σ_j g_ij ||v(s_i, x_t_ij, t_ij) − (a_ij − x0_ij)||²` with a fresh `x0`, `t` per pair.
+/// Every `renewEvery` steps the snapshot is replaced by the current policy and the cached support
+/// sets are resampled (lazily, the first time each state is drawn afterwards), so after l renewals
+/// the policy approximates `mu · exp((l + 1) · beta · Q)`.
+public final class QIPOPhase: TrainingPhase {
+    public let name: String
+    public let totalSteps: Int
+    public private(set) var completedSteps = 0
+    let policy: FlowPolicy
+    var snapshot: FlowPolicy
+    var snapshotSampler: FlowSampler
+    let critic: TwinCritic
+    let data: PreparedData
+    let config: TrainingConfig.QIPO
+    let batchSize: Int
+    let optimizer: Adam
+    var rng: RNG
+    /// Renewal generation of the snapshot.
+    private(set) var generation = 0
+    /// Per state: the generation its cached support was drawn from (−1 = never).
+    private var cacheGeneration: [Int32]
+    /// Per state: M cached actions and their Q values.
+    private var cacheActions: [Float]
+    private var cacheQ: [Float]
+    /// Q of the dataset action per state (the critic is fixed during improvement).
+    private var dataQ: [Float] = []
+    private var qScale: Float = 1
+    private var initialised = false
+    private var indices: [Int]
+    private let obs = FloatBuffer(), rowsObs = FloatBuffer(), rowsAct = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer()
+    private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer(), weights = FloatBuffer()
+
+    public init(name: String = "qipo", policy: FlowPolicy, critic: TwinCritic, data: PreparedData, config: TrainingConfig.QIPO, batchSize: Int, seed: UInt64) {
+        self.name = name
+        self.policy = policy
+        self.critic = critic
+        self.data = data
+        self.config = config
+        self.batchSize = batchSize
+        totalSteps = config.steps
+        optimizer = Adam(parameters: policy.parameters, learningRate: config.learningRate)
+        rng = RNG(seed: seed)
+        snapshot = try! FlowPolicy(spec: policy.spec, tensors: policy.namedTensors())
+        snapshotSampler = FlowSampler(policy: snapshot)
+        cacheGeneration = [Int32](repeating: -1, count: data.count)
+        cacheActions = [Float](repeating: 0, count: data.count * config.supportSize * data.actionDim)
+        cacheQ = [Float](repeating: 0, count: data.count * config.supportSize)
+        indices = [Int](repeating: 0, count: batchSize)
+    }
+
+    /// Q of every dataset action and the Q scale; the snapshot starts as the current policy.
+    private func initialise() {
+        let od = data.observationDim, ad = data.actionDim
+        dataQ = [Float](repeating: 0, count: data.count)
+        let chunk = 4096
+        var start = 0
+        data.observations.withUnsafeBufferPointer { o in
+            data.actions.withUnsafeBufferPointer { a in
+                while start < data.count {
+                    let n = min(chunk, data.count - start)
+                    let q = critic.minQ(obs: o.baseAddress! + start * od, actions: a.baseAddress! + start * ad, batch: n)
+                    for k in 0..<n { dataQ[start + k] = q[k] }
+                    start += n
+                }
+            }
+        }
+        if config.normalizeQ {
+            let mean = dataQ.reduce(0, +) / Float(max(dataQ.count, 1))
+            let v = dataQ.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(max(dataQ.count, 1))
+            qScale = max(v.squareRoot(), 1e-6)
+        }
+        takeSnapshot()
+        initialised = true
+    }
+
+    private func takeSnapshot() {
+        snapshot.parameters.copyValues(from: policy.parameters)
+    }
+
+    /// Makes sure the cached support of the states in `indices` comes from the current generation.
+    private func refreshSupport() {
+        let od = data.observationDim, ad = data.actionDim, m = config.supportSize
+        let stale = indices.filter { cacheGeneration[$0] < Int32(generation) }
+        let unique = Array(Set(stale)).sorted()
+        guard !unique.isEmpty else { return }
+        obs.reserve(unique.count * od)
+        PreparedData.gather(data.observations, width: od, indices: unique, into: obs.pointer)
+        var rngs = (0..<(unique.count * m)).map { _ in RNG(seed: rng.next()) }
+        let acts = snapshotSampler.sample(observations: obs.pointer, count: unique.count, perObservation: m, steps: config.supportFlowSteps, rngs: &rngs)
+        rowsObs.reserve(unique.count * m * od)
+        for k in 0..<unique.count {
+            for j in 0..<m { (rowsObs.pointer + (k * m + j) * od).update(from: obs.pointer + k * od, count: od) }
+        }
+        let q = critic.minQ(obs: rowsObs.pointer, actions: acts, batch: unique.count * m)
+        for (k, i) in unique.enumerated() {
+            cacheActions.withUnsafeMutableBufferPointer { c in
+                (c.baseAddress! + i * m * ad).update(from: acts + k * m * ad, count: m * ad)
+            }
+            for j in 0..<m { cacheQ[i * m + j] = q[k * m + j] }
+            cacheGeneration[i] = Int32(generation)
+        }
+    }
+
+    public func step() throws -> [String: Double] {
+        if !initialised { initialise() }
+        if completedSteps > 0 && completedSteps % config.renewEvery == 0 && generation < completedSteps / config.renewEvery {
+            generation = completedSteps / config.renewEvery
+            takeSnapshot()
+        }
+        let b = batchSize, od = data.observationDim, ad = data.actionDim, m = config.supportSize
+        let s = m + 1
+        for k in 0..<b { indices[k] = rng.int(below: data.count) }
+        refreshSupport()
+        let rows = b * s
+        rowsObs.reserve(rows * od); rowsAct.reserve(rows * ad); x0.reserve(rows * ad); xt.reserve(rows * ad)
+        t.reserve(rows); target.reserve(rows * ad); grad.reserve(rows * ad); weights.reserve(rows)
+        var entropy: Double = 0, datasetWeight: Double = 0, meanQ: Double = 0
+        data.observations.withUnsafeBufferPointer { o in
+            data.actions.withUnsafeBufferPointer { a in
+                cacheActions.withUnsafeBufferPointer { c in
+                    for (k, i) in indices.enumerated() {
+                        for j in 0..<s {
+                            let r = k * s + j
+                            (rowsObs.pointer + r * od).update(from: o.baseAddress! + i * od, count: od)
+                            let src = j == 0 ? a.baseAddress! + i * ad : c.baseAddress! + (i * m + j - 1) * ad
+                            (rowsAct.pointer + r * ad).update(from: src, count: ad)
+                        }
+                        // softmax(beta · Q / qScale) over the support set; rows are scaled by s so that
+                        // the mean over B·s rows equals (1/B) Σ_i Σ_j g_ij.
+                        var mx = -Float.infinity
+                        for j in 0..<s {
+                            let q = j == 0 ? dataQ[i] : cacheQ[i * m + j - 1]
+                            let l = config.beta * q / qScale
+                            weights.pointer[k * s + j] = l
+                            mx = max(mx, l)
+                            meanQ += Double(q)
+                        }
+                        var z: Float = 0
+                        for j in 0..<s {
+                            let e = expf(weights.pointer[k * s + j] - mx)
+                            weights.pointer[k * s + j] = e
+                            z += e
+                        }
+                        for j in 0..<s {
+                            let g = weights.pointer[k * s + j] / z
+                            if g > 0 { entropy -= Double(g * logf(g)) }
+                            weights.pointer[k * s + j] = g * Float(s)
+                        }
+                        datasetWeight += Double(weights.pointer[k * s] / Float(s))
+                    }
+                }
+            }
+        }
+        rng.fillNormal(x0.buffer(rows * ad))
+        for r in 0..<rows {
+            let tr = rng.uniform()
+            t.pointer[r] = tr
+            for j in 0..<ad {
+                let i = r * ad + j
+                xt.pointer[i] = (1 - tr) * x0.pointer[i] + tr * rowsAct.pointer[i]
+                target.pointer[i] = rowsAct.pointer[i] - x0.pointer[i]
+            }
+        }
+        let v = policy.velocity(obs: rowsObs.pointer, x: xt.pointer, t: t.pointer, batch: rows)
+        let loss = Loss.weightedSquaredError(v, target.pointer, weights: weights.pointer, rows: rows, width: ad, grad: grad.pointer)
+        policy.backward(grad.pointer)
+        optimizer.step()
+        completedSteps += 1
+        return [
+            "loss": Double(loss), "weight_entropy": entropy / Double(b), "dataset_weight": datasetWeight / Double(b),
+            "support_q": meanQ / Double(b * s), "generation": Double(generation), "grad_norm": Double(optimizer.lastGradNorm),
+        ]
+    }
+
+    public func stateTensors() -> [String: Tensor] {
+        var st = policy.parameters.namedTensors().prefixed("policy.")
+        st.merge(snapshot.parameters.namedTensors().prefixed("snapshot.")) { a, _ in a }
+        st.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
+        st["rng"] = rng.tensor()
+        st["step"] = Tensor(shape: [1], scalars: [Float(completedSteps)])
+        st["generation"] = Tensor(shape: [1], scalars: [Float(generation)])
+        st["initialised"] = Tensor(shape: [1], scalars: [initialised ? 1 : 0])
+        if initialised {
+            st["cache.generation"] = Tensor(shape: [cacheGeneration.count], scalars: cacheGeneration.map { Float($0) })
+            st["cache.actions"] = Tensor(shape: [cacheActions.count], scalars: cacheActions)
+            st["cache.q"] = Tensor(shape: [cacheQ.count], scalars: cacheQ)
+            st["data.q"] = Tensor(shape: [dataQ.count], scalars: dataQ)
+            st["q_scale"] = Tensor(shape: [1], scalars: [qScale])
+        }
+        return st
+    }
+
+    public func loadState(_ st: [String: Tensor]) throws {
+        try policy.parameters.load(from: st.unprefixed("policy."))
+        try snapshot.parameters.load(from: st.unprefixed("snapshot."))
+        try optimizer.loadState(st, prefix: "adam")
+        rng = try RNG(tensor: st["rng"] ?? Tensor(shape: [0]))
+        completedSteps = Int(st["step"]?.scalars.first ?? 0)
+        generation = Int(st["generation"]?.scalars.first ?? 0)
+        initialised = (st["initialised"]?.scalars.first ?? 0) == 1
+        if initialised {
+            guard let g = st["cache.generation"], g.count == cacheGeneration.count,
+                let a = st["cache.actions"], a.count == cacheActions.count,
+                let q = st["cache.q"], q.count == cacheQ.count,
+                let dq = st["data.q"], dq.count == data.count, let qs = st["q_scale"]
+            else { throw ParameterLoadError.missing("qipo cache") }
+            cacheGeneration = g.scalars.map { Int32($0) }
+            cacheActions = a.scalars
+            cacheQ = q.scalars
+            dataQ = dq.scalars
+            qScale = qs.scalars[0]
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

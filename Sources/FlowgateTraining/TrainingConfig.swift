@@ -1,0 +1,97 @@
+import FlowgateCore
+import FlowgateAlgorithms
+
+/// Every hyperparameter of a `flowgate train` run. Defaults follow ../shared/algorithms.md (CEP /
+/// QGPO critic, QIPO improvement), scaled to what trains in minutes on a 2-core machine; a JSON
+/// file can override any field, and the resolved config is saved in the model directory.
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    public var seed: UInt64 = 0
+    public var batchSize: Int = 256
+    /// Log a metrics line every this many steps.
+    public var logEvery: Int = 100
+    /// Write a checkpoint every this many steps (across phases).
+    public var checkpointEvery: Int = 2000
+
+    public var policy = PolicyNet()
+    public var critic = CriticNet()
+    public var behaviour = Behaviour()
+    public var criticTraining = CriticTraining()
+    public var qipo = QIPO()
+    public var sampling = Sampling()
+
+    public struct PolicyNet: Codable, Sendable, Equatable {
+        public var hiddenDims: [Int] = [256, 256, 256]
+        public var activation: Activation = .silu
+        public var layerNorm: Bool = false
+        public init() {}
+    }
+
+    public struct CriticNet: Codable, Sendable, Equatable {
+        public var hiddenDims: [Int] = [256, 256, 256]
+        public var activation: Activation = .relu
+        public var layerNorm: Bool = false
+        public init() {}
+    }
+
+    /// Behaviour flow warm-up (flow matching on the data).
+    public struct Behaviour: Codable, Sendable, Equatable {
+        public var steps: Int = 20_000
+        public var learningRate: Float = 3e-4
+        public init() {}
+    }
+
+    /// In-support softmax Q-learning.
+    public struct CriticTraining: Codable, Sendable, Equatable {
+        public var steps: Int = 20_000
+        public var learningRate: Float = 3e-4
+        public var gamma: Float = 0.99
+        public var tau: Float = 0.005
+        /// M actions per next state sampled from the behaviour flow (generated once).
+        public var supportSize: Int = 16
+        /// Flow steps used to generate the support set.
+        public var supportFlowSteps: Int = 8
+        /// beta_Q of the soft in-support value.
+        public var betaQ: Float = 1
+        public init() {}
+    }
+
+    /// QIPO policy improvement (energy-weighted flow matching).
+    public struct QIPO: Codable, Sendable, Equatable {
+        public var steps: Int = 20_000
+        public var learningRate: Float = 3e-4
+        /// beta of the softmax(beta · Q / qScale) weights.
+        public var beta: Float = 3
+        /// M policy samples per state in the support set (plus the dataset action).
+        public var supportSize: Int = 16
+        /// Resample support sets from the current policy every K_renew steps.
+        public var renewEvery: Int = 5000
+        /// Flow steps used to sample support actions.
+        public var supportFlowSteps: Int = 8
+        /// Divide Q by the standard deviation of Q over the dataset actions before weighting, so
+        /// beta means the same thing whatever the reward scale.
+        public var normalizeQ: Bool = true
+        public init() {}
+    }
+
+    /// Serving defaults written into the manifest.
+    public struct Sampling: Codable, Sendable, Equatable {
+        public var steps: Int = 4
+        public var candidates: Int = 16
+        public var samples: Int = 8
+        public var solver: FlowSolver = .euler
+        public init() {}
+    }
+
+    public init() {}
+
+    /// Reward preprocessing, optimiser details etc. that do not vary by task live in the phases.
+    /// Per-task defaults: the task name is the dataset file's stem (e.g. "hopper-medium").
+    public static func defaults(task: String) -> TrainingConfig {
+        var c = TrainingConfig()
+        if task.contains("pendulum") {
+            c.policy.hiddenDims = [128, 128]
+            c.critic.hiddenDims = [128, 128]
+        }
+        return c
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import FlowgateCore
+import FlowgateAlgorithms
+
+/// A complete `flowgate train` run: prepares the data, builds the networks and the phases
+/// (behaviour flow → critic support → critic → QIPO → any extra phases such as the energy model),
+/// runs them with progress, a JSONL log and atomic checkpoints, and exports a model directory.
+public final class TrainingRun {
+    public let config: TrainingConfig
+    public let dataset: OfflineDataset
+    public let data: PreparedData
+    public let name: String
+    public let policy: FlowPolicy
+    public let critic: TwinCritic
+    public private(set) var phases: [TrainingPhase]
+    /// Contributes extra networks, reliability data and manifest fields at export.
+    public var exporters: [(inout LoadedModel) throws -> Void] = []
+
+    /// Outcome of `run`.
+    public enum Outcome: Equatable { case finished, interrupted }
+
+    public init(name: String, dataset: OfflineDataset, config: TrainingConfig, actionLow: [Float]? = nil, actionHigh: [Float]? = nil) throws {
+        self.name = name
+        self.config = config
+        self.dataset = dataset
+        let od = dataset.observationDim, ad = dataset.actionDim
+        let low = actionLow ?? [Float](repeating: -1, count: ad)
+        let high = actionHigh ?? [Float](repeating: 1, count: ad)
+        guard low.count == ad, high.count == ad, zip(low, high).allSatisfy({ $0 < $1 }) else {
+            throw TrainingError.invalidConfig("action bounds must have \(ad) entries with low < high")
+        }
+        for i in 0..<dataset.actions.count {
+            let j = i % ad
+            if dataset.actions[i] < low[j] - 1e-4 || dataset.actions[i] > high[j] + 1e-4 {
+                throw TrainingError.invalidData(
+                    "\(dataset.source): actions[\(i / ad)][\(j)] = \(dataset.actions[i]) is outside the action bounds [\(low[j]), \(high[j])]")
+            }
+        }
+        let stats = DatasetStatistics(dataset)
+        data = PreparedData(
+            dataset: dataset, observationMean: stats.observationMean, observationStd: stats.observationStd, actionLow: low,
+            actionHigh: high, rewardScale: stats.rewardScale)
+        var rng = RNG(seed: config.seed)
+        let policySpec = FlowPolicySpec(
+            observationDim: od, actionDim: ad, hiddenDims: config.policy.hiddenDims, activation: config.policy.activation,
+            layerNorm: config.policy.layerNorm)
+        policy = FlowPolicy(spec: policySpec, rng: &rng)
+        critic = TwinCritic(
+            spec: CriticSpec(
+                observationDim: od, actionDim: ad, hiddenDims: config.critic.hiddenDims, activation: config.critic.activation,
+                layerNorm: config.critic.layerNorm), rng: &rng)
+        let s = config.seed
+        let behaviour = BehaviourFlowPhase(
+            policy: policy, data: data, steps: config.behaviour.steps, batchSize: config.batchSize,
+            learningRate: config.behaviour.learningRate, seed: s &+ 1)
+        let support = SupportGenerationPhase(
+            policy: policy, data: data, perState: config.criticTraining.supportSize, flowSteps: config.criticTraining.supportFlowSteps,
+            seed: s &+ 2)
+        let criticPhase = CriticPhase(critic: critic, data: data, support: support, config: config.criticTraining, batchSize: config.batchSize, seed: s &+ 3)
+        let qipo = QIPOPhase(policy: policy, critic: critic, data: data, config: config.qipo, batchSize: config.batchSize, seed: s &+ 4)
+        phases = [behaviour, support, criticPhase, qipo].filter { $0.totalSteps > 0 }
+    }
+
+    /// Appends phases that run after QIPO (e.g. the energy model).
+    public func appendPhases(_ extra: [TrainingPhase]) { phases += extra.filter { $0.totalSteps > 0 } }
+
+    /// Steps done across all phases.
+    public var completedSteps: Int { phases.reduce(0) { $0 + $1.completedSteps } }
+    public var totalSteps: Int { phases.reduce(0) { $0 + $1.totalSteps } }
+
+    // MARK: Checkpoints
+
+    /// The config as canonical JSON (sorted keys), stored in checkpoints and manifests.
+    public var configJSON: String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? e.encode(config)) ?? Data(), as: UTF8.self)
+    }
+
+    /// Writes every phase's state to `path` atomically (temporary file, fsync, rename).
+    public func saveCheckpoint(to path: String) throws {
+        var all: [String: Tensor] = [:]
+        for p in phases { all.merge(p.stateTensors().prefixed(p.name + "/")) { a, _ in a } }
+        let meta = [
+            "format": "flowgate-checkpoint-1", "config": configJSON, "dataset": dataset.source,
+            "phases": phases.map(\.name).joined(separator: ","), "completed_steps": "\(completedSteps)",
+        ]
+        try Safetensors.write(all, metadata: meta, to: URL(fileURLWithPath: path))
+    }
+
+    /// Restores a checkpoint written by `saveCheckpoint`; it must come from the same config and phases.
+    public func loadCheckpoint(from path: String) throws {
+        let file = try Safetensors.read(contentsOf: URL(fileURLWithPath: path))
+        guard file.metadata["format"] == "flowgate-checkpoint-1" else {
+            throw TrainingError.checkpoint("\(path): not a flowgate checkpoint")
+        }
+        guard file.metadata["config"] == configJSON else {
+            throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config; resume with the same config and flags, or start a new run")
+        }
+        guard file.metadata["phases"] == phases.map(\.name).joined(separator: ",") else {
+            throw TrainingError.checkpoint("\(path): the checkpoint's phases (\(file.metadata["phases"] ?? "?")) differ from this run's")
+        }
+        for p in phases {
+            do { try p.loadState(file.tensors.unprefixed(p.name + "/")) } catch {
+                throw TrainingError.checkpoint("\(path): phase \(p.name): \(error)")
+            }
+        }
+    }
+
+    // MARK: Running
+
+    /// Runs the remaining steps of every phase.
+    ///
+    /// - Parameters:
+    ///   - checkpointPath: written every `config.checkpointEvery` steps, at each phase end and on interruption.
+    ///   - stopRequested: polled between steps (Ctrl-C); when it returns true the run checkpoints and returns `.interrupted`.
+    public func run(progress: ProgressReporter?, log: TrainingLog?, checkpointPath: String?, stopRequested: () -> Bool = { false }) throws -> Outcome {
+        var sinceCheckpoint = 0
+        for p in phases where p.completedSteps < p.totalSteps {
+            progress?.begin(phase: p.name, step: p.completedSteps, total: p.totalSteps)
+            var window: [String: Double] = [:]
+            var windowCount = 0
+            while p.completedSteps < p.totalSteps {
+                if stopRequested() {
+                    if let checkpointPath { try saveCheckpoint(to: checkpointPath) }
+                    progress?.message("interrupted at \(p.name) step \(p.completedSteps): checkpoint saved")
+                    return .interrupted
+                }
+                let metrics = try p.step()
+                for (k, v) in metrics where !v.isFinite {
+                    throw TrainingError.invalidData("\(p.name) step \(p.completedSteps): \(k) is \(v); training diverged (lower the learning rate or check the data)")
+                }
+                for (k, v) in metrics { window[k, default: 0] += v }
+                windowCount += 1
+                if p.completedSteps % max(config.logEvery, 1) == 0 || p.completedSteps == p.totalSteps {
+                    let mean = window.mapValues { $0 / Double(windowCount) }
+                    log?.record(phase: p.name, step: p.completedSteps, globalStep: completedSteps, metrics: mean)
+                    window = [:]
+                    windowCount = 0
+                    progress?.update(step: p.completedSteps, total: p.totalSteps, metrics: mean)
+                }
+                sinceCheckpoint += 1
+                if let checkpointPath, sinceCheckpoint >= config.checkpointEvery {
+                    try saveCheckpoint(to: checkpointPath)
+                    sinceCheckpoint = 0
+                }
+            }
+            if let checkpointPath { try saveCheckpoint(to: checkpointPath); sinceCheckpoint = 0 }
+        }
+        return .finished
+    }
+
+    // MARK: Export
+
+    /// The trained model as a validated model directory description.
+    public func makeModel(gitCommit: String, datasetSHA256: String?) throws -> LoadedModel {
+        let od = data.observationDim, ad = data.actionDim
+        let s = config.sampling
+        let manifest = Manifest(
+            name: name, modelVersion: "1", kind: "qipo-flow-policy", observationDim: od, actionDim: ad,
+            actionLow: data.actionLow, actionHigh: data.actionHigh,
+            normalization: .init(observationMean: data.observationMean, observationStd: data.observationStd, rewardScale: data.rewardScale),
+            networks: [FlowPolicySpec.role: policy.spec.networkSpec, CriticSpec.role: critic.spec.networkSpec],
+            sampling: .init(
+                steps: s.steps, candidates: s.candidates, samples: s.samples, solver: s.solver.manifestValue, selection: .argmax,
+                softmaxTemperature: 1, maxSteps: 64, maxCandidates: 256, maxSamples: 64, maxBatch: 1024),
+            reliability: nil,
+            provenance: .init(
+                dataset: (dataset.source as NSString).lastPathComponent, datasetSHA256: datasetSHA256,
+                trainingSteps: Dictionary(uniqueKeysWithValues: phases.map { ($0.name, $0.completedSteps) }), seed: config.seed,
+                gitCommit: gitCommit, date: ISO8601DateFormatter().string(from: Date()), flowgateVersion: flowgateVersion,
+                config: configJSON))
+        var model = LoadedModel(
+            manifest: manifest, networks: [FlowPolicySpec.role: policy.namedTensors(), CriticSpec.role: critic.parameters.namedTensors()])
+        for e in exporters { try e(&model) }
+        try model.validate()
+        return model
+    }
+}
+
+/// Normalisation statistics and reward scale computed from a dataset.
+public struct DatasetStatistics: Sendable {
+    public var observationMean: [Float]
+    /// Per-dimension standard deviation, floored at 1e-3 so constant dimensions stay finite.
+    public var observationStd: [Float]
+    /// IQL/CEP locomotion convention: `1000 / (max episode return − min episode return)`;
+    /// 1 when the dataset has fewer than two episodes or they all return the same.
+    public var rewardScale: Float
+    public var episodeReturns: [Float]
+
+    public init(_ d: OfflineDataset) {
+        let od = d.observationDim
+        var mean = [Double](repeating: 0, count: od), sq = [Double](repeating: 0, count: od)
+        for i in 0..<d.observations.count {
+            let v = Double(d.observations[i])
+            mean[i % od] += v
+            sq[i % od] += v * v
+        }
+        let n = Double(max(d.count, 1))
+        observationMean = mean.map { Float($0 / n) }
+        observationStd = (0..<od).map { j in Float(max((sq[j] / n - (mean[j] / n) * (mean[j] / n)).squareRoot(), 1e-3)) }
+        var returns: [Float] = []
+        var acc: Float = 0
+        for i in 0..<d.count {
+            acc += d.rewards[i]
+            if d.terminals[i] || d.timeouts[i] || i == d.count - 1 { returns.append(acc); acc = 0 }
+        }
+        episodeReturns = returns
+        let spread = (returns.max() ?? 0) - (returns.min() ?? 0)
+        rewardScale = returns.count >= 2 && spread > 0 ? 1000 / spread : 1
+    }
+}

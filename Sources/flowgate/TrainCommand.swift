@@ -1,0 +1,160 @@
+import ArgumentParser
+import Foundation
+import FlowgateCore
+import FlowgateAlgorithms
+import FlowgateTraining
+
+/// Set by the SIGINT/SIGTERM handler; polled between training steps.
+nonisolated(unsafe) private var stopRequested: sig_atomic_t = 0
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a QIPO flow policy and its critic from an offline dataset into a model directory.",
+        discussion: """
+            Phases: behaviour flow matching → critic support sets → in-support softmax critic → QIPO \
+            policy improvement. Progress goes to stderr (a live bar on a terminal, periodic lines \
+            otherwise), metrics to RUN_DIR/train.jsonl, checkpoints (atomic) to RUN_DIR/checkpoint.safetensors. \
+            Ctrl-C saves a checkpoint and exits with status 130; --resume continues from it and ends \
+            with the same weights as an uninterrupted run.
+            """)
+
+    @Option(name: .long, help: "Dataset file (.npz from numpy savez/savez_compressed, or D4RL .hdf5).")
+    var dataset: String
+
+    @Option(name: .long, help: "Output model directory (created or replaced at the end).")
+    var out: String
+
+    @Option(name: .long, help: "JSON file overriding any field of the training config (see docs/training.md).")
+    var config: String?
+
+    @Option(name: .long, help: "Model name in the manifest (default: the output directory's name).")
+    var name: String?
+
+    @Option(name: .long, help: "Directory for checkpoints and the training log (default: runs/NAME).")
+    var runDir: String?
+
+    @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.")
+    var resume = false
+
+    @Option(name: .long, help: "Random seed (overrides the config).") var seed: UInt64?
+    @Option(name: .long, help: "Minibatch size (overrides the config).") var batchSize: Int?
+    @Option(name: .long, help: "Behaviour flow steps.") var behaviourSteps: Int?
+    @Option(name: .long, help: "Critic steps.") var criticSteps: Int?
+    @Option(name: .long, help: "QIPO improvement steps.") var qipoSteps: Int?
+    @Option(name: .long, help: "QIPO beta.") var beta: Float?
+    @Option(name: .long, help: "QIPO support renewal interval K_renew.") var renewEvery: Int?
+    @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
+    @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
+
+    func validate() throws {
+        for (flag, v) in [("--batch-size", batchSize), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery), ("--renew-every", renewEvery)] {
+            if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
+        }
+        for (flag, v) in [("--behaviour-steps", behaviourSteps), ("--critic-steps", criticSteps), ("--qipo-steps", qipoSteps)] {
+            if let v, v < 0 { throw ValidationError("\(flag) must not be negative") }
+        }
+    }
+
+    func run() throws {
+        configureBLASFromEnvironment()
+        let outURL = URL(fileURLWithPath: out)
+        let modelName = name ?? outURL.lastPathComponent
+        let task = URL(fileURLWithPath: dataset).deletingPathExtension().lastPathComponent
+        var cfg = TrainingConfig.defaults(task: task)
+        if let config { cfg = try loadConfig(path: config, base: cfg) }
+        if let seed { cfg.seed = seed }
+        if let batchSize { cfg.batchSize = batchSize }
+        if let behaviourSteps { cfg.behaviour.steps = behaviourSteps }
+        if let criticSteps { cfg.criticTraining.steps = criticSteps }
+        if let qipoSteps { cfg.qipo.steps = qipoSteps }
+        if let beta { cfg.qipo.beta = beta }
+        if let renewEvery { cfg.qipo.renewEvery = renewEvery }
+        if let checkpointEvery { cfg.checkpointEvery = checkpointEvery }
+        if let logEvery { cfg.logEvery = logEvery }
+
+        let runDirectory = runDir ?? "runs/\(modelName)"
+        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        let checkpoint = runDirectory + "/checkpoint.safetensors"
+        let logPath = runDirectory + "/train.jsonl"
+
+        let progress = ProgressReporter()
+        progress.message("loading \(dataset)")
+        let data = try OfflineDataset.load(path: dataset)
+        progress.message("\(data.count) transitions, observation dim \(data.observationDim), action dim \(data.actionDim)")
+        let run = try TrainingRun(name: modelName, dataset: data, config: cfg)
+        if resume {
+            guard FileManager.default.fileExists(atPath: checkpoint) else {
+                throw CleanExit.message("error: --resume: no checkpoint at \(checkpoint)")
+            }
+            try run.loadCheckpoint(from: checkpoint)
+            progress.message("resumed from \(checkpoint) at step \(run.completedSteps)/\(run.totalSteps)")
+        } else if FileManager.default.fileExists(atPath: checkpoint) {
+            progress.message("note: starting fresh; the old checkpoint at \(checkpoint) will be overwritten (use --resume to continue it)")
+            if FileManager.default.fileExists(atPath: logPath) { try FileManager.default.removeItem(atPath: logPath) }
+        }
+        let log = try TrainingLog(path: logPath)
+        signal(SIGINT) { _ in stopRequested = 1 }
+        signal(SIGTERM) { _ in stopRequested = 1 }
+        let outcome = try run.run(progress: progress, log: log, checkpointPath: checkpoint) { stopRequested != 0 }
+        if outcome == .interrupted {
+            progress.message("stopped; continue with: flowgate train --dataset \(dataset) --out \(out) --resume" + (runDir.map { " --run-dir \($0)" } ?? ""))
+            throw ExitCode(130)
+        }
+        let model = try run.makeModel(gitCommit: gitCommit(), datasetSHA256: nil)
+        try ModelDirectory.save(model, to: outURL)
+        // Keep the training log and resolved config beside the model.
+        try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: logPath)), to: outURL.appendingPathComponent("training-log.jsonl"))
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try enc.encode(cfg), to: outURL.appendingPathComponent("config.json"))
+        progress.message("wrote \(out) (\(run.completedSteps) steps)")
+    }
+}
+
+/// Merges a JSON file of overrides into `base`; unknown keys are errors (typos must not pass silently).
+func loadConfig(path: String, base: TrainingConfig) throws -> TrainingConfig {
+    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--config: cannot read \(path)") }
+    guard let overrides = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw ValidationError("--config: \(path) is not a JSON object")
+    }
+    let baseObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(base)) as! [String: Any]
+    func merge(_ b: [String: Any], _ o: [String: Any], at path: String) throws -> [String: Any] {
+        var r = b
+        for (k, v) in o {
+            guard let existing = b[k] else { throw ValidationError("--config: unknown key '\(path)\(k)'") }
+            if let eb = existing as? [String: Any], let ov = v as? [String: Any] {
+                r[k] = try merge(eb, ov, at: path + k + ".")
+            } else {
+                r[k] = v
+            }
+        }
+        return r
+    }
+    let merged = try merge(baseObject, overrides, at: "")
+    do {
+        return try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+    } catch {
+        throw ValidationError("--config: \(path): \(error)")
+    }
+}
+
+/// The current git commit of the working tree, or "unknown".
+func gitCommit() -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["git", "rev-parse", "--short=12", "HEAD"]
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = FileHandle.nullDevice
+    do { try p.run() } catch { return "unknown" }
+    p.waitUntilExit()
+    let s = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return p.terminationStatus == 0 && !s.isEmpty ? s : "unknown"
+}
+
+/// Applies FLOWGATE_BLAS_THREADS (default 1: see docs/benchmarks.md).
+func configureBLASFromEnvironment() {
+    let n = ProcessInfo.processInfo.environment["FLOWGATE_BLAS_THREADS"].flatMap(Int.init) ?? 1
+    BLAS.setThreads(n)
+}
