@@ -13,7 +13,7 @@ import FlowgateCore
 /// Deterministic given the seed; each phase's `stateTensors` covers what resuming needs.
 public final class EnergyTrainer {
     public let config: EnergyTrainingConfig
-    public let normalization: ObservationNormalization
+    public let normalization: ObservationNormalizer
     public let model: EnergyTransitionModel
     /// Training and held-out parts of the dataset (raw, unnormalised).
     public let train: OfflineDataset
@@ -27,10 +27,11 @@ public final class EnergyTrainer {
     let actions: [Float]
     let manifold: [Float]
 
-    /// Splits `dataset`, fits the normalisation (unless given) and the delta scale on the training
-    /// part, and builds the model and both phases.
+    /// Splits `dataset`, fits the normalisation (unless given; pass the policy's so train and serve
+    /// share it) and the delta scale on the training part, and builds the model and both phases.
+    /// Actions must already be in the policy's [-1, 1] range (they are used as they are).
     public init(
-        config: EnergyTrainingConfig, dataset: OfflineDataset, normalization: ObservationNormalization? = nil,
+        config: EnergyTrainingConfig, dataset: OfflineDataset, normalization: ObservationNormalizer? = nil,
         seed: UInt64
     ) {
         self.config = config
@@ -38,10 +39,10 @@ public final class EnergyTrainer {
         let parts = dataset.split(heldOutFraction: config.heldOutFraction, seed: seed ^ 0x5EED_0E7A)
         train = parts.train
         heldOut = parts.heldOut
-        let norm = normalization ?? ObservationNormalization(fitting: parts.train)
+        let norm = normalization ?? ObservationNormalizer(dataset: parts.train)
         self.normalization = norm
         let d = dataset.observationDim, n = train.count
-        let s = norm.apply(train.observations), sn = norm.apply(train.nextObservations)
+        let s = norm.applied(to: train.observations), sn = norm.applied(to: train.nextObservations)
         // Delta scale: a quantile of |Δ| (or |s'|) per dimension.
         var scale = [Float](repeating: 1, count: d)
         for j in 0..<d {
@@ -68,7 +69,7 @@ public final class EnergyTrainer {
     /// Entry point for `flowgate train`: the phases for `dataset` (use `EnergyTrainer.init` to keep a
     /// handle on the model, the normalisation and `calibrate`).
     public static func phases(
-        config: EnergyTrainingConfig, dataset: OfflineDataset, normalizer: ObservationNormalization?, seed: UInt64
+        config: EnergyTrainingConfig, dataset: OfflineDataset, normalizer: ObservationNormalizer?, seed: UInt64
     ) -> [any TrainingPhase] {
         EnergyTrainer(config: config, dataset: dataset, normalization: normalizer, seed: seed).phases
     }
@@ -98,12 +99,12 @@ public enum EnergyScoring {
     /// `E_min` for each row of raw (unnormalised) observations and actions, in chunks of `chunk`
     /// rows; row `i` uses seed `seedBase + i`.
     public static func eMin(
-        model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalization,
+        model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalizer,
         observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256
     ) -> [Float] {
         let d = model.spec.obsDim, k = model.spec.actDim
         let n = observations.count / d
-        let s = normalization.apply(observations)
+        let s = normalization.applied(to: observations)
         let sampler = EnergySampler(model: model, config: sampling)
         var out = [Float](repeating: 0, count: n)
         var start = 0
