@@ -7,7 +7,7 @@ import FlowgateCore
 /// Negatives per positive `(s, a, x)`, all detached:
 /// - latent-manifold (MPDR): `z = enc(x)`, `z~ = normalise(z + σ ε)`, `σ ~ U[σmin, σmax]`, then a few
 ///   latent Langevin steps under the current energy (`EnergySampler.refineLatents`), decoded;
-/// - ambient (ETM, share `ambientFraction`): uniform in [-1, 1], clipped-gradient Langevin in x;
+/// - ambient (ETM, share `ambientFraction`): uniform in [-range, range], clipped-gradient Langevin in x;
 /// - optional action negatives (`actionNegatives`): `(s, a~, x~)` with `a~` uniform in [-1, 1] and
 ///   `x~` refined by latent Langevin under `(s, a~)` from the perturbed positive latent.
 /// Loss: InfoNCE + `energyL2Weight · mean(E²)` + `gradientPenaltyWeight · P` (see
@@ -92,13 +92,14 @@ public final class EnergyModelPhase: TrainingPhase {
         // 3. Ambient negatives.
         if ambientCount > 0 {
             xAmbient.reserve(b * ambientCount * d)
+            let range = config.ambientRange
             for r in 0..<b {
-                for i in 0..<(ambientCount * d) { xAmbient.pointer[r * ambientCount * d + i] = rowRNGs[r].uniform(-1, 1) }
+                for i in 0..<(ambientCount * d) { xAmbient.pointer[r * ambientCount * d + i] = rowRNGs[r].uniform(-range, range) }
             }
             let res = rowRNGs.withUnsafeMutableBufferPointer { rp in
                 sampler.refineAmbient(
                     observations: sB.pointer, actions: aB.pointer, batch: b, samplesPerRow: ambientCount,
-                    manifold: xAmbient.pointer, schedule: config.ambientSchedule, clamp: 1, rngs: rp.baseAddress!)
+                    manifold: xAmbient.pointer, schedule: config.ambientSchedule, clamp: range, rngs: rp.baseAddress!)
             }
             xAmbient.pointer.update(from: res.manifold, count: b * ambientCount * d)
         }

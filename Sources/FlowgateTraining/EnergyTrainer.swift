@@ -43,12 +43,19 @@ public final class EnergyTrainer {
         self.normalization = norm
         let d = dataset.observationDim, n = train.count
         let s = norm.applied(to: train.observations), sn = norm.applied(to: train.nextObservations)
-        // Delta scale: a quantile of |Δ| (or |s'|) per dimension.
+        // Delta scale per dimension: std or max |·| of Δ (or of s' for the next-state manifold).
         var scale = [Float](repeating: 1, count: d)
         for j in 0..<d {
-            var column = (0..<n).map { i in abs(config.target == .delta ? sn[i * d + j] - s[i * d + j] : sn[i * d + j]) }
-            column.sort()
-            scale[j] = max(ReliabilityCalibration.quantile(column, config.deltaScaleQuantile), 1e-6)
+            let column = (0..<n).map { i in config.target == .delta ? sn[i * d + j] - s[i * d + j] : sn[i * d + j] }
+            switch config.deltaScaling {
+            case .maxAbs:
+                scale[j] = column.reduce(0) { max($0, abs($1)) }
+            case .std:
+                let mean = column.reduce(0.0) { $0 + Double($1) } / Double(max(n, 1))
+                let v = column.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(max(n, 1))
+                scale[j] = Float(v.squareRoot())
+            }
+            scale[j] = max(scale[j], 1e-6)
         }
         let spec = config.spec(obsDim: d, actDim: dataset.actionDim, deltaScale: scale)
         var x = [Float](repeating: 0, count: n * d)

@@ -11,8 +11,14 @@ public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     public var energyActivation: Activation = .relu
     public var target: EnergyModelSpec.ManifoldTarget = .delta
     public var sphericalLatent: Bool = true
-    /// Delta scale per dimension = this quantile of |Δ| over the training set (1 = the max, ETM).
-    public var deltaScaleQuantile: Double = 1.0
+    /// How the per-dimension delta scale is measured on the training set.
+    public enum DeltaScaling: String, Codable, Sendable {
+        /// Standard deviation of Δ (manifold coordinates have unit variance).
+        case std
+        /// Max |Δ| (ETM: coordinates in [-1, 1]; sensitive to outliers).
+        case maxAbs
+    }
+    public var deltaScaling: DeltaScaling = .std
 
     // Autoencoder phase.
     public var autoencoderSteps: Int = 2000
@@ -33,6 +39,9 @@ public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     /// 1 = ambient only (the ablation).
     public var ambientFraction: Double = 0
     public var ambientSchedule: LangevinSchedule = .ambientNegatives
+    /// Ambient negatives start uniform in [-range, range] and stay clamped there (manifold units:
+    /// 1 for `.maxAbs` scaling as in ETM, about 3 for `.std`).
+    public var ambientRange: Float = 3
     /// Extra negatives per positive that pair the state with a uniform-random action in [-1, 1] and
     /// a next state found by latent Langevin under that action (not in the MC-ETM recipe: it teaches
     /// the energy that off-data actions have no low-energy next state; 0 disables).
