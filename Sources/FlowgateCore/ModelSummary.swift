@@ -29,6 +29,8 @@ public struct ModelSummary: Codable, Sendable {
         public var mlps: [MLP]
         /// Number of tensors in the file.
         public var tensorCount: Int
+        /// Number of fixed (non-trainable) tensors.
+        public var fixedTensorCount: Int
         /// Trainable scalars (all MLPs).
         public var parameterCount: Int
         /// Scalars in fixed (non-trainable) tensors.
@@ -63,6 +65,7 @@ extension LoadedModel {
             let scalars = spec.parameterCount + spec.fixedScalarCount
             return ModelSummary.Network(
                 name: role, file: spec.file, kind: spec.kind, mlps: mlps, tensorCount: spec.expectedTensors.count,
+                fixedTensorCount: spec.fixedTensors.count,
                 parameterCount: spec.parameterCount, fixedScalarCount: spec.fixedScalarCount,
                 byteSize: fileSizes[role] ?? scalars * 4)
         }

@@ -36,7 +36,7 @@ public final class QIPOPhase: TrainingPhase {
     private var initialised = false
     private var indices: [Int]
     private let obs = FloatBuffer(), rowsObs = FloatBuffer(), rowsAct = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer()
-    private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer(), weights = FloatBuffer()
+    private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer(), weights = FloatBuffer(), g = FloatBuffer()
 
     public init(name: String = "qipo", policy: FlowPolicy, critic: TwinCritic, data: PreparedData, config: TrainingConfig.QIPO, batchSize: Int, seed: UInt64) {
         self.name = name
@@ -119,42 +119,51 @@ public final class QIPOPhase: TrainingPhase {
         let s = m + 1
         for k in 0..<b { indices[k] = rng.int(below: data.count) }
         refreshSupport()
-        let rows = b * s
+        // Rows trained this step: all s pairs per state (weighted), or k pairs drawn ∝ g (unweighted).
+        let perState = config.pairsPerState > 0 ? config.pairsPerState : s
+        let rows = b * perState
         rowsObs.reserve(rows * od); rowsAct.reserve(rows * ad); x0.reserve(rows * ad); xt.reserve(rows * ad)
         t.reserve(rows); target.reserve(rows * ad); grad.reserve(rows * ad); weights.reserve(rows)
+        g.reserve(s)
         var entropy: Double = 0, datasetWeight: Double = 0, meanQ: Double = 0
         data.observations.withUnsafeBufferPointer { o in
             data.actions.withUnsafeBufferPointer { a in
                 cacheActions.withUnsafeBufferPointer { c in
                     for (k, i) in indices.enumerated() {
-                        for j in 0..<s {
-                            let r = k * s + j
-                            (rowsObs.pointer + r * od).update(from: o.baseAddress! + i * od, count: od)
-                            let src = j == 0 ? a.baseAddress! + i * ad : c.baseAddress! + (i * m + j - 1) * ad
-                            (rowsAct.pointer + r * ad).update(from: src, count: ad)
-                        }
-                        // softmax(beta · Q / qScale) over the support set; rows are scaled by s so that
-                        // the mean over B·s rows equals (1/B) Σ_i Σ_j g_ij.
+                        // g_ij = softmax_j(beta · Q_ij / qScale), computed stably.
                         var mx = -Float.infinity
                         for j in 0..<s {
                             let q = j == 0 ? dataQ[i] : cacheQ[i * m + j - 1]
                             let l = config.beta * q / qScale
-                            weights.pointer[k * s + j] = l
+                            g.pointer[j] = l
                             mx = max(mx, l)
                             meanQ += Double(q)
                         }
                         var z: Float = 0
+                        for j in 0..<s { g.pointer[j] = expf(g.pointer[j] - mx); z += g.pointer[j] }
                         for j in 0..<s {
-                            let e = expf(weights.pointer[k * s + j] - mx)
-                            weights.pointer[k * s + j] = e
-                            z += e
+                            g.pointer[j] /= z
+                            if g.pointer[j] > 0 { entropy -= Double(g.pointer[j] * logf(g.pointer[j])) }
                         }
-                        for j in 0..<s {
-                            let g = weights.pointer[k * s + j] / z
-                            if g > 0 { entropy -= Double(g * logf(g)) }
-                            weights.pointer[k * s + j] = g * Float(s)
+                        datasetWeight += Double(g.pointer[0])
+                        for p in 0..<perState {
+                            let r = k * perState + p
+                            var j = p
+                            if config.pairsPerState > 0 {
+                                // Draw a pair with probability g_ij; the row is then unweighted.
+                                let u = rng.uniform()
+                                var acc: Float = 0
+                                j = s - 1
+                                for jj in 0..<s { acc += g.pointer[jj]; if u < acc { j = jj; break } }
+                                weights.pointer[r] = 1
+                            } else {
+                                // Mean over b·s rows of (s · g_ij) equals (1/B) Σ_i Σ_j g_ij.
+                                weights.pointer[r] = g.pointer[j] * Float(s)
+                            }
+                            (rowsObs.pointer + r * od).update(from: o.baseAddress! + i * od, count: od)
+                            let src = j == 0 ? a.baseAddress! + i * ad : c.baseAddress! + (i * m + j - 1) * ad
+                            (rowsAct.pointer + r * ad).update(from: src, count: ad)
                         }
-                        datasetWeight += Double(weights.pointer[k * s] / Float(s))
                     }
                 }
             }

@@ -67,6 +67,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         public var renewEvery: Int = 5000
         /// Flow steps used to sample support actions.
         public var supportFlowSteps: Int = 8
+        /// Pairs trained per state and step. 0 trains all M + 1 pairs with their softmax weights
+        /// (the paper's loss as written); k > 0 draws k pairs per state with probability g_ij and
+        /// trains them unweighted — the same expected gradient at (M + 1) / k times less compute.
+        public var pairsPerState: Int = 2
         /// Divide Q by the standard deviation of Q over the dataset actions before weighting, so
         /// beta means the same thing whatever the reward scale.
         public var normalizeQ: Bool = true

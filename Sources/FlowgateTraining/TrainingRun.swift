@@ -12,6 +12,8 @@ public final class TrainingRun {
     public let name: String
     public let policy: FlowPolicy
     public let critic: TwinCritic
+    /// How rewards were scaled (IQL/CEP convention), for the manifest and the log.
+    public let rewardScaling: RewardScaling
     public private(set) var phases: [TrainingPhase]
     /// Contributes extra networks, reliability data and manifest fields at export.
     public var exporters: [(inout LoadedModel) throws -> Void] = []
@@ -36,10 +38,11 @@ public final class TrainingRun {
                     "\(dataset.source): actions[\(i / ad)][\(j)] = \(dataset.actions[i]) is outside the action bounds [\(low[j]), \(high[j])]")
             }
         }
-        let stats = DatasetStatistics(dataset)
+        let normalizer = ObservationNormalizer(dataset: dataset)
+        rewardScaling = dataset.rewardScaling()
         data = PreparedData(
-            dataset: dataset, observationMean: stats.observationMean, observationStd: stats.observationStd, actionLow: low,
-            actionHigh: high, rewardScale: stats.rewardScale)
+            dataset: dataset, observationMean: normalizer.mean, observationStd: normalizer.std, actionLow: low,
+            actionHigh: high, rewardScale: rewardScaling.scale)
         var rng = RNG(seed: config.seed)
         let policySpec = FlowPolicySpec(
             observationDim: od, actionDim: ad, hiddenDims: config.policy.hiddenDims, activation: config.policy.activation,
@@ -175,38 +178,5 @@ public final class TrainingRun {
         for e in exporters { try e(&model) }
         try model.validate()
         return model
-    }
-}
-
-/// Normalisation statistics and reward scale computed from a dataset.
-public struct DatasetStatistics: Sendable {
-    public var observationMean: [Float]
-    /// Per-dimension standard deviation, floored at 1e-3 so constant dimensions stay finite.
-    public var observationStd: [Float]
-    /// IQL/CEP locomotion convention: `1000 / (max episode return − min episode return)`;
-    /// 1 when the dataset has fewer than two episodes or they all return the same.
-    public var rewardScale: Float
-    public var episodeReturns: [Float]
-
-    public init(_ d: OfflineDataset) {
-        let od = d.observationDim
-        var mean = [Double](repeating: 0, count: od), sq = [Double](repeating: 0, count: od)
-        for i in 0..<d.observations.count {
-            let v = Double(d.observations[i])
-            mean[i % od] += v
-            sq[i % od] += v * v
-        }
-        let n = Double(max(d.count, 1))
-        observationMean = mean.map { Float($0 / n) }
-        observationStd = (0..<od).map { j in Float(max((sq[j] / n - (mean[j] / n) * (mean[j] / n)).squareRoot(), 1e-3)) }
-        var returns: [Float] = []
-        var acc: Float = 0
-        for i in 0..<d.count {
-            acc += d.rewards[i]
-            if d.terminals[i] || d.timeouts[i] || i == d.count - 1 { returns.append(acc); acc = 0 }
-        }
-        episodeReturns = returns
-        let spread = (returns.max() ?? 0) - (returns.min() ?? 0)
-        rewardScale = returns.count >= 2 && spread > 0 ? 1000 / spread : 1
     }
 }

@@ -74,9 +74,10 @@ def write(directory: Path) -> None:
 
 
 def check(directory: Path) -> None:
-    expected = json.loads((directory / "expected.json").read_text(encoding="utf-8"))
+    # parse_int=float keeps the sign of "-0" (Swift's JSONEncoder writes -0.0 that way).
+    expected = json.loads((directory / "expected.json").read_text(encoding="utf-8"), parse_int=float)
     want = {
-        name: np.array(entry["values"], dtype=np.float64).astype(np.float32).reshape(entry["shape"])
+        name: np.array(entry["values"], dtype=np.float64).astype(np.float32).reshape([int(n) for n in entry["shape"]])
         for name, entry in expected["tensors"].items()
     }
     path = directory / "from_swift.safetensors"

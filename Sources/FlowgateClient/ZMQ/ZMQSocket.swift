@@ -1,0 +1,183 @@
+// Thin libzmq wrapper. An identical copy lives in Sources/FlowgateServer/ZMQ/ZMQSocket.swift because
+// the client must not depend on the server; keep the two in sync (a shared `FlowgateZMQ` target would
+// remove the copy — a Package.swift change for the lead).
+internal import CZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A libzmq call failed: names the function and the errno it reported.
+struct ZMQError: Error, CustomStringConvertible {
+    let function: String
+    let errno: Int32
+
+    var description: String {
+        "\(function) failed: \(String(cString: zmq_strerror(errno))) (errno \(errno))"
+    }
+
+    /// The context was terminated (`zmq_ctx_shutdown`): blocking calls return this to stop loops.
+    var isTerminated: Bool { errno == ETERM }
+    /// A non-blocking call would have blocked.
+    var wouldBlock: Bool { errno == EAGAIN }
+    /// ROUTER_MANDATORY: the peer is gone (or its queue is full).
+    var isUnroutable: Bool { errno == EHOSTUNREACH }
+}
+
+/// Runs one libzmq call the swift-nio way: retries on EINTR and turns -1 into a `ZMQError` naming
+/// `function` and errno. Every libzmq call in this module goes through here.
+@inline(__always)
+@discardableResult
+func zmqCall(_ function: String, _ body: () -> Int32) throws(ZMQError) -> Int32 {
+    while true {
+        let rc = body()
+        if rc != -1 { return rc }
+        let e = zmq_errno()
+        if e == EINTR { continue }
+        throw ZMQError(function: function, errno: e)
+    }
+}
+
+/// A libzmq context. Thread-safe (libzmq contexts are), so it is `Sendable`; terminated in `deinit`
+/// once every socket that retains it has been closed.
+final class ZMQContext: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+    private let owned: Bool
+
+    init() throws(ZMQError) {
+        guard let h = zmq_ctx_new() else { throw ZMQError(function: "zmq_ctx_new", errno: zmq_errno()) }
+        handle = h
+        owned = true
+    }
+
+    /// Uses a context owned by someone else (for `inproc://` endpoints, which only connect sockets of
+    /// one context); it is not terminated here.
+    init(borrowing handle: UnsafeMutableRawPointer) {
+        self.handle = handle
+        owned = false
+    }
+
+    /// Makes every blocking call on this context's sockets return ETERM.
+    func shutdown() { _ = zmq_ctx_shutdown(handle) }
+
+    deinit {
+        guard owned else { return }
+        while zmq_ctx_term(handle) == -1 && zmq_errno() == EINTR {}
+    }
+}
+
+/// Socket types used by flowgate.
+enum ZMQSocketType: Int32 {
+    case req = 3, dealer = 5, router = 6, pub = 1, sub = 2, push = 8, pull = 7
+}
+
+/// One libzmq socket. NOT thread-safe: a socket is created, used and closed on one thread (or handed
+/// over with a happens-before edge, e.g. before a thread starts). Closed in `deinit` if not before.
+final class ZMQSocket {
+    private(set) var handle: UnsafeMutableRawPointer?
+    let context: ZMQContext
+
+    init(_ context: ZMQContext, _ type: ZMQSocketType) throws(ZMQError) {
+        guard let h = zmq_socket(context.handle, type.rawValue) else {
+            throw ZMQError(function: "zmq_socket", errno: zmq_errno())
+        }
+        self.context = context
+        self.handle = h
+    }
+
+    deinit { close() }
+
+    /// Closes the socket (idempotent). Pending outgoing messages are kept for `ZMQ_LINGER`.
+    func close() {
+        if let h = handle {
+            _ = zmq_close(h)
+            handle = nil
+        }
+    }
+
+    func setOption(_ option: Int32, _ value: Int32) throws(ZMQError) {
+        var v = value
+        try zmqCall("zmq_setsockopt") { zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) }
+    }
+
+    func setOption(_ option: Int32, int64 value: Int64) throws(ZMQError) {
+        var v = value
+        try zmqCall("zmq_setsockopt") { zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) }
+    }
+
+    func setOption(_ option: Int32, bytes: [UInt8]) throws(ZMQError) {
+        try zmqCall("zmq_setsockopt") {
+            bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }
+        }
+    }
+
+    func setLinger(milliseconds: Int32) throws(ZMQError) { try setOption(ZMQ_LINGER, milliseconds) }
+    func setSendHighWaterMark(_ n: Int32) throws(ZMQError) { try setOption(ZMQ_SNDHWM, n) }
+    func setReceiveHighWaterMark(_ n: Int32) throws(ZMQError) { try setOption(ZMQ_RCVHWM, n) }
+    func setRouterMandatory() throws(ZMQError) { try setOption(ZMQ_ROUTER_MANDATORY, 1) }
+    func setMaxMessageSize(_ n: Int64) throws(ZMQError) { try setOption(ZMQ_MAXMSGSIZE, int64: n) }
+    func subscribe(_ prefix: String) throws(ZMQError) { try setOption(ZMQ_SUBSCRIBE, bytes: Array(prefix.utf8)) }
+
+    /// The endpoint actually bound (resolves `tcp://host:*` to a port).
+    func lastEndpoint() throws(ZMQError) -> String {
+        var buffer = [CChar](repeating: 0, count: 1024)
+        var size = buffer.count
+        try zmqCall("zmq_getsockopt") { zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) }
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    func bind(_ endpoint: String) throws(ZMQError) {
+        try zmqCall("zmq_bind(\(endpoint))") { zmq_bind(handle, endpoint) }
+    }
+
+    func connect(_ endpoint: String) throws(ZMQError) {
+        try zmqCall("zmq_connect(\(endpoint))") { zmq_connect(handle, endpoint) }
+    }
+
+    /// Sends `frames` as one multipart message.
+    func send(_ frames: [[UInt8]], dontWait: Bool = false) throws(ZMQError) {
+        for (i, frame) in frames.enumerated() {
+            var flags: Int32 = dontWait ? ZMQ_DONTWAIT : 0
+            if i < frames.count - 1 { flags |= ZMQ_SNDMORE }
+            try zmqCall("zmq_send") {
+                frame.withUnsafeBytes { Int32(truncatingIfNeeded: zmq_send(handle, $0.baseAddress, $0.count, flags)) }
+            }
+        }
+    }
+
+    /// Receives one multipart message. Frames longer than `maxCopyBytes` are not copied: their entry
+    /// holds no bytes and `sizes` tells their real length.
+    func receive(dontWait: Bool = false, maxCopyBytes: Int = .max) throws(ZMQError)
+        -> (frames: [[UInt8]], sizes: [Int])
+    {
+        var frames: [[UInt8]] = []
+        var sizes: [Int] = []
+        var msg = zmq_msg_t()
+        zmq_msg_init(&msg)
+        defer { zmq_msg_close(&msg) }
+        while true {
+            try zmqCall("zmq_msg_recv") { zmq_msg_recv(&msg, handle, dontWait ? ZMQ_DONTWAIT : 0) }
+            let size = zmq_msg_size(&msg)
+            sizes.append(size)
+            if size > 0 && size <= maxCopyBytes, let data = zmq_msg_data(&msg) {
+                frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
+            } else {
+                frames.append([])
+            }
+            if zmq_msg_more(&msg) == 0 { break }
+        }
+        return (frames, sizes)
+    }
+
+    /// Waits up to `timeoutMilliseconds` (-1: forever) for any socket in `sockets` to become
+    /// readable; returns which ones are.
+    static func pollReadable(_ sockets: [ZMQSocket], timeoutMilliseconds: Int) throws(ZMQError) -> [Bool] {
+        var items = sockets.map {
+            zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        }
+        try zmqCall("zmq_poll") { zmq_poll(&items, Int32(items.count), timeoutMilliseconds) }
+        return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+    }
+}

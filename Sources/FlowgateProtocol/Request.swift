@@ -1,0 +1,216 @@
+/// The `op` of a request.
+public enum Operation: String, Sendable, CaseIterable {
+    case act, info, health, stats
+}
+
+/// Optional sampling settings of an `act` request; `nil` means "the model's default".
+public struct ActParameters: Sendable, Equatable, Hashable {
+    /// Flow steps K.
+    public var steps: Int?
+    /// Candidate actions M per observation.
+    public var candidates: Int?
+    /// Next-state samples N for the energy check.
+    public var samples: Int?
+    /// Whether to run the energy (reliability) check; default true.
+    public var check: Bool?
+    /// Seed S; observation i of a batch uses S+i (mod 2^64). Negative seeds are read as their
+    /// 64-bit two's-complement bit pattern.
+    public var seed: UInt64?
+    /// Give up with `deadline_exceeded` if the request's batch has not started this many
+    /// milliseconds after the server received it.
+    public var deadlineMilliseconds: Double?
+
+    public init(
+        steps: Int? = nil, candidates: Int? = nil, samples: Int? = nil, check: Bool? = nil,
+        seed: UInt64? = nil, deadlineMilliseconds: Double? = nil
+    ) {
+        self.steps = steps
+        self.candidates = candidates
+        self.samples = samples
+        self.check = check
+        self.seed = seed
+        self.deadlineMilliseconds = deadlineMilliseconds
+    }
+}
+
+/// The observation part of an `act` request.
+public struct ActRequest: Sendable, Equatable {
+    /// `[obs_dim]` for one observation or `[B, obs_dim]` for a batch.
+    public var observations: FloatArray
+    /// How `obs` was encoded; the reply uses the same encoding.
+    public var encoding: ArrayEncoding
+    public var parameters: ActParameters
+
+    public init(observations: FloatArray, encoding: ArrayEncoding = .plain, parameters: ActParameters = .init()) {
+        self.observations = observations
+        self.encoding = encoding
+        self.parameters = parameters
+    }
+
+    /// True when `obs` was 2-D (the reply then holds lists of B values).
+    public var isBatch: Bool { observations.shape.count == 2 }
+    /// Number of observations B (1 for a single observation).
+    public var count: Int { isBatch ? observations.shape[0] : 1 }
+    /// Length of each observation.
+    public var observationDim: Int { observations.shape.last ?? 0 }
+}
+
+/// One decoded request.
+public struct Request: Sendable, Equatable {
+    public var op: Operation
+    public var id: RequestID?
+    /// Model name; `nil` selects the server's default model.
+    public var model: String?
+    /// Present exactly when `op == .act`.
+    public var act: ActRequest?
+
+    public init(op: Operation, id: RequestID? = nil, model: String? = nil, act: ActRequest? = nil) {
+        self.op = op
+        self.id = id
+        self.model = model
+        self.act = act
+    }
+
+    /// An `act` request.
+    public static func act(
+        _ observations: FloatArray, encoding: ArrayEncoding = .plain, parameters: ActParameters = .init(),
+        id: RequestID? = nil, model: String? = nil
+    ) -> Request {
+        Request(
+            op: .act, id: id, model: model,
+            act: ActRequest(observations: observations, encoding: encoding, parameters: parameters))
+    }
+
+    /// The request as a MessagePack map (what a client sends).
+    public var messagePackValue: MessagePackValue {
+        var pairs: [(String, MessagePackValue)] = [("op", .string(op.rawValue))]
+        if let id { pairs.append(("id", id.messagePackValue)) }
+        if let model { pairs.append(("model", .string(model))) }
+        if let act {
+            pairs.append(("obs", act.observations.messagePackValue(act.encoding)))
+            let p = act.parameters
+            if let v = p.steps { pairs.append(("steps", .int(Int64(v)))) }
+            if let v = p.candidates { pairs.append(("candidates", .int(Int64(v)))) }
+            if let v = p.samples { pairs.append(("samples", .int(Int64(v)))) }
+            if let v = p.check { pairs.append(("check", .bool(v))) }
+            if let v = p.seed { pairs.append(("seed", v <= UInt64(Int64.max) ? .int(Int64(v)) : .uint(v))) }
+            if let v = p.deadlineMilliseconds { pairs.append(("deadline_ms", .double(v))) }
+        }
+        return .stringMap(pairs)
+    }
+
+    /// The request as one MessagePack frame.
+    public func encode() -> [UInt8] { MessagePack.encode(messagePackValue) }
+
+    /// Decodes a request frame.
+    ///
+    /// Frames longer than `maxBytes` are `too_large` (checked before any parsing); bytes that are
+    /// not one MessagePack map are `bad_request`. Unknown keys are ignored. Errors carry the request's
+    /// `id` whenever the map and its `id` could be read.
+    public static func decode(_ frame: [UInt8], maxBytes: Int = .max) throws(ProtocolError) -> Request {
+        guard frame.count <= maxBytes else {
+            throw ProtocolError(.tooLarge, "message of \(frame.count) bytes exceeds the limit of \(maxBytes) bytes")
+        }
+        let value: MessagePackValue
+        do {
+            value = try MessagePack.decode(frame)
+        } catch {
+            throw ProtocolError(.badRequest, "not a MessagePack message: \(error)")
+        }
+        return try decode(value)
+    }
+
+    /// Decodes a request from an already decoded MessagePack value.
+    public static func decode(_ value: MessagePackValue) throws(ProtocolError) -> Request {
+        guard let entries = value.mapEntries else {
+            throw ProtocolError(.badRequest, "request must be a MessagePack map, got \(value.typeName)")
+        }
+        for e in entries where e.key.stringValue == nil {
+            throw ProtocolError(.badRequest, "request map keys must be strings, got a \(e.key.typeName) key")
+        }
+        var id: RequestID?
+        if let raw = value["id"], raw != .nil {
+            guard let parsed = RequestID(raw) else {
+                throw ProtocolError(.badRequest, "'id' must be a string or an integer, got \(raw.typeName)")
+            }
+            id = parsed
+        }
+        var op = Operation.act
+        if let raw = value["op"], raw != .nil {
+            guard let name = raw.stringValue else {
+                throw ProtocolError(.badRequest, "'op' must be a string, got \(raw.typeName)", id: id)
+            }
+            guard let parsed = Operation(rawValue: name) else {
+                throw ProtocolError(
+                    .unknownOp, "unknown op '\(name)' (expected act, info, health or stats)", id: id)
+            }
+            op = parsed
+        }
+        var model: String?
+        if let raw = value["model"], raw != .nil {
+            guard let name = raw.stringValue else {
+                throw ProtocolError(.badRequest, "'model' must be a string, got \(raw.typeName)", id: id)
+            }
+            model = name
+        }
+        guard op == .act else { return Request(op: op, id: id, model: model) }
+
+        guard let obsValue = value["obs"], obsValue != .nil else {
+            throw ProtocolError(.badRequest, "act request needs 'obs'", id: id)
+        }
+        let observations: FloatArray
+        let encoding: ArrayEncoding
+        do {
+            (observations, encoding) = try FloatArray.decode(obsValue, key: "obs")
+        } catch {
+            var e = error
+            e.id = id
+            throw e
+        }
+        var p = ActParameters()
+        p.steps = try positiveInt(value, "steps", id: id)
+        p.candidates = try positiveInt(value, "candidates", id: id)
+        p.samples = try positiveInt(value, "samples", id: id)
+        if let raw = value["check"], raw != .nil {
+            guard let b = raw.boolValue else {
+                throw ProtocolError(.badRequest, "'check' must be a bool, got \(raw.typeName)", id: id)
+            }
+            p.check = b
+        }
+        if let raw = value["seed"], raw != .nil {
+            switch raw {
+            case .int(let i): p.seed = UInt64(bitPattern: i)
+            case .uint(let u): p.seed = u
+            default:
+                throw ProtocolError(.badRequest, "'seed' must be an integer, got \(raw.typeName)", id: id)
+            }
+        }
+        if let raw = value["deadline_ms"], raw != .nil {
+            guard let d = raw.doubleValue else {
+                throw ProtocolError(.badRequest, "'deadline_ms' must be a number, got \(raw.typeName)", id: id)
+            }
+            guard d.isFinite, d >= 0 else {
+                throw ProtocolError(.badRequest, "'deadline_ms' must be a finite number >= 0, got \(d)", id: id)
+            }
+            p.deadlineMilliseconds = d
+        }
+        return Request(
+            op: .act, id: id, model: model,
+            act: ActRequest(observations: observations, encoding: encoding, parameters: p))
+    }
+
+    private static func positiveInt(_ map: MessagePackValue, _ key: String, id: RequestID?) throws(ProtocolError) -> Int? {
+        guard let raw = map[key], raw != .nil else { return nil }
+        switch raw {
+        case .int(let i):
+            guard i >= 1 else {
+                throw ProtocolError(.badRequest, "'\(key)' must be >= 1, got \(i)", id: id)
+            }
+            return Int(exactly: i) ?? Int.max
+        case .uint:
+            return Int.max
+        default:
+            throw ProtocolError(.badRequest, "'\(key)' must be an integer, got \(raw.typeName)", id: id)
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import FlowgateProtocol
+import Foundation
+
+/// One telemetry event (one observation of an `act` reply).
+struct TelemetryEvent: Sendable {
+    let id: RequestID?
+    let model: String
+    let time: Double
+    let reliable: Bool
+    let confidence: Float
+    let energy: Float
+    let threshold: Float
+
+    var topic: String { (reliable ? "reliable/" : "unreliable/") + model }
+
+    var messagePackValue: MessagePackValue {
+        .map([
+            "id": id?.messagePackValue ?? .nil, "model": .string(model), "t": .double(time),
+            "reliable": .bool(reliable), "confidence": .float(confidence), "energy": .float(energy),
+            "threshold": .float(threshold),
+        ])
+    }
+}
+
+/// A finished `act` request, handed from a worker to the socket thread.
+struct Completion: Sendable {
+    let envelope: [[UInt8]]
+    let reply: [UInt8]
+    /// `nil` for success.
+    let error: ErrorCode?
+    let arrival: UInt64
+    let queueMicroseconds: Int?
+    let computeMicroseconds: Int?
+    /// Set on one completion per computed batch: the batch's observation count.
+    let batchSize: Int?
+    let observations: Int
+    let telemetry: [TelemetryEvent]
+}
+
+/// Completions waiting for the socket thread. Guarded by `lock`.
+final class CompletionQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Completion] = []
+
+    func push(_ completions: [Completion]) {
+        lock.lock()
+        items.append(contentsOf: completions)
+        lock.unlock()
+    }
+
+    func drain() -> [Completion] {
+        lock.lock()
+        defer { lock.unlock() }
+        let out = items
+        items.removeAll(keepingCapacity: true)
+        return out
+    }
+}

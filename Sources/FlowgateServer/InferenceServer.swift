@@ -1,0 +1,71 @@
+public import Logging
+
+/// Why a server could not be created.
+public enum ServerError: Error, CustomStringConvertible {
+    case noModels
+    case duplicateModel(String)
+    case unknownDefaultModel(String, loaded: [String])
+    case invalidConfiguration([String])
+
+    public var description: String {
+        switch self {
+        case .noModels: return "no models to serve"
+        case .duplicateModel(let n): return "two models are named '\(n)'"
+        case .unknownDefaultModel(let n, let loaded):
+            return "default model '\(n)' is not loaded (loaded: \(loaded.joined(separator: ", ")))"
+        case .invalidConfiguration(let problems): return "invalid configuration: " + problems.joined(separator: "; ")
+        }
+    }
+}
+
+/// The flowgate inference server (protocol v1, docs/protocol.md).
+///
+/// ```swift
+/// let server = try InferenceServer(models: [policy], configuration: config)
+/// try server.start()          // binds; returns at once
+/// ...
+/// server.shutdown()           // stops accepting, answers every queued request, closes
+/// ```
+public final class InferenceServer: Sendable {
+    private let loop: SocketLoop
+
+    /// Creates the server and binds its sockets (so bind errors surface here).
+    ///
+    /// - Throws: `ServerError` for bad settings or models, or a ZeroMQ error (e.g. address in use).
+    public init(
+        models: [any ServableModel], configuration: ServerConfiguration = ServerConfiguration(),
+        logger: Logger = Logger(label: "flowgate.server")
+    ) throws {
+        let problems = configuration.problems
+        guard problems.isEmpty else { throw ServerError.invalidConfiguration(problems) }
+        loop = try SocketLoop(models: models, configuration: configuration, logger: logger)
+    }
+
+    /// The endpoint the ROUTER is bound to, with the real port when bound to `tcp://host:*`.
+    public var endpoint: String { loop.boundEndpoint }
+
+    /// The endpoint of the telemetry PUB socket, if enabled.
+    public var telemetryEndpoint: String? { loop.boundTelemetryEndpoint }
+
+    /// The server's ZeroMQ context, for clients in the same process that connect to an `inproc://`
+    /// endpoint (inproc only connects sockets of one context): pass it to
+    /// `FlowgateClient(endpoint:kind:timeoutMilliseconds:retries:sharedContext:)`. Valid while the
+    /// server object lives; close such clients before releasing the server.
+    public var sharedContext: UnsafeMutableRawPointer { loop.context.handle }
+
+    /// Starts the worker threads and the socket thread (later calls do nothing).
+    public func start() { loop.start() }
+
+    /// Stops accepting requests, computes and answers every request already queued, closes the
+    /// sockets and returns. Safe to call from any thread, more than once.
+    public func shutdown() {
+        loop.requestStop()
+        loop.wait()
+    }
+
+    /// Asks the server to drain and stop without waiting (e.g. from a signal handler's queue).
+    public func requestShutdown() { loop.requestStop() }
+
+    /// Blocks until the server has stopped.
+    public func wait() { loop.wait() }
+}

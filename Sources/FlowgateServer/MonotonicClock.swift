@@ -1,0 +1,28 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Nanoseconds on the monotonic clock (never jumps with wall-clock changes).
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// The wall-clock `Date` at which the monotonic clock will read `nanoseconds`.
+func wallClockDate(atMonotonic nanoseconds: UInt64) -> Date {
+    let now = monotonicNanoseconds()
+    let delta = nanoseconds > now ? Double(nanoseconds - now) / 1e9 : 0
+    return Date(timeIntervalSinceNow: delta)
+}
+
+/// Microseconds between two monotonic readings (0 if `end` precedes `start`).
+@inline(__always)
+func microseconds(from start: UInt64, to end: UInt64) -> Int {
+    end > start ? Int((end - start) / 1000) : 0
+}

@@ -1,0 +1,60 @@
+public import FlowgateCore
+public import FlowgateAlgorithms
+public import FlowgateProtocol
+
+/// Serves a trained model directory: a `PolicyBundle` (flow policy, critic, optional energy model)
+/// behind the server's `ServableModel` interface. Weights are shared; each worker gets its own
+/// replicas and workspaces.
+public final class PolicyServable: ServableModel, @unchecked Sendable {
+    public let bundle: PolicyBundle
+    public let modelDescription: ModelDescription
+
+    public init(bundle: PolicyBundle) {
+        self.bundle = bundle
+        let m = bundle.manifest
+        var provenance: [String: String] = [
+            "dataset": m.provenance.dataset, "seed": "\(m.provenance.seed)", "git_commit": m.provenance.gitCommit,
+            "date": m.provenance.date, "flowgate_version": m.provenance.flowgateVersion, "kind": m.kind,
+        ]
+        for (phase, steps) in m.provenance.trainingSteps { provenance["steps.\(phase)"] = "\(steps)" }
+        modelDescription = ModelDescription(
+            name: m.name, version: m.modelVersion, observationDim: m.observationDim, actionDim: m.actionDim,
+            actionLow: m.actionLow, actionHigh: m.actionHigh,
+            defaults: SamplingSettings(steps: m.sampling.steps, candidates: m.sampling.candidates, samples: bundle.makeChecker == nil ? 0 : m.sampling.samples),
+            limits: SamplingLimits(maxSteps: m.sampling.maxSteps, maxCandidates: m.sampling.maxCandidates, maxSamples: m.sampling.maxSamples, maxBatch: m.sampling.maxBatch),
+            threshold: m.reliability?.threshold ?? .infinity, calibrationQuantile: m.reliability?.quantile ?? .nan,
+            provenance: provenance)
+    }
+
+    /// Loads and validates a model directory.
+    public convenience init(directory: String, checkerFactory: ((FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)?)? = nil) throws {
+        let model = try ModelDirectory.load(atPath: directory)
+        self.init(bundle: try PolicyBundle(model: model, checkerFactory: checkerFactory))
+    }
+
+    public func makeWorker() -> any ModelWorker {
+        BLAS.setThreads(1)
+        return PolicyWorker(selector: bundle.makeSelector(), defaults: bundle.defaultSettings)
+    }
+}
+
+/// One worker thread's action selector.
+final class PolicyWorker: ModelWorker {
+    let selector: ActionSelector
+    let defaults: FlowgateAlgorithms.SamplingSettings
+
+    init(selector: ActionSelector, defaults: FlowgateAlgorithms.SamplingSettings) {
+        self.selector = selector
+        self.defaults = defaults
+    }
+
+    func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult {
+        var s = defaults
+        s.steps = options.steps
+        s.candidates = options.candidates
+        s.samples = options.samples
+        s.check = options.check && selector.checker != nil
+        let r = selector.act(observations: observations, count: count, seeds: seeds, settings: s)
+        return ActResult(actions: r.actions, confidence: r.confidence, energy: r.energy, q: r.q, reliable: r.reliable)
+    }
+}

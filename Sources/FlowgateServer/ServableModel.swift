@@ -1,0 +1,69 @@
+public import FlowgateProtocol
+
+/// What a servable model tells the server and its clients about itself (the `info` op's model entry).
+public typealias ModelDescription = ModelInfo
+
+/// Sampling settings a batch is computed with; only requests with equal options share a batch.
+public struct ActOptions: Sendable, Hashable {
+    /// Flow steps K.
+    public var steps: Int
+    /// Candidate actions M per observation.
+    public var candidates: Int
+    /// Next-state samples N for the energy check.
+    public var samples: Int
+    /// Whether to run the energy check.
+    public var check: Bool
+
+    public init(steps: Int, candidates: Int, samples: Int, check: Bool) {
+        self.steps = steps
+        self.candidates = candidates
+        self.samples = samples
+        self.check = check
+    }
+}
+
+/// The result of one forward pass over B observations.
+public struct ActResult: Sendable {
+    /// B × actDim chosen actions, row-major.
+    public var actions: [Float]
+    /// B values in [0, 1].
+    public var confidence: [Float]
+    /// B minimum energies E_min of the chosen actions.
+    public var energy: [Float]
+    /// B critic values of the chosen actions.
+    public var q: [Float]
+    /// B flags: energy at or below the model's threshold.
+    public var reliable: [Bool]
+
+    public init(actions: [Float], confidence: [Float], energy: [Float], q: [Float], reliable: [Bool]) {
+        self.actions = actions
+        self.confidence = confidence
+        self.energy = energy
+        self.q = q
+        self.reliable = reliable
+    }
+}
+
+/// A model the server can serve. Shared by all worker threads, so it holds only immutable state
+/// (weights); per-thread scratch memory lives in the `ModelWorker`s it makes.
+public protocol ServableModel: AnyObject, Sendable {
+    /// Name, dimensions, bounds, sampling defaults and limits, threshold, provenance.
+    var modelDescription: ModelDescription { get }
+    /// Returns an object owning preallocated workspaces. Called once per worker thread, on that
+    /// thread; the worker is only ever used from it.
+    func makeWorker() -> any ModelWorker
+}
+
+/// Per-thread compute state of a `ServableModel`. Never shared between threads.
+public protocol ModelWorker: AnyObject {
+    /// Computes actions for `count` observations.
+    ///
+    /// - Parameters:
+    ///   - observations: `count × observationDim` values, row-major, all finite.
+    ///   - seeds: one seed per observation. The result for observation i must depend only on
+    ///     observation i, `seeds[i]` and `options` — not on the other rows — so that a batch equals
+    ///     the same observations sent one by one.
+    ///   - options: sampling settings, already within the model's limits.
+    /// - Throws: anything; the server answers the batch's requests with `internal`.
+    func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult
+}

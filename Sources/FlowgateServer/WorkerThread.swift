@@ -1,0 +1,174 @@
+import FlowgateProtocol
+import Foundation
+import Logging
+
+/// One compute thread: takes batches from the `BatchQueue`, runs the model, encodes replies and
+/// hands them to the socket thread (through `CompletionQueue` plus a message on an inproc PUSH
+/// socket that wakes the socket thread's poll).
+///
+/// Thread confinement: after `start()`, `modelWorkers` and the PUSH socket are used only on this
+/// worker's own thread; the other members are immutable or thread-safe.
+final class WorkerThread: @unchecked Sendable {
+    private let index: Int
+    private let queue: BatchQueue
+    private let completions: CompletionQueue
+    private let context: ZMQContext
+    private let wakeupEndpoint: String
+    private let logger: Logger
+    private var modelWorkers: [String: any ModelWorker] = [:]
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(
+        index: Int, queue: BatchQueue, completions: CompletionQueue, context: ZMQContext,
+        wakeupEndpoint: String, logger: Logger
+    ) {
+        self.index = index
+        self.queue = queue
+        self.completions = completions
+        self.context = context
+        self.wakeupEndpoint = wakeupEndpoint
+        self.logger = logger
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "flowgate-worker-\(index)"
+        thread.stackSize = 16 << 20
+        thread.start()
+    }
+
+    /// Waits until the thread has exited (after the queue was closed and emptied).
+    func join() { finished.wait() }
+
+    private func run() {
+        defer { finished.signal() }
+        let wakeup: ZMQSocket
+        do {
+            wakeup = try ZMQSocket(context, .push)
+            try wakeup.setLinger(milliseconds: 0)
+            try wakeup.connect(wakeupEndpoint)
+        } catch {
+            logger.critical("worker \(index) cannot create its wakeup socket: \(error)")
+            return
+        }
+        defer { wakeup.close() }
+        while let batch = queue.next() {
+            completions.push(process(batch))
+            do {
+                try wakeup.send([[]], dontWait: true)
+            } catch {
+                // A full wakeup pipe means the socket thread has wakeups pending anyway.
+                if !error.wouldBlock { logger.error("worker \(index) wakeup failed: \(error)") }
+            }
+        }
+    }
+
+    private func errorCompletion(_ r: PendingRequest, _ code: ErrorCode, _ message: String, queueMicroseconds: Int?)
+        -> Completion
+    {
+        Completion(
+            envelope: r.envelope, reply: ProtocolError(code, message, id: r.id).encode(), error: code,
+            arrival: r.arrival, queueMicroseconds: queueMicroseconds, computeMicroseconds: nil,
+            batchSize: nil, observations: 0, telemetry: [])
+    }
+
+    /// Computes one batch; returns one completion per request.
+    func process(_ batch: Batch) -> [Completion] {
+        let start = monotonicNanoseconds()
+        var out: [Completion] = []
+        var live: [PendingRequest] = []
+        for r in batch.requests {
+            if let deadline = r.deadline, start > deadline {
+                let waited = microseconds(from: r.arrival, to: start)
+                let ms = Double(deadline - r.arrival) / 1e6
+                out.append(
+                    errorCompletion(
+                        r, .deadlineExceeded,
+                        "deadline_ms \(ms) passed before the request started (waited \(waited) us in the queue)",
+                        queueMicroseconds: waited))
+            } else {
+                live.append(r)
+            }
+        }
+        guard let first = live.first else { return out }
+        let model = first.model
+        let description = model.description
+        let count = live.reduce(0) { $0 + $1.count }
+        var observations: [Float] = []
+        var seeds: [UInt64] = []
+        if live.count == 1 {
+            observations = first.act.observations.values
+        } else {
+            observations.reserveCapacity(count * description.observationDim)
+            for r in live { observations.append(contentsOf: r.act.observations.values) }
+        }
+        seeds.reserveCapacity(count)
+        for r in live {
+            for i in 0..<r.count { seeds.append(r.seedBase &+ UInt64(i)) }
+        }
+        let worker: any ModelWorker
+        if let w = modelWorkers[model.name] {
+            worker = w
+        } else {
+            worker = model.model.makeWorker()
+            modelWorkers[model.name] = worker
+        }
+        let options = batch.key.options
+        let computeStart = monotonicNanoseconds()
+        var result: ActResult
+        do {
+            result = try worker.act(observations: observations, count: count, seeds: seeds, options: options)
+        } catch {
+            logger.error("model '\(model.name)' failed on a batch of \(count): \(error)")
+            return out + live.map {
+                errorCompletion($0, .internal, "model '\(model.name)' failed: \(error)",
+                    queueMicroseconds: microseconds(from: $0.arrival, to: start))
+            }
+        }
+        let computeEnd = monotonicNanoseconds()
+        let actDim = description.actionDim
+        guard result.actions.count == count * actDim, result.confidence.count == count,
+            result.energy.count == count, result.q.count == count, result.reliable.count == count
+        else {
+            let message = "model '\(model.name)' returned results of the wrong size for \(count) observations"
+            logger.error("\(message)")
+            return out + live.map {
+                errorCompletion($0, .internal, message, queueMicroseconds: microseconds(from: $0.arrival, to: start))
+            }
+        }
+        if !options.check {
+            // Unchecked actions are never reported reliable (docs/protocol.md, "check").
+            result.energy = Array(repeating: .nan, count: count)
+            result.confidence = Array(repeating: 0, count: count)
+            result.reliable = Array(repeating: false, count: count)
+        }
+        let computeMicros = microseconds(from: computeStart, to: computeEnd)
+        let now = Date().timeIntervalSince1970
+        var row = 0
+        for (n, r) in live.enumerated() {
+            let range = row..<(row + r.count)
+            let actions = Array(result.actions[(row * actDim)..<((row + r.count) * actDim)])
+            let queueMicros = microseconds(from: r.arrival, to: start)
+            let reply = ActReply(
+                id: r.id, model: model.name, version: description.version,
+                actions: FloatArray(shape: r.act.isBatch ? [r.count, actDim] : [actDim], values: actions),
+                confidence: Array(result.confidence[range]), reliable: Array(result.reliable[range]),
+                energy: Array(result.energy[range]), q: Array(result.q[range]),
+                threshold: description.threshold,
+                timing: Timing(queueMicroseconds: queueMicros, computeMicroseconds: computeMicros, batch: count),
+                encoding: r.act.encoding)
+            let telemetry = range.map { i in
+                TelemetryEvent(
+                    id: r.id, model: model.name, time: now, reliable: result.reliable[i],
+                    confidence: result.confidence[i], energy: result.energy[i], threshold: description.threshold)
+            }
+            out.append(
+                Completion(
+                    envelope: r.envelope, reply: reply.encode(), error: nil, arrival: r.arrival,
+                    queueMicroseconds: queueMicros, computeMicroseconds: computeMicros,
+                    batchSize: n == 0 ? count : nil, observations: r.count, telemetry: telemetry))
+            row += r.count
+        }
+        return out
+    }
+}

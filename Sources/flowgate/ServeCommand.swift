@@ -1,0 +1,152 @@
+import ArgumentParser
+import FlowgateServer
+import FlowgateCore
+import FlowgateAlgorithms
+import Foundation
+import Logging
+
+/// `flowgate serve`: runs the inference server until SIGTERM/SIGINT, then drains and exits 0.
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve models over ZeroMQ + MessagePack (protocol v1, docs/protocol.md).",
+        discussion: """
+            Binds a ROUTER socket (REQ and DEALER clients) and, with --pub, a PUB socket for \
+            reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
+            keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
+            send_hwm, linger_ms, default_model), then flags. SIGTERM/SIGINT stop accepting \
+            requests, answer every queued one and exit 0.
+            """)
+
+    @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc). Default: tcp://127.0.0.1:5555")
+    var endpoint: String?
+
+    @Option(help: "Endpoint of the PUB telemetry socket, e.g. tcp://127.0.0.1:5556. Default: off")
+    var pub: String?
+
+    @Option(name: .customLong("max-batch"), help: "Most observations computed together. Default: 64")
+    var maxBatch: Int?
+
+    @Option(
+        name: .customLong("max-delay-us"),
+        help: "Batching window in microseconds, counted from a batch's first request. Default: 500")
+    var maxDelayMicroseconds: Int?
+
+    @Option(help: "Worker threads running forward passes. Default: number of cores")
+    var workers: Int?
+
+    @Option(name: .customLong("queue-limit"), help: "Most queued act requests before 'overloaded'. Default: 1024")
+    var queueLimit: Int?
+
+    @Option(name: .customLong("max-message-bytes"), help: "Largest request frame before 'too_large'. Default: 16777216")
+    var maxMessageBytes: Int?
+
+    @Option(name: .customLong("default-model"), help: "Model used when a request names none. Default: the first")
+    var defaultModel: String?
+
+    @Option(help: "JSON file with server settings (flags override it).")
+    var config: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Flag(help: "Also serve the built-in 'demo' toy model (obs_dim 4, act_dim 2) for smoke and interop tests.")
+    var demo = false
+
+    @Argument(help: "Model directories to serve (default: the shipped models/hopper-medium).")
+    var modelDirectories: [String] = []
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        let problems = try resolvedConfiguration().problems
+        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+    }
+
+    /// Defaults, then the --config file, then flags.
+    func resolvedConfiguration() throws -> ServerConfiguration {
+        var c = ServerConfiguration()
+        if let config {
+            do {
+                c = try JSONDecoder().decode(ServerConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: config)))
+            } catch {
+                throw ValidationError("cannot read --config \(config): \(error)")
+            }
+        }
+        if let endpoint { c.endpoint = endpoint }
+        if let pub { c.telemetryEndpoint = pub }
+        if let maxBatch { c.maxBatch = maxBatch }
+        if let maxDelayMicroseconds { c.maxDelayMicroseconds = maxDelayMicroseconds }
+        if let workers { c.workers = workers }
+        if let queueLimit { c.queueLimit = queueLimit }
+        if let maxMessageBytes { c.maxMessageBytes = maxMessageBytes }
+        if let defaultModel { c.defaultModel = defaultModel }
+        return c
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "flowgate.serve")
+        let configuration = try resolvedConfiguration()
+        var directories = modelDirectories
+        if directories.isEmpty && !demo {
+            guard let d = defaultModelDirectory() else {
+                throw ValidationError("no MODEL_DIR given and the default model models/hopper-medium was not found (run from the repository root, or set FLOWGATE_MODELS)")
+            }
+            directories = [d]
+        }
+        var models = try loadServableModels(from: directories, logger: logger)
+        if demo { models.insert(DemoModel(), at: 0) }
+        let server = try InferenceServer(models: models, configuration: configuration, logger: logger)
+
+        // Signals are handled on a dispatch queue, not in an async-signal context.
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                logger.info("received signal \(sig); draining")
+                server.requestShutdown()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        server.start()
+        server.wait()
+        sources.forEach { $0.cancel() }
+    }
+}
+
+/// Loads every model directory into a `ServableModel` (all-or-nothing: any invalid directory
+/// stops the server from starting, with the file and problem named).
+func loadServableModels(from directories: [String], logger: Logger) throws -> [any ServableModel] {
+    try directories.map { dir in
+        let model = try PolicyServable(directory: dir, checkerFactory: energyCheckerFactory)
+        let d = model.modelDescription
+        logger.info("loaded model \(d.name) v\(d.version) from \(dir): obs_dim \(d.observationDim), act_dim \(d.actionDim), energy check \(model.bundle.makeChecker == nil ? "absent" : "on")")
+        return model
+    }
+}
+
+/// The default shipped model: `models/hopper-medium` under the current directory, or next to
+/// the source tree the executable was built in (`.build/<config>/flowgate` → `../../models`).
+func defaultModelDirectory() -> String? {
+    let name = "hopper-medium"
+    var candidates = ["models/\(name)"]
+    if let env = ProcessInfo.processInfo.environment["FLOWGATE_MODELS"] { candidates.insert("\(env)/\(name)", at: 0) }
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    candidates.append(exe.deletingLastPathComponent().appendingPathComponent("../../../models/\(name)").standardizedFileURL.path)
+    return candidates.first { FileManager.default.fileExists(atPath: $0 + "/manifest.json") }
+}
+
+/// Builds per-thread energy checkers for models that ship an energy network; nil means the model
+/// has none and actions are served without the reliability check.
+func energyCheckerFactory(_ model: FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
+    nil
+}

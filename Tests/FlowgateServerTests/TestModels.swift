@@ -1,0 +1,77 @@
+import FlowgateProtocol
+import FlowgateServer
+import Foundation
+
+/// TEST DOUBLE, not a policy: a tiny deterministic stand-in for the flow policy + critic + energy
+/// model, so server behaviour can be tested without the numerical side.
+///
+/// - action_j = tanh(Σ_k W_jk · obs_k + noise_j / steps), noise from SplitMix64(seed) in [-0.5, 0.5]
+/// - energy = |obs|², reliable = energy ≤ threshold (4), confidence = exp(-energy / threshold)
+/// - q = -|action|² - 0.01 · candidates
+/// - an observation containing `poison` (12345) makes `act` throw (to produce `internal` errors)
+final class LinearTestModel: ServableModel {
+    static let poison: Float = 12345
+    let modelDescription: ModelDescription
+    let delay: TimeInterval
+
+    init(name: String = "test", observationDim: Int = 3, actionDim: Int = 2, maxBatch: Int = 256, delay: TimeInterval = 0) {
+        self.delay = delay
+        modelDescription = ModelDescription(
+            name: name, version: "test-1", observationDim: observationDim, actionDim: actionDim,
+            actionLow: Array(repeating: -1, count: actionDim), actionHigh: Array(repeating: 1, count: actionDim),
+            defaults: SamplingSettings(steps: 4, candidates: 8, samples: 4),
+            limits: SamplingLimits(maxSteps: 32, maxCandidates: 64, maxSamples: 16, maxBatch: maxBatch),
+            threshold: 4, calibrationQuantile: 0.95, provenance: ["kind": "test double"])
+    }
+
+    func makeWorker() -> any ModelWorker { Worker(modelDescription, delay: delay) }
+
+    final class Worker: ModelWorker {
+        let d: ModelDescription
+        let delay: TimeInterval
+        init(_ d: ModelDescription, delay: TimeInterval) {
+            self.d = d
+            self.delay = delay
+        }
+
+        func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult {
+            struct Poisoned: Error {}
+            if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+            if observations.contains(LinearTestModel.poison) { throw Poisoned() }
+            let n = d.observationDim, m = d.actionDim
+            var result = ActResult(actions: [], confidence: [], energy: [], q: [], reliable: [])
+            for b in 0..<count {
+                var rng = SplitMix64(seed: seeds[b])
+                let obs = observations[(b * n)..<((b + 1) * n)]
+                var q: Float = -0.01 * Float(options.candidates)
+                for j in 0..<m {
+                    var z: Float = 0
+                    for (k, x) in obs.enumerated() { z += Float((j + 1) * (k % 3 + 1)) * 0.1 * x }
+                    let noise = Float(Double(rng.next() >> 11) / Double(1 << 53)) - 0.5
+                    let a = tanh(z + noise / Float(options.steps))
+                    result.actions.append(a)
+                    q -= a * a
+                }
+                let energy = obs.reduce(0) { $0 + $1 * $1 }
+                result.energy.append(energy)
+                result.reliable.append(energy <= d.threshold)
+                result.confidence.append(exp(-energy / d.threshold))
+                result.q.append(q)
+            }
+            return result
+        }
+    }
+}
+
+/// SplitMix64 (Steele et al.), enough randomness for a test double.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,140 @@
+"""pybullet environments and the expert policies bundled in the pybullet wheel.
+
+The env classes are instantiated directly (no gym registry, no TimeLimit wrapper), so episode
+length limits are applied by the callers (``MAX_EPISODE_STEPS``).  Actions are clipped to
+[-1, 1] before ``env.step`` so stored actions are what the environment received.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_EPISODE_STEPS = 1000
+
+# env name -> (module, class name, module with the bundled expert weights, hidden sizes)
+_ENVS = {
+    "HopperBulletEnv": ("pybullet_envs.gym_locomotion_envs", "HopperBulletEnv",
+                        "pybullet_envs.examples.enjoy_TF_HopperBulletEnv_v0_2017may"),
+    "AntBulletEnv": ("pybullet_envs.gym_locomotion_envs", "AntBulletEnv",
+                     "pybullet_envs.examples.enjoy_TF_AntBulletEnv_v0_2017may"),
+    "InvertedDoublePendulumBulletEnv": ("pybullet_envs.gym_pendulum_envs", "InvertedDoublePendulumBulletEnv",
+                                        "pybullet_envs.examples.enjoy_TF_InvertedDoublePendulumBulletEnv_v0_2017may"),
+    "InvertedPendulumSwingupBulletEnv": ("pybullet_envs.gym_pendulum_envs", "InvertedPendulumSwingupBulletEnv",
+                                         "pybullet_envs.examples.enjoy_TF_InvertedPendulumSwingupBulletEnv_v0_2017may"),
+}
+ENV_NAMES = tuple(_ENVS)
+
+# short names used in dataset file names (hopper-medium.npz, ...)
+SHORT_NAMES = {
+    "HopperBulletEnv": "hopper",
+    "AntBulletEnv": "ant",
+    "InvertedDoublePendulumBulletEnv": "inverted-double-pendulum",
+    "InvertedPendulumSwingupBulletEnv": "inverted-pendulum-swingup",
+}
+
+_WEIGHT_NAMES = ("weights_dense1_w", "weights_dense1_b", "weights_dense2_w",
+                 "weights_dense2_b", "weights_final_w", "weights_final_b")
+
+
+def _quiet_import(name: str):
+    # pybullet_envs prints "current_dir=..." on import; keep stdout clean for CLIs that print JSON.
+    with contextlib.redirect_stdout(io.StringIO()):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(name)
+
+
+def canonical_env_name(name: str) -> str:
+    if name in _ENVS:
+        return name
+    for full, short in SHORT_NAMES.items():
+        if name == short or name == full + "-v0" or name.lower() == full.lower():
+            return full
+    raise ValueError(f"unknown env {name!r}; known: {', '.join(ENV_NAMES)}")
+
+
+def make_env(name: str, seed: int | None = None):
+    """Instantiate a pybullet env class directly (headless) and seed it."""
+    mod_name, cls_name, _ = _ENVS[canonical_env_name(name)]
+    cls = getattr(_quiet_import(mod_name), cls_name)
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            env = cls(render=False)
+        except TypeError:  # the pendulum envs take no render argument
+            env = cls()
+    if seed is not None:
+        env.seed(int(seed))
+    return env
+
+
+@dataclass
+class MLPPolicy:
+    """obs -> ReLU -> ReLU -> linear MLP (the bundled ``SmallReactivePolicy``), numpy only."""
+    params: list[np.ndarray]
+    description: str = "expert"
+    extra: dict = field(default_factory=dict)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        w1, b1, w2, b2, w3, b3 = self.params
+        x = np.maximum(obs @ w1 + b1, 0.0)
+        x = np.maximum(x @ w2 + b2, 0.0)
+        return x @ w3 + b3
+
+    @property
+    def obs_dim(self) -> int:
+        return self.params[0].shape[0]
+
+    @property
+    def act_dim(self) -> int:
+        return self.params[4].shape[1]
+
+    def perturbed(self, alpha: float, seed: int) -> "MLPPolicy":
+        """A fixed perturbation of the weight matrices: W + N(0, (alpha * std(W))^2) per matrix.
+
+        Biases are left alone; the same (alpha, seed) always gives the same policy.
+        """
+        rng = np.random.default_rng(seed)
+        params = []
+        for i, p in enumerate(self.params):
+            if i % 2 == 0:  # weight matrix
+                p = p + rng.normal(0.0, alpha * float(p.std()), size=p.shape)
+            params.append(p.copy())
+        return MLPPolicy(params, description=f"expert weights perturbed alpha={alpha} seed={seed}",
+                         extra={"alpha": alpha, "perturb_seed": seed})
+
+
+def expert_policy(name: str) -> MLPPolicy:
+    """The trained policy shipped in the pybullet wheel for ``name``."""
+    _, _, pol_mod = _ENVS[canonical_env_name(name)]
+    mod = _quiet_import(pol_mod)
+    params = [np.asarray(getattr(mod, n), dtype=np.float64) for n in _WEIGHT_NAMES]
+    return MLPPolicy(params, description=f"bundled SmallReactivePolicy ({pol_mod.rsplit('.', 1)[1]}.py)")
+
+
+def push_body(env, force_xyz, link=None):
+    """Apply an external force (world frame, N) on the robot's main body for the next physics step."""
+    robot = env.robot
+    part = robot.robot_body
+    body = part.bodies[part.bodyIndex]
+    link_index = part.bodyPartIndex if link is None else link
+    p = env._p
+    pos = p.getBasePositionAndOrientation(body)[0] if link_index == -1 else p.getLinkState(body, link_index)[0]
+    p.applyExternalForce(body, link_index, list(map(float, force_xyz)), list(pos), p.WORLD_FRAME)
+
+
+def run_episode(env, act_fn, max_steps: int = MAX_EPISODE_STEPS):
+    """Run one episode with ``act_fn(obs) -> action`` (clipped here); returns (return, length, done)."""
+    obs = env.reset()
+    total, done = 0.0, False
+    for t in range(max_steps):
+        a = np.clip(act_fn(obs), -1.0, 1.0)
+        obs, r, done, _ = env.step(a)
+        total += float(r)
+        if done:
+            return total, t + 1, True
+    return total, max_steps, False
