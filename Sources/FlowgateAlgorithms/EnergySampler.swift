@@ -134,6 +134,12 @@ public final class EnergySampler {
         /// `batch × obsDim`, normalised.
         public var predictedNext: [Float]
         public var spread: [Float]
+
+        public init(eMin: [Float], predictedNext: [Float], spread: [Float]) {
+            self.eMin = eMin
+            self.predictedNext = predictedNext
+            self.spread = spread
+        }
     }
 
     /// Array convenience for `evaluate` (allocates; tests and evaluation).

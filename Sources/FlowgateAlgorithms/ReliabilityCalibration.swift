@@ -27,6 +27,15 @@ public struct ReliabilityCalibration: Codable, Sendable, Equatable {
         self.table = (0..<tableSize).map { ReliabilityCalibration.quantile(sorted, Double($0) / Double(tableSize - 1)) }
     }
 
+    /// From stored fields (a manifest's reliability section); `table` must be sorted.
+    public init(quantile: Double, threshold: Float, table: [Float], heldOutCount: Int) {
+        self.quantile = quantile
+        self.threshold = threshold
+        // A one-point (or empty) table becomes a step at that point (or at the threshold).
+        self.table = table.count >= 2 ? table : [Float](repeating: table.first ?? threshold, count: 2)
+        self.heldOutCount = heldOutCount
+    }
+
     /// Linear-interpolation quantile (NumPy's default) of sorted values.
     public static func quantile(_ sorted: [Float], _ q: Double) -> Float {
         let pos = q * Double(sorted.count - 1)

@@ -64,6 +64,15 @@ public enum EnergyEvaluation {
         public var rows: Int
         /// Seconds spent sampling (all E_min computations).
         public var scoringSeconds: Double
+        /// Sampler diagnostics on held-out real transitions: mean energy at the recorded next
+        /// state, mean `E_min`, share of rows where sampling found no state as low as the recorded
+        /// one, and the mean absolute error (normalised units) of the lowest-energy sample.
+        public var meanEnergyAtData: Double
+        public var meanEMin: Double
+        public var samplerMissRate: Double
+        public var predictionError: Double
+        /// Same error for a baseline that predicts "no change" (s' = s), for scale.
+        public var noChangeError: Double
         /// ROC curves by comparison name: `[[fpr, tpr], …]`.
         public var roc: [String: [[Double]]]
         /// E_min histograms by set name over `histogramRange`.
@@ -91,7 +100,19 @@ public enum EnergyEvaluation {
             EnergyScoring.eMin(
                 model: model, sampling: sampling, normalization: normalizer, observations: obs, actions: act, seedBase: base)
         }
-        let eReal = score(real.observations, real.actions, 1 << 32)
+        let realScore = EnergyScoring.score(
+            model: model, sampling: sampling, normalization: normalizer, observations: real.observations,
+            actions: real.actions, seedBase: 1 << 32)
+        let eReal = realScore.eMin
+        let eData = EnergyScoring.energyAtData(model: model, normalization: normalizer, dataset: real)
+        var predErr = 0.0, stayErr = 0.0
+        for i in 0..<real.nextObservations.count {
+            let sd = Double(normalizer.std[i % d])
+            predErr += abs(Double(realScore.predictedNext[i] - real.nextObservations[i])) / sd
+            stayErr += abs(Double(real.observations[i] - real.nextObservations[i])) / sd
+        }
+        predErr /= Double(real.nextObservations.count)
+        stayErr /= Double(real.nextObservations.count)
         var randomActions = real.actions
         for i in randomActions.indices { randomActions[i] = rng.uniform(-1, 1) }
         let eRandom = score(real.observations, randomActions, 2 << 32)
@@ -125,6 +146,10 @@ public enum EnergyEvaluation {
             aurocNoisyStates: auroc(inliers: eReal, outliers: eNoisy), stateNoise: stateNoise,
             aurocOtherDataset: eOther.map { auroc(inliers: eReal, outliers: $0) }, reliableRateFresh: rate(eFresh),
             reliableRateRandomActions: rate(eRandom), calibration: calibration, rows: real.count,
-            scoringSeconds: seconds, roc: roc, histograms: hist, histogramRange: [lo, hi])
+            scoringSeconds: seconds,
+            meanEnergyAtData: eData.reduce(0.0) { $0 + Double($1) } / Double(eData.count),
+            meanEMin: eReal.reduce(0.0) { $0 + Double($1) } / Double(eReal.count),
+            samplerMissRate: Double(zip(eReal, eData).filter { $0 > $1 }.count) / Double(eReal.count),
+            predictionError: predErr, noChangeError: stayErr, roc: roc, histograms: hist, histogramRange: [lo, hi])
     }
 }

@@ -23,16 +23,19 @@ public enum EnergyExperiment {
     ///   - other: transitions of another dataset scored as "off-data states" (e.g. hopper-random).
     ///   - clock: seconds from any origin (inject `Date().timeIntervalSince1970` from Foundation code).
     ///   - log: called with a line every `logEvery` steps.
+    ///   - trained: model tensors to evaluate instead of training (same config, data and seed).
+    ///   - onTrained: called with the trainer after training (e.g. to save the model).
     public static func run(
         config: EnergyTrainingConfig, dataset: OfflineDataset, other: OfflineDataset? = nil, seed: UInt64,
         evaluationRows: Int = 2000, stateNoise: Float = 1, logEvery: Int = 100, clock: @escaping () -> Double = { 0 },
-        log: (String) -> Void = { _ in }
+        log: (String) -> Void = { _ in }, trained: [String: Tensor]? = nil, onTrained: (EnergyTrainer) -> Void = { _ in }
     ) throws -> Outcome {
         let parts = dataset.split(heldOutFraction: 0.05, seed: seed &+ 99)
         let trainer = EnergyTrainer(config: config, dataset: parts.train, seed: seed)
         var rates: [String: Double] = [:]
         var finals: [String: [String: Double]] = [:]
-        for phase in trainer.phases {
+        if let trained { try trainer.model.parameters.load(from: trained) }
+        for phase in trainer.phases where trained == nil {
             let t0 = clock()
             var window: [String: Double] = [:]
             var count = 0
@@ -51,6 +54,7 @@ public enum EnergyExperiment {
             let dt = clock() - t0
             rates[phase.name] = dt > 0 ? Double(phase.totalSteps) / dt : 0
         }
+        onTrained(trainer)
         let calibration = trainer.calibrate()
         log("calibrated on \(trainer.heldOut.count) held-out transitions: threshold \(calibration.threshold)")
         let report = EnergyEvaluation.evaluate(

@@ -91,9 +91,21 @@ public final class EnergyTrainer {
         }
     }
 
-    /// `E_min` of held-out real transitions → reliability threshold and confidence table.
+    /// Adds the energy network (`energy.safetensors`) and the reliability calibration (computed now
+    /// on the held-out split) to a model directory being exported by `TrainingRun`.
+    public func export(into loaded: inout LoadedModel) {
+        let calibration = calibrate()
+        loaded.manifest.networks[EnergyModelSpec.role] = model.spec.networkSpec(sampling: config.sampling)
+        loaded.networks[EnergyModelSpec.role] = model.fileTensors()
+        loaded.manifest.reliability = calibration.manifestValue
+        loaded.manifest.sampling.samples = config.sampling.samples
+    }
+
+    /// `E_min` of held-out real transitions (at most `config.calibrationRows` of them) → reliability
+    /// threshold and confidence table.
     public func calibrate(heldOut data: OfflineDataset? = nil, seedBase: UInt64 = 0xCA1B) -> ReliabilityCalibration {
-        let d = data ?? heldOut
+        var d = data ?? heldOut
+        if d.count > config.calibrationRows { d = d.subset(Array(0..<config.calibrationRows)) }
         let e = EnergyScoring.eMin(
             model: model, sampling: config.sampling, normalization: normalization, observations: d.observations,
             actions: d.actions, seedBase: seedBase)
@@ -109,21 +121,43 @@ public enum EnergyScoring {
         model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalizer,
         observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256
     ) -> [Float] {
+        score(model: model, sampling: sampling, normalization: normalization, observations: observations, actions: actions,
+              seedBase: seedBase, chunk: chunk).eMin
+    }
+
+    /// Like `eMin`, also returning the lowest-energy next state per row (raw units) and the spread
+    /// (normalised units).
+    public static func score(
+        model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalizer,
+        observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256
+    ) -> EnergySampler.Result {
         let d = model.spec.obsDim, k = model.spec.actDim
         let n = observations.count / d
         let s = normalization.applied(to: observations)
         let sampler = EnergySampler(model: model, config: sampling)
-        var out = [Float](repeating: 0, count: n)
+        var out = EnergySampler.Result(eMin: [], predictedNext: [], spread: [])
         var start = 0
         while start < n {
             let end = min(start + chunk, n)
             let r = sampler.evaluate(
                 observations: Array(s[(start * d)..<(end * d)]), actions: Array(actions[(start * k)..<(end * k)]),
                 seeds: (start..<end).map { seedBase &+ UInt64($0) })
-            for i in start..<end { out[i] = r.eMin[i - start] }
+            out.eMin += r.eMin
+            out.predictedNext += r.predictedNext
+            out.spread += r.spread
             start = end
         }
+        normalization.denormalize(inPlace: &out.predictedNext)
         return out
+    }
+
+    /// Energies at the recorded next states (raw units in, normalised inside).
+    public static func energyAtData(
+        model: EnergyTransitionModel, normalization: ObservationNormalizer, dataset: OfflineDataset
+    ) -> [Float] {
+        model.energies(
+            observations: normalization.applied(to: dataset.observations), actions: dataset.actions,
+            nextObservations: normalization.applied(to: dataset.nextObservations), rows: dataset.count)
     }
 }
 

@@ -61,6 +61,8 @@ public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     // Data, calibration and sampling.
     public var heldOutFraction: Double = 0.1
     public var calibrationQuantile: Double = 0.95
+    /// At most this many held-out transitions are scored for the calibration.
+    public var calibrationRows: Int = 5000
     public var sampling: EnergySamplingConfig = EnergySamplingConfig()
 
     public init() {}

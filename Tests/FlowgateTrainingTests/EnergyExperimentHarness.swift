@@ -11,6 +11,8 @@ import Testing
 ///   FLOWGATE_ENERGY_CONFIG   optional JSON object overriding EnergyTrainingConfig fields
 ///   FLOWGATE_ENERGY_OUT      output JSON path (default energy-outcome.json)
 ///   FLOWGATE_ENERGY_SEED     seed (default 0)
+///   FLOWGATE_ENERGY_MODEL    save the trained model tensors (safetensors) here
+///   FLOWGATE_ENERGY_LOAD     evaluate these saved tensors instead of training
 @Suite("energy experiment (opt-in)")
 struct EnergyExperimentHarness {
     static let env = ProcessInfo.processInfo.environment
@@ -30,12 +32,20 @@ struct EnergyExperimentHarness {
             config = try JSONDecoder().decode(EnergyTrainingConfig.self, from: JSONSerialization.data(withJSONObject: merged))
         }
         let seed = UInt64(Self.env["FLOWGATE_ENERGY_SEED"] ?? "0") ?? 0
+        let modelPath = Self.env["FLOWGATE_ENERGY_MODEL"]
+        let trained = try Self.env["FLOWGATE_ENERGY_LOAD"].map { try Safetensors.read(contentsOf: URL(fileURLWithPath: $0)).tensors }
         let outcome = try EnergyExperiment.run(
             config: config, dataset: data, other: other, seed: seed,
-            clock: { Date().timeIntervalSince1970 }, log: { print($0) })
+            clock: { Date().timeIntervalSince1970 }, log: { print($0) }, trained: trained,
+            onTrained: { trainer in
+                if let modelPath, trained == nil {
+                    try? Safetensors.write(trainer.model.namedTensors(), to: URL(fileURLWithPath: modelPath))
+                }
+            })
         let r = outcome.report
         print("steps/s: autoencoder \(outcome.autoencoderStepsPerSecond), energy \(outcome.energyStepsPerSecond)")
         print("AUROC random actions \(r.aurocRandomActions), noisy states \(r.aurocNoisyStates), other \(r.aurocOtherDataset ?? -1)")
+        print("sampler: mean E at data \(r.meanEnergyAtData), mean E_min \(r.meanEMin), miss rate \(r.samplerMissRate), prediction error \(r.predictionError) (no-change \(r.noChangeError))")
         print("reliable rate fresh \(r.reliableRateFresh) (target \(r.calibration.quantile)), random actions \(r.reliableRateRandomActions), scoring \(r.scoringSeconds) s for \(r.rows) rows")
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
