@@ -5,20 +5,24 @@ extension EnergyModelSpec {
     public static let role = "energy"
     /// Fixed tensor holding `deltaScale` (`[obsDim]`).
     public static let deltaScaleTensor = "delta_scale"
+    /// Optional fixed tensor holding the latent bank (`[count, latentDim]`).
+    public static let latentBankTensor = "latent_bank"
 
     /// The manifest entry: MLPs `enc`, `dec`, `energy`; fixed tensor `delta_scale`; options
     /// `latentDim`, `spherical` (0/1), `target` (0 = delta, 1 = next state) and the inference
     /// Langevin schedule (`langevinSteps`, `stepSize`, `finalStepSize`, `noise`).
-    public func networkSpec(sampling: EnergySamplingConfig = EnergySamplingConfig()) -> NetworkSpec {
+    public func networkSpec(sampling: EnergySamplingConfig = EnergySamplingConfig(), latentBankCount: Int = 0) -> NetworkSpec {
         let s = sampling.schedule
+        var fixed = [EnergyModelSpec.deltaScaleTensor: [obsDim]]
+        if latentBankCount > 0 { fixed[EnergyModelSpec.latentBankTensor] = [latentBankCount, latentDim] }
         return NetworkSpec(
             file: "energy.safetensors", kind: "mc-etm-energy",
             mlps: ["enc": encoderSpec, "dec": decoderSpec, "energy": energySpec],
-            fixedTensors: [EnergyModelSpec.deltaScaleTensor: [obsDim]],
+            fixedTensors: fixed,
             options: [
                 "latentDim": Double(latentDim), "spherical": sphericalLatent ? 1 : 0, "target": target == .delta ? 0 : 1,
                 "langevinSteps": Double(s.steps), "stepSize": Double(s.initialStepSize),
-                "finalStepSize": Double(s.finalStepSize), "noise": Double(s.noise),
+                "finalStepSize": Double(s.finalStepSize), "noise": Double(s.noise), "proposals": Double(sampling.proposals),
             ])
     }
 
@@ -47,7 +51,8 @@ extension EnergyModelSpec {
         let schedule = LangevinSchedule(
             steps: Int(o["langevinSteps"] ?? Double(d.steps)), initialStepSize: Float(o["stepSize"] ?? Double(d.initialStepSize)),
             finalStepSize: Float(o["finalStepSize"] ?? Double(d.finalStepSize)), noise: Float(o["noise"] ?? Double(d.noise)))
-        return (spec, EnergySamplingConfig(samples: EnergySamplingConfig().samples, schedule: schedule))
+        let proposals = Int(o["proposals"] ?? Double(EnergySamplingConfig().proposals))
+        return (spec, EnergySamplingConfig(samples: EnergySamplingConfig().samples, schedule: schedule, proposals: proposals))
     }
 }
 
@@ -56,7 +61,15 @@ extension EnergyTransitionModel {
     public func fileTensors() -> [String: Tensor] {
         var t = namedTensors()
         t[EnergyModelSpec.deltaScaleTensor] = Tensor(shape: [spec.obsDim], scalars: spec.deltaScale)
+        if !latentBank.isEmpty {
+            t[EnergyModelSpec.latentBankTensor] = Tensor(shape: [latentBank.count / spec.latentDim, spec.latentDim], scalars: latentBank)
+        }
         return t
+    }
+
+    /// The manifest entry for this model (with its latent bank, if any).
+    public func networkSpec(sampling: EnergySamplingConfig) -> NetworkSpec {
+        spec.networkSpec(sampling: sampling, latentBankCount: latentBank.count / spec.latentDim)
     }
 
     /// For `PolicyBundle(model:checkerFactory:)` / `flowgate serve`: a factory of per-thread
@@ -67,7 +80,14 @@ extension EnergyTransitionModel {
         guard let n = m.networks[EnergyModelSpec.role], let tensors = model.networks[EnergyModelSpec.role] else { return nil }
         let (spec, sampling) = try EnergyModelSpec.decode(
             network: n, tensors: tensors, observationDim: m.observationDim, actionDim: m.actionDim)
-        let shared = SharedEnergyModel(try EnergyTransitionModel(spec: spec, tensors: tensors))
+        let loaded = try EnergyTransitionModel(spec: spec, tensors: tensors)
+        if let bank = tensors[EnergyModelSpec.latentBankTensor] {
+            guard bank.shape.count == 2, bank.shape[1] == spec.latentDim else {
+                throw ModelFileError(path: n.file, .invalidManifest("'\(EnergyModelSpec.latentBankTensor)' must be [count, \(spec.latentDim)]"))
+            }
+            loaded.latentBank = bank.scalars
+        }
+        let shared = SharedEnergyModel(loaded)
         let calibration = m.reliability.map(ReliabilityCalibration.init(manifest:))
         return { EnergyTransitionChecker(model: shared.model, sampling: sampling, calibration: calibration) }
     }

@@ -12,18 +12,34 @@ public struct EnergySamplingConfig: Codable, Sendable, Equatable {
     public var samples: Int
     /// Latent Langevin schedule.
     public var schedule: LangevinSchedule
+    /// When the model has a latent bank (encodings of training next states): score this many bank
+    /// entries per row and start Langevin from the `samples` lowest-energy ones. 0 (or no bank):
+    /// start from random latents.
+    public var proposals: Int
 
-    public init(samples: Int = 16, schedule: LangevinSchedule = .inference) {
+    public init(samples: Int = 16, schedule: LangevinSchedule = .inference, proposals: Int = 128) {
         self.samples = samples
         self.schedule = schedule
+        self.proposals = proposals
+    }
+
+    private enum CodingKeys: String, CodingKey { case samples, schedule, proposals }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        samples = try c.decodeIfPresent(Int.self, forKey: .samples) ?? 16
+        schedule = try c.decodeIfPresent(LangevinSchedule.self, forKey: .schedule) ?? .inference
+        proposals = try c.decodeIfPresent(Int.self, forKey: .proposals) ?? 128
     }
 }
 
 /// Batched latent-Langevin sampling of next states under an `EnergyTransitionModel`: the one
 /// implementation the trainer (negative mining), the tests, the evaluation and the server use.
 ///
-/// For each row `b` of a batch of `(s, a)` it draws `N` latents (uniform on the unit sphere for a
-/// spherical latent, N(0, I) otherwise), runs `T` Langevin steps on `E(s, a, dec(z))` with the
+/// For each row `b` of a batch of `(s, a)` it picks `N` starting latents — the lowest-energy of
+/// `proposals` entries of the model's latent bank (encodings of training next states) or, without
+/// a bank, random latents (uniform on the unit sphere for a spherical latent, N(0, I) otherwise) —
+/// runs `T` Langevin steps on `E(s, a, dec(z))` with the
 /// gradient taken through the decoder by the MLPs' input gradients, decodes, and reports
 /// `E_min = min_n E(s, a, dec(z_n))`, the lowest-energy next state and the spread of the samples.
 /// Row `b` draws every random number from `RNG(seed: seeds[b])`, so its result does not depend on
@@ -46,6 +62,10 @@ public final class EnergySampler {
     private let gradX = FloatBuffer()
     private let sampleEnergies = FloatBuffer()
     private let candidate = FloatBuffer()
+    private let proposalLatents = FloatBuffer()
+    private let proposalIndex = FloatBuffer()
+    private let bank: [Float]
+    private let bankCount: Int
     private var rngs: UnsafeMutablePointer<RNG>
     private var rngCapacity: Int
 
@@ -55,6 +75,8 @@ public final class EnergySampler {
         self.config = config
         decoder = model.decoder.replica()
         energy = model.energy.replica()
+        bank = model.latentBank
+        bankCount = model.latentBank.count / model.spec.latentDim
         rngCapacity = 64
         rngs = .allocate(capacity: rngCapacity)
         rngs.initialize(repeating: RNG(seed: 0), count: rngCapacity)
@@ -93,11 +115,15 @@ public final class EnergySampler {
         reserveRNGs(batch)
         latents.reserve(rows * l)
         let z = latents.pointer
-        for b in 0..<batch {
-            rngs[b] = RNG(seed: seeds[b])
-            let zb = UnsafeMutableBufferPointer(start: z + b * n * l, count: n * l)
-            rngs[b].fillNormal(zb)
-            if spec.sphericalLatent { for r in 0..<n { normalise(zb.baseAddress! + r * l, l) } }
+        for b in 0..<batch { rngs[b] = RNG(seed: seeds[b]) }
+        if config.proposals > 0 && bankCount > 0 {
+            proposeFromBank(observations: observations, actions: actions, batch: batch, into: z)
+        } else {
+            for b in 0..<batch {
+                let zb = UnsafeMutableBufferPointer(start: z + b * n * l, count: n * l)
+                rngs[b].fillNormal(zb)
+                if spec.sphericalLatent { for r in 0..<n { normalise(zb.baseAddress! + r * l, l) } }
+            }
         }
         let result = refineLatents(
             observations: observations, actions: actions, batch: batch, samplesPerRow: n, latents: z,
@@ -231,6 +257,43 @@ public final class EnergySampler {
     }
 
     // MARK: Internals
+
+    /// Per row: `proposals` bank latents (drawn with the row's RNG; the whole bank when it is
+    /// smaller), scored by one forward pass, the `samples` lowest-energy ones copied to `z`.
+    private func proposeFromBank(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, into z: UnsafeMutablePointer<Float>) {
+        let n = config.samples, l = spec.latentDim
+        let p = max(min(config.proposals, bankCount), 1)
+        let rows = batch * p
+        proposalLatents.reserve(rows * l)
+        proposalIndex.reserve(rows)
+        let pz = proposalLatents.pointer
+        bank.withUnsafeBufferPointer { bk in
+            for b in 0..<batch {
+                for j in 0..<p {
+                    let idx = p == bankCount ? j : rngs[b].int(below: bankCount)
+                    (pz + (b * p + j) * l).update(from: bk.baseAddress! + idx * l, count: l)
+                }
+            }
+        }
+        prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: p)
+        let x = decoder.forward(pz, batch: rows)
+        placeManifold(x, rows: rows)
+        let e = energy.forward(input.pointer, batch: rows)
+        for b in 0..<batch {
+            // Partial selection sort of the n lowest energies (n and p are small).
+            let order = proposalIndex.pointer + b * p
+            for j in 0..<p { order[j] = Float(j) }
+            for k in 0..<min(n, p) {
+                var best = k
+                for j in (k + 1)..<max(p, k + 1) where e[b * p + Int(order[j])] < e[b * p + Int(order[best])] { best = j }
+                let tmp = order[k]; order[k] = order[best]; order[best] = tmp
+            }
+            for k in 0..<n {
+                let src = Int(order[k % p])
+                (z + (b * n + k) * l).update(from: pz + (b * p + src) * l, count: l)
+            }
+        }
+    }
 
     /// One decoder + energy forward and backward pass (conditioning already in place).
     private func latentGradient(_ z: UnsafePointer<Float>, rows: Int) -> (energies: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>) {

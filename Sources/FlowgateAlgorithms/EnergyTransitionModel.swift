@@ -13,6 +13,9 @@ public final class EnergyTransitionModel {
     public let encoder: MLP
     public let decoder: MLP
     public let energy: MLP
+    /// Latent codes of training next states (`count × latentDim`, row-major), used by samplers to
+    /// start Langevin near the data manifold; empty when not computed. Samplers copy it when built.
+    public var latentBank: [Float] = []
 
     /// Fresh networks (PyTorch default initialisation) drawn from `rng`.
     public init(spec: EnergyModelSpec, rng: inout RNG) {

@@ -91,11 +91,32 @@ public final class EnergyTrainer {
         }
     }
 
+    /// Fills `model.latentBank` with the (normalised, if spherical) encodings of
+    /// `config.latentBankSize` training next states chosen by a seeded draw. Done after training
+    /// (calibration and export call it), from the final autoencoder.
+    public func computeLatentBank() {
+        let d = model.spec.obsDim, l = model.spec.latentDim
+        let n = manifold.count / d
+        let m = min(config.latentBankSize, n)
+        guard m > 0 else { model.latentBank = []; return }
+        var rng = RNG(seed: seed ^ 0xBA4C)
+        var rows = [Float](repeating: 0, count: m * d)
+        for r in 0..<m {
+            let i = rng.int(below: n)
+            for j in 0..<d { rows[r * d + j] = manifold[i * d + j] }
+        }
+        var z = model.encoder.replica().forward(rows, batch: m)
+        if model.spec.sphericalLatent {
+            z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normaliseRow(zp.baseAddress! + r * l, l) } }
+        }
+        model.latentBank = z
+    }
+
     /// Adds the energy network (`energy.safetensors`) and the reliability calibration (computed now
     /// on the held-out split) to a model directory being exported by `TrainingRun`.
     public func export(into loaded: inout LoadedModel) {
         let calibration = calibrate()
-        loaded.manifest.networks[EnergyModelSpec.role] = model.spec.networkSpec(sampling: config.sampling)
+        loaded.manifest.networks[EnergyModelSpec.role] = model.networkSpec(sampling: config.sampling)
         loaded.networks[EnergyModelSpec.role] = model.fileTensors()
         loaded.manifest.reliability = calibration.manifestValue
         loaded.manifest.sampling.samples = config.sampling.samples
@@ -104,6 +125,7 @@ public final class EnergyTrainer {
     /// `E_min` of held-out real transitions (at most `config.calibrationRows` of them) → reliability
     /// threshold and confidence table.
     public func calibrate(heldOut data: OfflineDataset? = nil, seedBase: UInt64 = 0xCA1B) -> ReliabilityCalibration {
+        if model.latentBank.isEmpty { computeLatentBank() }
         var d = data ?? heldOut
         if d.count > config.calibrationRows { d = d.subset(Array(0..<config.calibrationRows)) }
         let e = EnergyScoring.eMin(

@@ -63,6 +63,8 @@ public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     public var calibrationQuantile: Double = 0.95
     /// At most this many held-out transitions are scored for the calibration.
     public var calibrationRows: Int = 5000
+    /// Training next states encoded into the model's latent bank (sampler proposals).
+    public var latentBankSize: Int = 2048
     public var sampling: EnergySamplingConfig = EnergySamplingConfig()
 
     public init() {}
