@@ -24,6 +24,7 @@ public final class EnergyModelPhase: TrainingPhase {
     let penalty: EnergyGradientPenalty
     var rng: RNG
     let latentCount: Int, ambientCount: Int, actionCount: Int
+    let bankSeed: UInt64
 
     private let sB = FloatBuffer(), aB = FloatBuffer(), xB = FloatBuffer()
     private let z0 = FloatBuffer(), zNeg = FloatBuffer()
@@ -35,8 +36,9 @@ public final class EnergyModelPhase: TrainingPhase {
 
     init(
         model: EnergyTransitionModel, observations: [Float], actions: [Float], manifold: [Float],
-        config: EnergyTrainingConfig, rng: RNG
+        config: EnergyTrainingConfig, rng: RNG, bankSeed: UInt64
     ) {
+        self.bankSeed = bankSeed
         self.model = model
         self.config = config
         self.observations = observations
@@ -58,6 +60,7 @@ public final class EnergyModelPhase: TrainingPhase {
     var columns: Int { 1 + latentCount + ambientCount + actionCount }
 
     public func step() throws -> [String: Double] {
+        if model.latentBank.isEmpty { EnergyLatentBank.fill(model: model, manifold: manifold, size: config.latentBankSize, seed: bankSeed) }
         let spec = model.spec
         let d = spec.obsDim, k = spec.actDim, l = spec.latentDim, w = spec.energyInputDim
         let b = config.batchSize, n = manifold.count / d
@@ -203,6 +206,7 @@ public final class EnergyModelPhase: TrainingPhase {
 
     public func loadState(_ tensors: [String: Tensor]) throws {
         try model.parameters.load(from: tensors)
+        model.latentBank = []  // recomputed from the restored autoencoder
         try optimizer.loadState(tensors, prefix: "adam_energy")
         guard let r = tensors["rng_energy"] else { throw ParameterLoadError.missing("rng_energy") }
         rng = try RNG(tensor: r)

@@ -67,7 +67,8 @@ public final class EnergyTrainer {
         model = EnergyTransitionModel(spec: spec, rng: &rng)
         autoencoderPhase = EnergyAutoencoderPhase(model: model, manifold: x, config: config, rng: rng.derived(1))
         energyPhase = EnergyModelPhase(
-            model: model, observations: s, actions: train.actions, manifold: x, config: config, rng: rng.derived(2))
+            model: model, observations: s, actions: train.actions, manifold: x, config: config, rng: rng.derived(2),
+            bankSeed: seed)
     }
 
     /// The phases in the order `flowgate train` runs them.
@@ -91,25 +92,10 @@ public final class EnergyTrainer {
         }
     }
 
-    /// Fills `model.latentBank` with the (normalised, if spherical) encodings of
-    /// `config.latentBankSize` training next states chosen by a seeded draw. Done after training
-    /// (calibration and export call it), from the final autoencoder.
+    /// Fills `model.latentBank` from the final autoencoder (see `EnergyLatentBank`); the energy
+    /// phase does this on its first step, calibration does it if still missing.
     public func computeLatentBank() {
-        let d = model.spec.obsDim, l = model.spec.latentDim
-        let n = manifold.count / d
-        let m = min(config.latentBankSize, n)
-        guard m > 0 else { model.latentBank = []; return }
-        var rng = RNG(seed: seed ^ 0xBA4C)
-        var rows = [Float](repeating: 0, count: m * d)
-        for r in 0..<m {
-            let i = rng.int(below: n)
-            for j in 0..<d { rows[r * d + j] = manifold[i * d + j] }
-        }
-        var z = model.encoder.replica().forward(rows, batch: m)
-        if model.spec.sphericalLatent {
-            z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normaliseRow(zp.baseAddress! + r * l, l) } }
-        }
-        model.latentBank = z
+        EnergyLatentBank.fill(model: model, manifold: manifold, size: config.latentBankSize, seed: seed)
     }
 
     /// Adds the energy network (`energy.safetensors`) and the reliability calibration (computed now
@@ -188,4 +174,26 @@ func stepTensor(_ n: Int) -> Tensor { Tensor(shape: [2], scalars: [Float(n & 0xF
 func stepValue(_ t: Tensor?, name: String) throws -> Int {
     guard let t, t.count == 2 else { throw ParameterLoadError.missing(name) }
     return Int(t.scalars[0]) | (Int(t.scalars[1]) << 24)
+}
+
+/// The latent bank: (normalised, if spherical) encodings of `size` training next states chosen by
+/// a seeded draw. It depends only on the autoencoder, which is frozen once the energy phase starts.
+enum EnergyLatentBank {
+    static func fill(model: EnergyTransitionModel, manifold: [Float], size: Int, seed: UInt64) {
+        let d = model.spec.obsDim, l = model.spec.latentDim
+        let n = manifold.count / d
+        let m = min(size, n)
+        guard m > 0 else { model.latentBank = []; return }
+        var rng = RNG(seed: seed ^ 0xBA4C)
+        var rows = [Float](repeating: 0, count: m * d)
+        for r in 0..<m {
+            let i = rng.int(below: n)
+            for j in 0..<d { rows[r * d + j] = manifold[i * d + j] }
+        }
+        var z = model.encoder.replica().forward(rows, batch: m)
+        if model.spec.sphericalLatent {
+            z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normaliseRow(zp.baseAddress! + r * l, l) } }
+        }
+        model.latentBank = z
+    }
 }
