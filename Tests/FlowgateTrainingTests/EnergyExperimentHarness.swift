@@ -13,6 +13,7 @@ import Testing
 ///   FLOWGATE_ENERGY_SEED     seed (default 0)
 ///   FLOWGATE_ENERGY_MODEL    save the trained model tensors (safetensors) here
 ///   FLOWGATE_ENERGY_LOAD     evaluate these saved tensors instead of training
+///   FLOWGATE_ENERGY_STATE_NOISE  std (in observation stds) of the noise for "noisy states" (default 1)
 @Suite("energy experiment (opt-in)")
 struct EnergyExperimentHarness {
     static let env = ProcessInfo.processInfo.environment
@@ -34,8 +35,9 @@ struct EnergyExperimentHarness {
         let seed = UInt64(Self.env["FLOWGATE_ENERGY_SEED"] ?? "0") ?? 0
         let modelPath = Self.env["FLOWGATE_ENERGY_MODEL"]
         let trained = try Self.env["FLOWGATE_ENERGY_LOAD"].map { try Safetensors.read(contentsOf: URL(fileURLWithPath: $0)).tensors }
+        let stateNoise = Float(Self.env["FLOWGATE_ENERGY_STATE_NOISE"] ?? "1") ?? 1
         let outcome = try EnergyExperiment.run(
-            config: config, dataset: data, other: other, seed: seed,
+            config: config, dataset: data, other: other, seed: seed, stateNoise: stateNoise,
             clock: { Date().timeIntervalSince1970 }, log: { print($0) }, trained: trained,
             onTrained: { trainer in
                 if let modelPath, trained == nil {
