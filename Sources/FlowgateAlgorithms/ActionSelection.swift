@@ -84,27 +84,31 @@ public struct PolicyTransform: Sendable, Equatable {
 /// from generators derived from `seeds[i]`, so a row's result does not depend on its batch.
 public final class ActionSelector {
     public let transform: PolicyTransform
-    public let sampler: FlowSampler
-    public let critic: TwinCritic
+    public let sampler: CandidateSampler
+    /// Scores the candidates; without a critic the first candidate is taken and `q` is NaN.
+    public let critic: TwinCritic?
     public let checker: TransitionChecker?
     private let normObs = FloatBuffer()
     private let rowObs = FloatBuffer()
     private let chosen = FloatBuffer()
+    private let nanQ = FloatBuffer()
 
-    /// `policy` and `critic` should be replicas owned by this selector's thread.
-    public init(transform: PolicyTransform, policy: FlowPolicy, critic: TwinCritic, checker: TransitionChecker?) {
+    /// The sampler and critic should own replicas for this selector's thread.
+    public init(transform: PolicyTransform, sampler: CandidateSampler, critic: TwinCritic?, checker: TransitionChecker?) {
         self.transform = transform
-        self.sampler = FlowSampler(policy: policy)
+        self.sampler = sampler
         self.critic = critic
         self.checker = checker
     }
 
-    public var observationDim: Int { sampler.policy.spec.observationDim }
-    public var actionDim: Int { sampler.policy.spec.actionDim }
+    public var observationDim: Int { sampler.observationDim }
+    public var actionDim: Int { sampler.actionDim }
 
     /// Selects actions for `count` raw observations (count × observationDim, row-major).
     public func act(observations: [Float], count: Int, seeds: [UInt64], settings: SamplingSettings) -> ActionBatch {
-        let od = observationDim, ad = actionDim, m = settings.candidates
+        let od = observationDim, ad = actionDim
+        // Without a critic there is nothing to choose between: one candidate per observation.
+        let m = critic == nil ? 1 : settings.candidates
         precondition(observations.count == count * od, "act: \(observations.count) values for \(count)×\(od) observations")
         precondition(seeds.count == count, "act: one seed per observation")
         normObs.reserve(count * od)
@@ -125,7 +129,15 @@ public final class ActionSelector {
         for i in 0..<count {
             for j in 0..<m { (rowObs.pointer + (i * m + j) * od).update(from: normObs.pointer + i * od, count: od) }
         }
-        let q = critic.minQ(obs: rowObs.pointer, actions: candidates, batch: count * m)
+        let q: UnsafeMutablePointer<Float>
+        if let critic {
+            q = critic.minQ(obs: rowObs.pointer, actions: candidates, batch: count * m)
+        } else {
+            chosen.reserve(count * ad)
+            nanQ.reserve(count)
+            for i in 0..<count { nanQ.pointer[i] = .nan }
+            q = nanQ.pointer
+        }
         chosen.reserve(count * ad)
         var qChosen = [Float](repeating: 0, count: count)
         for i in 0..<count {

@@ -7,12 +7,13 @@ import FlowgateCore
 public final class PolicyBundle: @unchecked Sendable {
     public let manifest: Manifest
     public let transform: PolicyTransform
-    public let policy: FlowPolicy
-    public let critic: TwinCritic
+    public let policy: PolicyNetwork
+    /// Optional: baselines (behaviour cloning) have none; then one candidate is drawn and q is NaN.
+    public let critic: TwinCritic?
     /// Builds a per-thread energy checker, when the model has an energy network.
     public let makeChecker: (@Sendable () -> TransitionChecker)?
 
-    public init(manifest: Manifest, policy: FlowPolicy, critic: TwinCritic, makeChecker: (@Sendable () -> TransitionChecker)?) {
+    public init(manifest: Manifest, policy: PolicyNetwork, critic: TwinCritic?, makeChecker: (@Sendable () -> TransitionChecker)?) {
         self.manifest = manifest
         self.policy = policy
         self.critic = critic
@@ -29,11 +30,19 @@ public final class PolicyBundle: @unchecked Sendable {
         guard let pn = m.networks[FlowPolicySpec.role], let pt = model.networks[FlowPolicySpec.role] else {
             throw ModelFileError(path: Manifest.fileName, .invalidManifest("model has no '\(FlowPolicySpec.role)' network"))
         }
-        guard let cn = m.networks[CriticSpec.role], let ct = model.networks[CriticSpec.role] else {
-            throw ModelFileError(path: Manifest.fileName, .invalidManifest("model has no '\(CriticSpec.role)' network"))
+        let policy: PolicyNetwork
+        if pn.kind == DeterministicPolicy.kind {
+            guard let spec = pn.mlps["actor"], spec.inputDim == m.observationDim, spec.outputDim == m.actionDim else {
+                throw ModelFileError(path: pn.file, .invalidManifest("mlp-policy needs an 'actor' MLP from observation dim \(m.observationDim) to action dim \(m.actionDim)"))
+            }
+            policy = .deterministic(try DeterministicPolicy(spec: spec, tensors: pt))
+        } else {
+            policy = .flow(try FlowPolicy(spec: FlowPolicySpec(network: pn, observationDim: m.observationDim, actionDim: m.actionDim), tensors: pt))
         }
-        let policy = try FlowPolicy(spec: FlowPolicySpec(network: pn, observationDim: m.observationDim, actionDim: m.actionDim), tensors: pt)
-        let critic = try TwinCritic(spec: CriticSpec(network: cn, observationDim: m.observationDim, actionDim: m.actionDim), tensors: ct)
+        var critic: TwinCritic? = nil
+        if let cn = m.networks[CriticSpec.role], let ct = model.networks[CriticSpec.role] {
+            critic = try TwinCritic(spec: CriticSpec(network: cn, observationDim: m.observationDim, actionDim: m.actionDim), tensors: ct)
+        }
         self.init(manifest: m, policy: policy, critic: critic, makeChecker: try checkerFactory?(model))
     }
 
@@ -47,6 +56,19 @@ public final class PolicyBundle: @unchecked Sendable {
 
     /// A selector with its own replicas and workspaces, for one thread.
     public func makeSelector() -> ActionSelector {
-        ActionSelector(transform: transform, policy: policy.replica(), critic: critic.replica(), checker: makeChecker?())
+        let sampler: CandidateSampler
+        switch policy {
+        case .flow(let p): sampler = FlowSampler(policy: p.replica())
+        case .deterministic(let p): sampler = DeterministicSampler(policy: p.replica())
+        }
+        return ActionSelector(transform: transform, sampler: sampler, critic: critic?.replica(), checker: makeChecker?())
     }
+}
+
+/// The policy network of a served model.
+public enum PolicyNetwork {
+    /// A flow-matching policy (QIPO, or a behaviour-cloning flow).
+    case flow(FlowPolicy)
+    /// A deterministic regressor (behaviour-cloning baseline).
+    case deterministic(DeterministicPolicy)
 }

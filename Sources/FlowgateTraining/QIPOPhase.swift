@@ -72,12 +72,27 @@ public final class QIPOPhase: TrainingPhase {
                 }
             }
         }
-        if config.normalizeQ {
-            let mean = dataQ.reduce(0, +) / Float(max(dataQ.count, 1))
-            let v = dataQ.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(max(dataQ.count, 1))
-            qScale = max(v.squareRoot(), 1e-6)
-        }
         takeSnapshot()
+        if config.normalizeQ {
+            // The spread of Q *within* a state's support set is what the weights compare. (The
+            // spread across states — dominated by how good the state is — made the weights almost
+            // uniform on Hopper: entropy 2.8309 of a maximum 2.8332 with 17 pairs.)
+            let probe = min(data.count, 2048)
+            let saved = indices
+            indices = (0..<probe).map { _ in rng.int(below: data.count) }
+            refreshSupport()
+            var spread: Double = 0
+            let m = config.supportSize
+            for i in indices {
+                var values = [dataQ[i]]
+                for j in 0..<m { values.append(cacheQ[i * m + j]) }
+                let mean = values.reduce(0, +) / Float(values.count)
+                let v = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(values.count)
+                spread += Double(v.squareRoot())
+            }
+            qScale = max(Float(spread / Double(probe)), 1e-6)
+            indices = saved
+        }
         initialised = true
     }
 
@@ -90,6 +105,16 @@ public final class QIPOPhase: TrainingPhase {
         let od = data.observationDim, ad = data.actionDim, m = config.supportSize
         let stale = indices.filter { cacheGeneration[$0] < Int32(generation) }
         let unique = Array(Set(stale)).sorted()
+        if unique.count > 4096 {
+            // Large refreshes (the probe at initialisation) go in chunks to bound the workspace.
+            let all = indices
+            for start in stride(from: 0, to: unique.count, by: 4096) {
+                indices = Array(unique[start..<min(start + 4096, unique.count)])
+                refreshSupport()
+            }
+            indices = all
+            return
+        }
         guard !unique.isEmpty else { return }
         obs.reserve(unique.count * od)
         PreparedData.gather(data.observations, width: od, indices: unique, into: obs.pointer)
@@ -185,7 +210,7 @@ public final class QIPOPhase: TrainingPhase {
         completedSteps += 1
         return [
             "loss": Double(loss), "weight_entropy": entropy / Double(b), "dataset_weight": datasetWeight / Double(b),
-            "support_q": meanQ / Double(b * s), "generation": Double(generation), "grad_norm": Double(optimizer.lastGradNorm),
+            "support_q": meanQ / Double(b * s), "q_scale": Double(qScale), "generation": Double(generation), "grad_norm": Double(optimizer.lastGradNorm),
         ]
     }
 

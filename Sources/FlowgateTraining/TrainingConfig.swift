@@ -5,6 +5,11 @@ import FlowgateAlgorithms
 /// QGPO critic, QIPO improvement), scaled to what trains in minutes on a 2-core machine; a JSON
 /// file can override any field, and the resolved config is saved in the model directory.
 public struct TrainingConfig: Codable, Sendable, Equatable {
+    /// What to train: "qipo" (behaviour flow → critic → QIPO), or a baseline: "bc-flow" (the
+    /// behaviour flow alone, no critic) or "bc-regressor" (deterministic MLP regression). Baselines
+    /// train for `behaviour.steps` steps.
+    public var algorithm: Algorithm = .qipo
+    public enum Algorithm: String, Codable, Sendable, CaseIterable { case qipo, bcFlow = "bc-flow", bcRegressor = "bc-regressor" }
     public var seed: UInt64 = 0
     public var batchSize: Int = 256
     /// Log a metrics line every this many steps.
@@ -71,8 +76,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         /// (the paper's loss as written); k > 0 draws k pairs per state with probability g_ij and
         /// trains them unweighted — the same expected gradient at (M + 1) / k times less compute.
         public var pairsPerState: Int = 2
-        /// Divide Q by the standard deviation of Q over the dataset actions before weighting, so
-        /// beta means the same thing whatever the reward scale.
+        /// Divide Q by the mean within-state standard deviation of Q over support sets (estimated
+        /// on 2048 states when the phase starts) before weighting, so beta is measured in units of
+        /// how much Q varies between candidate actions, whatever the reward scale.
         public var normalizeQ: Bool = true
         public init() {}
     }

@@ -12,6 +12,8 @@ public final class TrainingRun {
     public let name: String
     public let policy: FlowPolicy
     public let critic: TwinCritic
+    /// The deterministic regressor, when `config.algorithm == .bcRegressor`.
+    public let regressor: DeterministicPolicy?
     /// How rewards were scaled (IQL/CEP convention), for the manifest and the log.
     public let rewardScaling: RewardScaling
     public private(set) var phases: [TrainingPhase]
@@ -53,6 +55,18 @@ public final class TrainingRun {
                 observationDim: od, actionDim: ad, hiddenDims: config.critic.hiddenDims, activation: config.critic.activation,
                 layerNorm: config.critic.layerNorm), rng: &rng)
         let s = config.seed
+        if config.algorithm == .bcRegressor {
+            var r = RNG(seed: s &+ 5)
+            let reg = DeterministicPolicy(
+                spec: DeterministicPolicy.spec(observationDim: od, actionDim: ad, hiddenDims: config.policy.hiddenDims), rng: &r)
+            regressor = reg
+            phases = [RegressionPhase(policy: reg, data: data, steps: config.behaviour.steps, batchSize: config.batchSize, learningRate: config.behaviour.learningRate, seed: s &+ 1)]
+            return
+        }
+        regressor = nil
+        if config.algorithm == .qipo && config.criticTraining.steps == 0 && config.qipo.steps > 0 {
+            throw TrainingError.invalidConfig("QIPO needs a trained critic: criticTraining.steps is 0 but qipo.steps is \(config.qipo.steps)")
+        }
         let behaviour = BehaviourFlowPhase(
             policy: policy, data: data, steps: config.behaviour.steps, batchSize: config.batchSize,
             learningRate: config.behaviour.learningRate, seed: s &+ 1)
@@ -61,7 +75,11 @@ public final class TrainingRun {
             seed: s &+ 2)
         let criticPhase = CriticPhase(critic: critic, data: data, support: support, config: config.criticTraining, batchSize: config.batchSize, seed: s &+ 3)
         let qipo = QIPOPhase(policy: policy, critic: critic, data: data, config: config.qipo, batchSize: config.batchSize, seed: s &+ 4)
-        phases = [behaviour, support, criticPhase, qipo].filter { $0.totalSteps > 0 }
+        if config.algorithm == .bcFlow || config.criticTraining.steps == 0 {
+            phases = [behaviour].filter { $0.totalSteps > 0 }
+        } else {
+            phases = [behaviour, support, criticPhase, qipo].filter { $0.totalSteps > 0 }
+        }
     }
 
     /// Appends phases that run after QIPO (e.g. the energy model).
@@ -92,22 +110,50 @@ public final class TrainingRun {
     }
 
     /// Restores a checkpoint written by `saveCheckpoint`; it must come from the same config and phases.
-    public func loadCheckpoint(from path: String) throws {
+    ///
+    /// - Parameter restartFrom: a phase name: that phase and every later one start afresh with
+    ///   this run's config, keeping the earlier phases' results (e.g. retune QIPO without retraining
+    ///   the critic). Only the config sections of restarted phases may differ. Networks shared with
+    ///   a restarted phase start from the values the checkpoint holds (for QIPO: the policy as it
+    ///   was when the checkpoint was written), with fresh optimiser state, caches and step counts.
+    public func loadCheckpoint(from path: String, restartFrom: String? = nil) throws {
         let file = try Safetensors.read(contentsOf: URL(fileURLWithPath: path))
         guard file.metadata["format"] == "flowgate-checkpoint-1" else {
             throw TrainingError.checkpoint("\(path): not a flowgate checkpoint")
         }
-        guard file.metadata["config"] == configJSON else {
-            throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config; resume with the same config and flags, or start a new run")
+        var firstRestarted = phases.count
+        if let restartFrom {
+            guard let i = phases.firstIndex(where: { $0.name == restartFrom }) else {
+                throw TrainingError.checkpoint("--restart-from: no phase '\(restartFrom)' in this run (phases: \(phases.map(\.name).joined(separator: ", ")))")
+            }
+            firstRestarted = i
+        }
+        if file.metadata["config"] != configJSON {
+            guard restartFrom != nil, let saved = file.metadata["config"].flatMap({ try? JSONDecoder().decode(TrainingConfig.self, from: Data($0.utf8)) }),
+                TrainingRun.sameExceptRestarted(saved, config, restarted: Set(phases[firstRestarted...].map(\.name)))
+            else {
+                throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config; resume with the same config and flags, or start a new run")
+            }
         }
         guard file.metadata["phases"] == phases.map(\.name).joined(separator: ",") else {
             throw TrainingError.checkpoint("\(path): the checkpoint's phases (\(file.metadata["phases"] ?? "?")) differ from this run's")
         }
-        for p in phases {
+        for p in phases[..<firstRestarted] {
             do { try p.loadState(file.tensors.unprefixed(p.name + "/")) } catch {
                 throw TrainingError.checkpoint("\(path): phase \(p.name): \(error)")
             }
         }
+    }
+
+    /// Whether two configs agree on everything the kept (not restarted) phases depend on.
+    static func sameExceptRestarted(_ a: TrainingConfig, _ b: TrainingConfig, restarted: Set<String>) -> Bool {
+        var x = a, y = b
+        for c in [\TrainingConfig.logEvery, \TrainingConfig.checkpointEvery] { x[keyPath: c] = 0; y[keyPath: c] = 0 }
+        x.sampling = y.sampling
+        if restarted.contains("qipo") { x.qipo = y.qipo }
+        if restarted.contains("critic") { x.criticTraining = y.criticTraining }
+        if restarted.contains("behaviour") { return true }
+        return x == y
     }
 
     // MARK: Running
@@ -175,6 +221,19 @@ public final class TrainingRun {
                 config: configJSON))
         var model = LoadedModel(
             manifest: manifest, networks: [FlowPolicySpec.role: policy.namedTensors(), CriticSpec.role: critic.parameters.namedTensors()])
+        if let regressor {
+            model.manifest.kind = "bc-regressor"
+            model.manifest.networks = [FlowPolicySpec.role: regressor.networkSpec]
+            model.networks = [FlowPolicySpec.role: regressor.parameters.namedTensors()]
+            model.manifest.sampling.candidates = 1
+            model.manifest.sampling.steps = 1
+        } else if !phases.contains(where: { $0 is CriticPhase }) {
+            // A behaviour-cloning flow: no trained critic to ship, one candidate per observation.
+            model.manifest.kind = "bc-flow"
+            model.manifest.networks.removeValue(forKey: CriticSpec.role)
+            model.networks.removeValue(forKey: CriticSpec.role)
+            model.manifest.sampling.candidates = 1
+        }
         for e in exporters { try e(&model) }
         try model.validate()
         return model

@@ -37,6 +37,11 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.")
     var resume = false
 
+    @Option(name: .long, help: "With --resume: restart this phase (and later ones) with the current config, keeping earlier phases (e.g. qipo).")
+    var restartFrom: String?
+
+    @Option(name: .long, help: "qipo (default), or a baseline: bc-flow (behaviour flow only) or bc-regressor (deterministic MLP).")
+    var algorithm: String?
     @Option(name: .long, help: "Random seed (overrides the config).") var seed: UInt64?
     @Option(name: .long, help: "Minibatch size (overrides the config).") var batchSize: Int?
     @Option(name: .long, help: "Behaviour flow steps.") var behaviourSteps: Int?
@@ -49,6 +54,10 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Energy model") var energyOptions: EnergyTrainOptions
 
     func validate() throws {
+        if restartFrom != nil && !resume { throw ValidationError("--restart-from needs --resume") }
+        if let algorithm, TrainingConfig.Algorithm(rawValue: algorithm) == nil {
+            throw ValidationError("--algorithm must be one of \(TrainingConfig.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")), not '\(algorithm)'")
+        }
         for (flag, v) in [("--batch-size", batchSize), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery), ("--renew-every", renewEvery)] {
             if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
         }
@@ -64,6 +73,7 @@ struct TrainCommand: ParsableCommand {
         let task = URL(fileURLWithPath: dataset).deletingPathExtension().lastPathComponent
         var cfg = TrainingConfig.defaults(task: task)
         if let config { cfg = try loadConfig(path: config, base: cfg) }
+        if let algorithm { cfg.algorithm = TrainingConfig.Algorithm(rawValue: algorithm)! }
         if let seed { cfg.seed = seed }
         if let batchSize { cfg.batchSize = batchSize }
         if let behaviourSteps { cfg.behaviour.steps = behaviourSteps }
@@ -89,7 +99,7 @@ struct TrainCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: checkpoint) else {
                 throw CleanExit.message("error: --resume: no checkpoint at \(checkpoint)")
             }
-            try run.loadCheckpoint(from: checkpoint)
+            try run.loadCheckpoint(from: checkpoint, restartFrom: restartFrom)
             progress.message("resumed from \(checkpoint) at step \(run.completedSteps)/\(run.totalSteps)")
         } else if FileManager.default.fileExists(atPath: checkpoint) {
             progress.message("note: starting fresh; the old checkpoint at \(checkpoint) will be overwritten (use --resume to continue it)")

@@ -6,6 +6,9 @@
         client-side latency percentiles (p50/p90/p99) per simulate report
     python -m flowgate_client.plots reliability REPORT.json... --out rel.png
         unreliable share (and normalised score) vs disturbance scale, one line per disturbance kind
+    python -m flowgate_client.plots bench SERVE.json --out serve.png
+        `flowgate bench serve --json` report: p50 (solid) and p99 (dashed) client latency vs flow
+        steps K, one colour per concurrency level
 """
 from __future__ import annotations
 
@@ -141,10 +144,41 @@ def plot_reliability(paths, out) -> str:
     return str(out)
 
 
+def plot_bench(path, out, title=None) -> str:
+    rep = json.load(open(path))
+    rows = rep.get("results") or []
+    if rep.get("benchmark") != "serve" or not rows:
+        raise SystemExit(f"{path}: not a `flowgate bench serve --json` report with results")
+    by_conc = defaultdict(list)
+    for r in rows:
+        by_conc[r["concurrency"]].append(r)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (conc, rs) in enumerate(sorted(by_conc.items())):
+        rs.sort(key=lambda r: r["steps"])
+        ks = [r["steps"] for r in rs]
+        colour = f"C{i}"
+        ax.plot(ks, [r["latency_ms"]["p50"] for r in rs], marker="o", color=colour, label=f"{conc} clients p50")
+        ax.plot(ks, [r["latency_ms"]["p99"] for r in rs], marker="s", ls="--", color=colour, label=f"{conc} clients p99")
+    ax.set_xscale("log", base=2)
+    ks = sorted({r["steps"] for r in rows})
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.set_xlabel("flow steps K")
+    ax.set_ylabel("client latency per act (ms)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or f"act latency, {rep.get('model', '?')}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return str(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flowgate_client.plots", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["training", "latency", "reliability"])
+    ap.add_argument("kind", choices=["training", "latency", "reliability", "bench"])
     ap.add_argument("inputs", nargs="+")
     ap.add_argument("--out", required=True)
     ap.add_argument("--title")
@@ -153,6 +187,10 @@ def main(argv=None) -> int:
         if len(a.inputs) != 1:
             ap.error("training takes one LOG.jsonl")
         print(plot_training(a.inputs[0], a.out, a.title))
+    elif a.kind == "bench":
+        if len(a.inputs) != 1:
+            ap.error("bench takes one SERVE.json")
+        print(plot_bench(a.inputs[0], a.out, a.title))
     elif a.kind == "latency":
         print(plot_latency(a.inputs, a.out))
     else:

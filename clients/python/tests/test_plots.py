@@ -33,3 +33,14 @@ def test_latency_and_reliability_plots(tmp_path):
         out = tmp_path / f"{kind}.png"
         assert plots.main([kind, *reps, "--out", str(out)]) == 0
         assert out.read_bytes()[:8] == PNG
+
+
+def test_bench_plot(tmp_path):
+    from flowgate_client import plots
+    rows = [{"concurrency": c, "steps": k, "latency_ms": {"p50": 0.5 * k * c, "p90": k * c, "p99": 2.0 * k * c}}
+            for c in (1, 8) for k in (1, 2, 4, 8)]
+    rep = tmp_path / "serve.json"
+    rep.write_text(json.dumps({"benchmark": "serve", "model": "m v1", "results": rows}))
+    out = tmp_path / "serve.png"
+    assert plots.main(["bench", str(rep), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG

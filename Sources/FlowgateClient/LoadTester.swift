@@ -1,0 +1,230 @@
+public import FlowgateProtocol
+import Foundation
+
+/// A ZeroMQ context handle shared with an in-process server (needed for `inproc://` endpoints).
+/// libzmq contexts are thread-safe, so the handle may cross threads.
+public struct SharedZMQContext: @unchecked Sendable {
+    public let handle: UnsafeMutableRawPointer
+    public init(_ handle: UnsafeMutableRawPointer) { self.handle = handle }
+}
+
+/// What one load test does.
+public struct LoadTestConfiguration: Sendable {
+    /// Server endpoint (loopback tcp, ipc or inproc).
+    public var endpoint: String
+    /// Concurrent REQ clients, each on its own thread with one request in flight.
+    public var concurrency: Int
+    /// Stop after this many timed requests in total…
+    public var requests: Int
+    /// …or after this many seconds, whichever comes first.
+    public var durationSeconds: Double
+    /// Untimed requests each client sends first (connection set-up, server warm-up).
+    public var warmupRequests: Int = 5
+    /// Sampling parameters of every `act` request (e.g. `steps` K).
+    public var parameters: ActParameters
+    /// Length of the random observations (the model's obs_dim).
+    public var observationDim: Int
+    /// Model name, or nil for the server's default model.
+    public var model: String? = nil
+    /// Seed of the random observations.
+    public var seed: UInt64 = 1
+    public var timeoutMilliseconds: Int = 10_000
+    /// The server's context, for `inproc://` endpoints.
+    public var sharedContext: SharedZMQContext? = nil
+
+    public init(
+        endpoint: String, concurrency: Int, requests: Int, durationSeconds: Double, parameters: ActParameters,
+        observationDim: Int
+    ) {
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.requests = requests
+        self.durationSeconds = durationSeconds
+        self.parameters = parameters
+        self.observationDim = observationDim
+    }
+}
+
+/// The measurements of one load test.
+public struct LoadTestResult: Sendable {
+    public var concurrency: Int
+    /// Successful timed requests.
+    public var completed: Int
+    /// Failed timed requests, by reason.
+    public var errors: [String: Int]
+    /// Seconds from the start signal until the last client finished.
+    public var wallSeconds: Double
+    /// Client-side round-trip latency of every successful request, in microseconds, ascending.
+    public var latenciesMicroseconds: [Double]
+    /// Means over successful requests of the server's own timing in the reply.
+    public var meanQueueMicroseconds: Double
+    public var meanComputeMicroseconds: Double
+    /// Mean number of observations computed together with a request (the reply's `timing.batch`).
+    public var meanBatch: Double
+
+    /// Successful requests per second.
+    public var throughput: Double { wallSeconds > 0 ? Double(completed) / wallSeconds : 0 }
+    public var errorCount: Int { errors.values.reduce(0, +) }
+
+    /// The `p`-th percentile (0...100) of the latencies in microseconds (linear interpolation
+    /// between closest ranks, as NumPy's default); 0 when nothing succeeded.
+    public func percentileMicroseconds(_ p: Double) -> Double {
+        LoadTestResult.percentile(sorted: latenciesMicroseconds, p)
+    }
+
+    /// Percentile of ascending `values` by linear interpolation between closest ranks; 0 when empty.
+    public static func percentile(sorted values: [Double], _ p: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let h = Double(values.count - 1) * min(max(p, 0), 100) / 100
+        let lo = Int(h.rounded(.down))
+        let hi = min(lo + 1, values.count - 1)
+        return values[lo] + (h - Double(lo)) * (values[hi] - values[lo])
+    }
+}
+
+/// Drives a server with `concurrency` REQ clients, one thread each, sending `act` requests with
+/// random observations as fast as replies come back (closed loop), bounded in count and time.
+public enum LoadTester {
+    /// Runs one load test; throws if a client cannot connect or its warm-up fails.
+    public static func run(_ config: LoadTestConfiguration) throws -> LoadTestResult {
+        let n = max(config.concurrency, 1)
+        let shared = SharedState(budget: config.requests)
+        let ready = DispatchGroup()
+        let finished = DispatchGroup()
+        let go = DispatchSemaphore(value: 0)
+        let samples = (0..<n).map { _ in ClientSamples() }
+        for i in 0..<n {
+            ready.enter()
+            finished.enter()
+            let mine = samples[i]
+            let thread = Thread {
+                defer { finished.leave() }
+                runClient(index: i, config: config, shared: shared, samples: mine, ready: ready, go: go)
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        ready.wait()
+        if let failure = shared.setupFailure {
+            for _ in 0..<n { go.signal() }
+            finished.wait()
+            throw FlowgateClientError.transport("load test set-up failed: \(failure)")
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        shared.deadline = start + UInt64(max(config.durationSeconds, 0) * 1e9)
+        for _ in 0..<n { go.signal() }
+        finished.wait()
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+
+        var latencies: [Double] = [], errors: [String: Int] = [:]
+        var queue = 0.0, compute = 0.0, batch = 0.0
+        for s in samples {
+            latencies += s.latencies
+            queue += s.queue; compute += s.compute; batch += s.batch
+            for (k, v) in s.errors { errors[k, default: 0] += v }
+        }
+        latencies.sort()
+        let ok = Double(max(latencies.count, 1))
+        return LoadTestResult(
+            concurrency: n, completed: latencies.count, errors: errors, wallSeconds: wall,
+            latenciesMicroseconds: latencies, meanQueueMicroseconds: queue / ok, meanComputeMicroseconds: compute / ok,
+            meanBatch: batch / ok)
+    }
+
+    private static func runClient(
+        index: Int, config: LoadTestConfiguration, shared: SharedState, samples: ClientSamples, ready: DispatchGroup,
+        go: DispatchSemaphore
+    ) {
+        let client: FlowgateClient
+        var rng = SplitMix(seed: config.seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+        func observation() -> [Float] { (0..<config.observationDim).map { _ in rng.normal() } }
+        do {
+            client = try FlowgateClient(
+                endpoint: config.endpoint, kind: .req, timeoutMilliseconds: config.timeoutMilliseconds, retries: 0,
+                sharedContext: config.sharedContext?.handle)
+            for _ in 0..<config.warmupRequests {
+                _ = try client.act(observation: observation(), parameters: config.parameters, model: config.model)
+            }
+        } catch {
+            shared.fail("\(error)")
+            ready.leave()
+            go.wait()
+            return
+        }
+        ready.leave()
+        go.wait()
+        if shared.setupFailure != nil { return }
+        while shared.claim() {
+            let obs = observation()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            do {
+                let reply = try client.act(observation: obs, parameters: config.parameters, model: config.model)
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                samples.latencies.append(Double(t1 - t0) / 1e3)
+                samples.queue += Double(reply.timing.queueMicroseconds)
+                samples.compute += Double(reply.timing.computeMicroseconds)
+                samples.batch += Double(reply.timing.batch)
+            } catch {
+                // A plain catch (pattern catches of typed errors have crashed Swift 6.3.1).
+                switch error as? FlowgateClientError {
+                case .server(let e)?: samples.errors[e.code.rawValue, default: 0] += 1
+                // retries: 0 has already reopened the REQ socket; carry on.
+                case .timeout?: samples.errors["timeout", default: 0] += 1
+                default: samples.errors["\(error)", default: 0] += 1
+                }
+            }
+        }
+    }
+
+    /// What one client thread measured (written by that thread only; read after it finished).
+    private final class ClientSamples: @unchecked Sendable {
+        var latencies: [Double] = []
+        var errors: [String: Int] = [:]
+        var queue = 0.0, compute = 0.0, batch = 0.0
+    }
+
+    /// The request budget, deadline and set-up failure shared by the client threads (locked).
+    private final class SharedState: @unchecked Sendable {
+        private let lock = NSLock()
+        private var remaining: Int
+        private var _deadline: UInt64 = .max
+        private var _failure: String?
+
+        init(budget: Int) { remaining = budget }
+
+        var deadline: UInt64 {
+            get { lock.withLock { _deadline } }
+            set { lock.withLock { _deadline = newValue } }
+        }
+        var setupFailure: String? { lock.withLock { _failure } }
+        func fail(_ message: String) { lock.withLock { if _failure == nil { _failure = message } } }
+
+        /// Takes one request from the budget; false when it is spent or the deadline has passed.
+        func claim() -> Bool {
+            let now = DispatchTime.now().uptimeNanoseconds
+            return lock.withLock {
+                guard remaining > 0, now < _deadline else { return false }
+                remaining -= 1
+                return true
+            }
+        }
+    }
+}
+
+/// SplitMix64 with a Box–Muller normal, for random observations (not for anything statistical).
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func normal() -> Float {
+        let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300)
+        let u2 = Double(next() >> 11) / Double(1 << 53)
+        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
+    }
+}

@@ -1,0 +1,57 @@
+import FlowgateCore
+import FlowgateAlgorithms
+
+/// Deterministic behaviour cloning: `L = mean ||tanh(MLP(s)) − a||²` on the [-1, 1]-scaled
+/// dataset actions. The baseline a flow policy has to beat.
+public final class RegressionPhase: TrainingPhase {
+    public let name: String
+    public let totalSteps: Int
+    public private(set) var completedSteps = 0
+    let policy: DeterministicPolicy
+    let data: PreparedData
+    let batchSize: Int
+    let optimizer: Adam
+    var rng: RNG
+    private var indices: [Int]
+    private let obs = FloatBuffer(), act = FloatBuffer(), grad = FloatBuffer()
+
+    public init(name: String = "bc-regressor", policy: DeterministicPolicy, data: PreparedData, steps: Int, batchSize: Int, learningRate: Float, seed: UInt64) {
+        self.name = name
+        self.policy = policy
+        self.data = data
+        totalSteps = steps
+        self.batchSize = batchSize
+        optimizer = Adam(parameters: policy.parameters, learningRate: learningRate)
+        rng = RNG(seed: seed)
+        indices = [Int](repeating: 0, count: batchSize)
+    }
+
+    public func step() throws -> [String: Double] {
+        let b = batchSize, od = data.observationDim, ad = data.actionDim
+        for k in 0..<b { indices[k] = rng.int(below: data.count) }
+        obs.reserve(b * od); act.reserve(b * ad); grad.reserve(b * ad)
+        PreparedData.gather(data.observations, width: od, indices: indices, into: obs.pointer)
+        PreparedData.gather(data.actions, width: ad, indices: indices, into: act.pointer)
+        let out = policy.net.forward(obs.pointer, batch: b)
+        let loss = Loss.weightedSquaredError(out, act.pointer, weights: nil, rows: b, width: ad, grad: grad.pointer)
+        policy.net.backward(grad.pointer, computeInputGradient: false)
+        optimizer.step()
+        completedSteps += 1
+        return ["loss": Double(loss), "grad_norm": Double(optimizer.lastGradNorm)]
+    }
+
+    public func stateTensors() -> [String: Tensor] {
+        var s = policy.parameters.namedTensors().prefixed("policy.")
+        s.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
+        s["rng"] = rng.tensor()
+        s["step"] = Tensor(shape: [1], scalars: [Float(completedSteps)])
+        return s
+    }
+
+    public func loadState(_ s: [String: Tensor]) throws {
+        try policy.parameters.load(from: s.unprefixed("policy."))
+        try optimizer.loadState(s, prefix: "adam")
+        rng = try RNG(tensor: s["rng"] ?? Tensor(shape: [0]))
+        completedSteps = Int(s["step"]?.scalars.first ?? 0)
+    }
+}
