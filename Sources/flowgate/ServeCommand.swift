@@ -148,5 +148,5 @@ func defaultModelDirectory() -> String? {
 /// Builds per-thread energy checkers for models that ship an energy network; nil means the model
 /// has none and actions are served without the reliability check.
 func energyCheckerFactory(_ model: FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
-    nil
+    try EnergyTransitionModel.checkerFactory(model)
 }

@@ -51,6 +51,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "QIPO support renewal interval K_renew.") var renewEvery: Int?
     @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
     @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
+    @OptionGroup(title: "Energy model") var energyOptions: EnergyTrainOptions
 
     func validate() throws {
         if restartFrom != nil && !resume { throw ValidationError("--restart-from needs --resume") }
@@ -93,6 +94,7 @@ struct TrainCommand: ParsableCommand {
         let data = try OfflineDataset.load(path: dataset)
         progress.message("\(data.count) transitions, observation dim \(data.observationDim), action dim \(data.actionDim)")
         let run = try TrainingRun(name: modelName, dataset: data, config: cfg)
+        try energyOptions.attach(to: run, seed: cfg.seed)
         if resume {
             guard FileManager.default.fileExists(atPath: checkpoint) else {
                 throw CleanExit.message("error: --resume: no checkpoint at \(checkpoint)")

@@ -1,0 +1,144 @@
+import FlowgateCore
+
+extension EnergyModelSpec {
+    /// Role of the energy network in a model directory's manifest.
+    public static let role = "energy"
+    /// Fixed tensor holding `deltaScale` (`[obsDim]`).
+    public static let deltaScaleTensor = "delta_scale"
+    /// Optional fixed tensor holding the latent bank (`[count, latentDim]`).
+    public static let latentBankTensor = "latent_bank"
+
+    /// The manifest entry: MLPs `enc`, `dec`, `energy`; fixed tensor `delta_scale`; options
+    /// `latentDim`, `spherical` (0/1), `target` (0 = delta, 1 = next state) and the inference
+    /// Langevin schedule (`langevinSteps`, `stepSize`, `finalStepSize`, `noise`).
+    public func networkSpec(sampling: EnergySamplingConfig = EnergySamplingConfig(), latentBankCount: Int = 0) -> NetworkSpec {
+        let s = sampling.schedule
+        var fixed = [EnergyModelSpec.deltaScaleTensor: [obsDim]]
+        if latentBankCount > 0 { fixed[EnergyModelSpec.latentBankTensor] = [latentBankCount, latentDim] }
+        return NetworkSpec(
+            file: "energy.safetensors", kind: "mc-etm-energy",
+            mlps: ["enc": encoderSpec, "dec": decoderSpec, "energy": energySpec],
+            fixedTensors: fixed,
+            options: [
+                "latentDim": Double(latentDim), "spherical": sphericalLatent ? 1 : 0, "target": target == .delta ? 0 : 1,
+                "langevinSteps": Double(s.steps), "stepSize": Double(s.initialStepSize),
+                "finalStepSize": Double(s.finalStepSize), "noise": Double(s.noise), "proposals": Double(sampling.proposals),
+            ])
+    }
+
+    /// Rebuilds the spec (and the inference schedule) from a manifest entry and its tensors.
+    public static func decode(
+        network n: NetworkSpec, tensors: [String: Tensor], observationDim: Int, actionDim: Int
+    ) throws -> (spec: EnergyModelSpec, sampling: EnergySamplingConfig) {
+        func bad(_ why: String) -> ModelFileError { ModelFileError(path: n.file, .invalidManifest(why)) }
+        guard n.kind == "mc-etm-energy" else { throw bad("network kind '\(n.kind)' is not an MC-ETM energy model") }
+        guard let enc = n.mlps["enc"], let dec = n.mlps["dec"], let en = n.mlps["energy"] else {
+            throw bad("energy model needs MLPs 'enc', 'dec' and 'energy'")
+        }
+        guard let scale = tensors[deltaScaleTensor], scale.count == observationDim, scale.scalars.allSatisfy({ $0 > 0 }) else {
+            throw bad("energy model needs a positive '\(deltaScaleTensor)' of \(observationDim) values")
+        }
+        let o = n.options ?? [:]
+        let spec = EnergyModelSpec(
+            obsDim: observationDim, actDim: actionDim, latentDim: enc.outputDim, encoderHidden: enc.hiddenDims,
+            decoderHidden: dec.hiddenDims, autoencoderActivation: dec.activation, energyHidden: en.hiddenDims,
+            energyActivation: en.activation, target: (o["target"] ?? 0) == 0 ? .delta : .nextState,
+            sphericalLatent: (o["spherical"] ?? 1) != 0, deltaScale: scale.scalars)
+        guard spec.encoderSpec == enc, spec.decoderSpec == dec, spec.energySpec == en else {
+            throw bad("energy model layer sizes do not match observation dim \(observationDim) / action dim \(actionDim)")
+        }
+        let d = LangevinSchedule.inference
+        let schedule = LangevinSchedule(
+            steps: Int(o["langevinSteps"] ?? Double(d.steps)), initialStepSize: Float(o["stepSize"] ?? Double(d.initialStepSize)),
+            finalStepSize: Float(o["finalStepSize"] ?? Double(d.finalStepSize)), noise: Float(o["noise"] ?? Double(d.noise)))
+        let proposals = Int(o["proposals"] ?? Double(EnergySamplingConfig().proposals))
+        return (spec, EnergySamplingConfig(samples: EnergySamplingConfig().samples, schedule: schedule, proposals: proposals))
+    }
+}
+
+extension EnergyTransitionModel {
+    /// The model's tensors for its model-directory file (networks plus `delta_scale`).
+    public func fileTensors() -> [String: Tensor] {
+        var t = namedTensors()
+        t[EnergyModelSpec.deltaScaleTensor] = Tensor(shape: [spec.obsDim], scalars: spec.deltaScale)
+        if !latentBank.isEmpty {
+            t[EnergyModelSpec.latentBankTensor] = Tensor(shape: [latentBank.count / spec.latentDim, spec.latentDim], scalars: latentBank)
+        }
+        return t
+    }
+
+    /// The manifest entry for this model (with its latent bank, if any).
+    public func networkSpec(sampling: EnergySamplingConfig) -> NetworkSpec {
+        spec.networkSpec(sampling: sampling, latentBankCount: latentBank.count / spec.latentDim)
+    }
+
+    /// For `PolicyBundle(model:checkerFactory:)` / `flowgate serve`: a factory of per-thread
+    /// checkers when the model directory has an `energy` network, nil otherwise. Without a
+    /// `reliability` section every transition is reliable and confidence is NaN.
+    public static func checkerFactory(_ model: LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
+        let m = model.manifest
+        guard let n = m.networks[EnergyModelSpec.role], let tensors = model.networks[EnergyModelSpec.role] else { return nil }
+        let (spec, sampling) = try EnergyModelSpec.decode(
+            network: n, tensors: tensors, observationDim: m.observationDim, actionDim: m.actionDim)
+        let loaded = try EnergyTransitionModel(spec: spec, tensors: tensors)
+        if let bank = tensors[EnergyModelSpec.latentBankTensor] {
+            guard bank.shape.count == 2, bank.shape[1] == spec.latentDim else {
+                throw ModelFileError(path: n.file, .invalidManifest("'\(EnergyModelSpec.latentBankTensor)' must be [count, \(spec.latentDim)]"))
+            }
+            loaded.latentBank = bank.scalars
+        }
+        let shared = SharedEnergyModel(loaded)
+        let calibration = m.reliability.map(ReliabilityCalibration.init(manifest:))
+        return { EnergyTransitionChecker(model: shared.model, sampling: sampling, calibration: calibration) }
+    }
+}
+
+/// Read-only weights shared by the checkers of all worker threads.
+private final class SharedEnergyModel: @unchecked Sendable {
+    let model: EnergyTransitionModel
+    init(_ model: EnergyTransitionModel) { self.model = model }
+}
+
+extension ReliabilityCalibration {
+    /// From a manifest's `reliability` section (its `calibration` is the sorted quantile table).
+    public init(manifest r: Manifest.Reliability) {
+        self.init(quantile: Double(r.quantile), threshold: r.threshold, table: r.calibration, heldOutCount: r.heldOutCount)
+    }
+
+    /// The manifest's `reliability` section.
+    public var manifestValue: Manifest.Reliability {
+        Manifest.Reliability(threshold: threshold, quantile: Float(quantile), calibration: table, heldOutCount: heldOutCount)
+    }
+}
+
+/// The server's energy check (`TransitionChecker`) on an `EnergySampler`: one per worker thread.
+public final class EnergyTransitionChecker: TransitionChecker {
+    public let sampler: EnergySampler
+    public let calibration: ReliabilityCalibration?
+    private var seeds: [UInt64] = []
+
+    public init(model: EnergyTransitionModel, sampling: EnergySamplingConfig, calibration: ReliabilityCalibration?) {
+        sampler = EnergySampler(model: model, config: sampling)
+        self.calibration = calibration
+    }
+
+    public func minimumEnergy(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int, samples: Int, rngs: inout [RNG]
+    ) -> [Float] {
+        if seeds.count < count { seeds = [UInt64](repeating: 0, count: count) }
+        for i in 0..<count { seeds[i] = rngs[i].next() }
+        sampler.config.samples = max(samples, 1)
+        var out = [Float](repeating: 0, count: count)
+        seeds.withUnsafeBufferPointer { sd in
+            out.withUnsafeMutableBufferPointer { o in
+                sampler.evaluate(
+                    observations: observations, actions: actions, seeds: sd.baseAddress!, batch: count,
+                    eMin: o.baseAddress!, predictedNext: nil, spread: nil)
+            }
+        }
+        return out
+    }
+
+    public func confidence(energy: Float) -> Float { calibration?.confidence(energy) ?? .nan }
+    public var threshold: Float { calibration?.threshold ?? .infinity }
+}

@@ -1,0 +1,390 @@
+import FlowgateCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Settings of next-state sampling at inference.
+public struct EnergySamplingConfig: Codable, Sendable, Equatable {
+    /// Next-state samples per (s, a) row.
+    public var samples: Int
+    /// Latent Langevin schedule.
+    public var schedule: LangevinSchedule
+    /// When the model has a latent bank (encodings of training next states): score this many bank
+    /// entries per row and start Langevin from the `samples` lowest-energy ones. 0 (or no bank):
+    /// start from random latents.
+    public var proposals: Int
+
+    public init(samples: Int = 16, schedule: LangevinSchedule = .inference, proposals: Int = 128) {
+        self.samples = samples
+        self.schedule = schedule
+        self.proposals = proposals
+    }
+
+    private enum CodingKeys: String, CodingKey { case samples, schedule, proposals }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        samples = try c.decodeIfPresent(Int.self, forKey: .samples) ?? 16
+        schedule = try c.decodeIfPresent(LangevinSchedule.self, forKey: .schedule) ?? .inference
+        proposals = try c.decodeIfPresent(Int.self, forKey: .proposals) ?? 128
+    }
+}
+
+/// Batched latent-Langevin sampling of next states under an `EnergyTransitionModel`: the one
+/// implementation the trainer (negative mining), the tests, the evaluation and the server use.
+///
+/// For each row `b` of a batch of `(s, a)` it picks `N` starting latents — the lowest-energy of
+/// `proposals` entries of the model's latent bank (encodings of training next states) or, without
+/// a bank, random latents (uniform on the unit sphere for a spherical latent, N(0, I) otherwise) —
+/// runs `T` Langevin steps on `E(s, a, dec(z))` with the
+/// gradient taken through the decoder by the MLPs' input gradients, decodes, and reports
+/// `E_min = min_n E(s, a, dec(z_n))`, the lowest-energy next state and the spread of the samples.
+/// Row `b` draws every random number from `RNG(seed: seeds[b])`, so its result does not depend on
+/// what else is in the batch (up to BLAS rounding of the shared matrix products).
+///
+/// Thread confinement: an instance owns replicas of the decoder and energy networks and all
+/// workspaces; use one per thread. Workspaces grow to the largest batch seen, after which calls
+/// allocate nothing.
+public final class EnergySampler {
+    public let spec: EnergyModelSpec
+    public var config: EnergySamplingConfig
+    private let decoder: MLP
+    private let energy: MLP
+
+    // Workspaces (rows = batch × samples unless noted).
+    private let latents = FloatBuffer()
+    private let manifold = FloatBuffer()
+    private let input = FloatBuffer()
+    private let ones = FloatBuffer()
+    private let gradX = FloatBuffer()
+    private let sampleEnergies = FloatBuffer()
+    private let candidate = FloatBuffer()
+    private let proposalLatents = FloatBuffer()
+    private let proposalIndex = FloatBuffer()
+    private let bank: [Float]
+    private let bankCount: Int
+    private var rngs: UnsafeMutablePointer<RNG>
+    private var rngCapacity: Int
+
+    /// A sampler sharing `model`'s weights.
+    public init(model: EnergyTransitionModel, config: EnergySamplingConfig = EnergySamplingConfig()) {
+        spec = model.spec
+        self.config = config
+        decoder = model.decoder.replica()
+        energy = model.energy.replica()
+        bank = model.latentBank
+        bankCount = model.latentBank.count / model.spec.latentDim
+        rngCapacity = 64
+        rngs = .allocate(capacity: rngCapacity)
+        rngs.initialize(repeating: RNG(seed: 0), count: rngCapacity)
+    }
+
+    deinit {
+        rngs.deinitialize(count: rngCapacity)
+        rngs.deallocate()
+    }
+
+    private func reserveRNGs(_ n: Int) {
+        guard n > rngCapacity else { return }
+        rngs.deinitialize(count: rngCapacity)
+        rngs.deallocate()
+        rngCapacity = max(n, 2 * rngCapacity)
+        rngs = .allocate(capacity: rngCapacity)
+        rngs.initialize(repeating: RNG(seed: 0), count: rngCapacity)
+    }
+
+    // MARK: Inference
+
+    /// Samples next states for `batch` rows and writes, per row: `eMin[b]`; the lowest-energy
+    /// sample as a normalised next state into `predictedNext` (`batch × obsDim`, optional); the
+    /// spread (mean over dimensions of the standard deviation across the N samples, in normalised
+    /// observation units) into `spread` (optional).
+    ///
+    /// `observations` is `batch × obsDim` (z-scores), `actions` `batch × actDim`, `seeds` one per row.
+    public func evaluate(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, seeds: UnsafePointer<UInt64>,
+        batch: Int, eMin: UnsafeMutablePointer<Float>, predictedNext: UnsafeMutablePointer<Float>?,
+        spread: UnsafeMutablePointer<Float>?
+    ) {
+        guard batch > 0 else { return }
+        let n = config.samples, l = spec.latentDim, d = spec.obsDim
+        let rows = batch * n
+        reserveRNGs(batch)
+        latents.reserve(rows * l)
+        let z = latents.pointer
+        for b in 0..<batch { rngs[b] = RNG(seed: seeds[b]) }
+        if config.proposals > 0 && bankCount > 0 {
+            proposeFromBank(observations: observations, actions: actions, batch: batch, into: z)
+        } else {
+            for b in 0..<batch {
+                let zb = UnsafeMutableBufferPointer(start: z + b * n * l, count: n * l)
+                rngs[b].fillNormal(zb)
+                if spec.sphericalLatent { for r in 0..<n { normalise(zb.baseAddress! + r * l, l) } }
+            }
+        }
+        let result = refineLatents(
+            observations: observations, actions: actions, batch: batch, samplesPerRow: n, latents: z,
+            schedule: config.schedule, rngs: rngs)
+        let x = result.manifold, e = result.energies
+        candidate.reserve(d)
+        for b in 0..<batch {
+            var best = 0
+            var bestE = e[b * n]
+            for s in 1..<max(n, 1) where e[b * n + s] < bestE { bestE = e[b * n + s]; best = s }
+            eMin[b] = bestE
+            if let out = predictedNext {
+                spec.fromManifold(observations: observations + b * d, manifold: x + (b * n + best) * d, rows: 1, into: out + b * d)
+            }
+            if let sp = spread {
+                // The spread of next states equals the spread of manifold coordinates times the scale.
+                var total: Float = 0
+                for j in 0..<d {
+                    var mean: Float = 0
+                    for s in 0..<n { mean += x[(b * n + s) * d + j] }
+                    mean /= Float(n)
+                    var v: Float = 0
+                    for s in 0..<n { let dv = x[(b * n + s) * d + j] - mean; v += dv * dv }
+                    total += (v / Float(n)).squareRoot() * spec.deltaScale[j]
+                }
+                sp[b] = total / Float(d)
+            }
+        }
+    }
+
+    /// Result of `evaluate(observations:actions:seeds:)`.
+    public struct Result: Sendable, Equatable {
+        public var eMin: [Float]
+        /// `batch × obsDim`, normalised.
+        public var predictedNext: [Float]
+        public var spread: [Float]
+
+        public init(eMin: [Float], predictedNext: [Float], spread: [Float]) {
+            self.eMin = eMin
+            self.predictedNext = predictedNext
+            self.spread = spread
+        }
+    }
+
+    /// Array convenience for `evaluate` (allocates; tests and evaluation).
+    public func evaluate(observations: [Float], actions: [Float], seeds: [UInt64]) -> Result {
+        let batch = seeds.count
+        precondition(observations.count == batch * spec.obsDim && actions.count == batch * spec.actDim)
+        var r = Result(
+            eMin: [Float](repeating: 0, count: batch),
+            predictedNext: [Float](repeating: 0, count: batch * spec.obsDim),
+            spread: [Float](repeating: 0, count: batch))
+        observations.withUnsafeBufferPointer { s in
+            actions.withUnsafeBufferPointer { a in
+                seeds.withUnsafeBufferPointer { sd in
+                    r.eMin.withUnsafeMutableBufferPointer { e in
+                        r.predictedNext.withUnsafeMutableBufferPointer { p in
+                            r.spread.withUnsafeMutableBufferPointer { sp in
+                                evaluate(
+                                    observations: s.baseAddress!, actions: a.baseAddress!, seeds: sd.baseAddress!,
+                                    batch: batch, eMin: e.baseAddress!, predictedNext: p.baseAddress!,
+                                    spread: sp.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return r
+    }
+
+    // MARK: Langevin (shared with the trainer)
+
+    /// Runs latent Langevin from the given latents. Rows are ordered `b * samplesPerRow + k`; row
+    /// group `b` is conditioned on `(observations[b], actions[b])` and draws its noise from
+    /// `rngs[b]` (advanced in place). `latents` (`batch·samplesPerRow × latentDim`) is updated in
+    /// place (projected onto the sphere after each step when the latent is spherical).
+    ///
+    /// Returns the decoded manifold coordinates and the energies of the final latents, valid until
+    /// the next call on this sampler.
+    public func refineLatents(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow: Int,
+        latents z: UnsafeMutablePointer<Float>, schedule: LangevinSchedule, rngs: UnsafeMutablePointer<RNG>
+    ) -> (manifold: UnsafePointer<Float>, energies: UnsafePointer<Float>) {
+        let rows = batch * samplesPerRow
+        let l = spec.latentDim
+        prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: samplesPerRow)
+        for t in 0..<schedule.steps {
+            let gz = latentGradient(z, rows: rows).gradient
+            step(z, gradient: gz, width: l, batch: batch, samplesPerRow: samplesPerRow, schedule: schedule, t: t, rngs: rngs)
+            if spec.sphericalLatent { for r in 0..<rows { normalise(z + r * l, l) } }
+        }
+        let x = decoder.forward(z, batch: rows)
+        placeManifold(x, rows: rows)
+        let e = energy.forward(input.pointer, batch: rows)
+        return finish(energies: e, rows: rows)
+    }
+
+    /// Runs Langevin directly on manifold coordinates `x` (ETM's ambient negatives), clamping them
+    /// to [-clamp, clamp] after each step. Same row layout and RNG use as `refineLatents`.
+    public func refineAmbient(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow: Int,
+        manifold x: UnsafeMutablePointer<Float>, schedule: LangevinSchedule, clamp: Float,
+        rngs: UnsafeMutablePointer<RNG>
+    ) -> (manifold: UnsafePointer<Float>, energies: UnsafePointer<Float>) {
+        let rows = batch * samplesPerRow
+        let d = spec.obsDim
+        prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: samplesPerRow)
+        for t in 0..<schedule.steps {
+            placeManifold(x, rows: rows)
+            _ = energy.forward(input.pointer, batch: rows)
+            let gx = energyGradientX(rows: rows)
+            step(x, gradient: gx, width: d, batch: batch, samplesPerRow: samplesPerRow, schedule: schedule, t: t, rngs: rngs)
+            for i in 0..<(rows * d) { x[i] = min(max(x[i], -clamp), clamp) }
+        }
+        placeManifold(x, rows: rows)
+        let e = energy.forward(input.pointer, batch: rows)
+        return finish(energies: e, rows: rows)
+    }
+
+    /// Energies `E(s_b, a_b, dec(z_r))` and their gradients with respect to the latents, for rows
+    /// laid out as in `refineLatents` (the Langevin drift; exposed so tests can check it against
+    /// finite differences). Pointers are valid until the next call on this sampler.
+    public func latentEnergyGradient(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow: Int,
+        latents z: UnsafePointer<Float>
+    ) -> (energies: UnsafePointer<Float>, gradient: UnsafePointer<Float>) {
+        prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: samplesPerRow)
+        let r = latentGradient(z, rows: batch * samplesPerRow)
+        return (r.energies, UnsafePointer(r.gradient))
+    }
+
+    // MARK: Internals
+
+    /// Per row: `proposals` bank latents (drawn with the row's RNG; the whole bank when it is
+    /// smaller), scored by one forward pass, the `samples` lowest-energy ones copied to `z`.
+    private func proposeFromBank(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, into z: UnsafeMutablePointer<Float>) {
+        let n = config.samples, l = spec.latentDim
+        let p = max(min(config.proposals, bankCount), 1)
+        let rows = batch * p
+        proposalLatents.reserve(rows * l)
+        proposalIndex.reserve(rows)
+        let pz = proposalLatents.pointer
+        bank.withUnsafeBufferPointer { bk in
+            for b in 0..<batch {
+                for j in 0..<p {
+                    let idx = p == bankCount ? j : rngs[b].int(below: bankCount)
+                    (pz + (b * p + j) * l).update(from: bk.baseAddress! + idx * l, count: l)
+                }
+            }
+        }
+        prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: p)
+        let x = decoder.forward(pz, batch: rows)
+        placeManifold(x, rows: rows)
+        let e = energy.forward(input.pointer, batch: rows)
+        for b in 0..<batch {
+            // Partial selection sort of the n lowest energies (n and p are small).
+            let order = proposalIndex.pointer + b * p
+            for j in 0..<p { order[j] = Float(j) }
+            for k in 0..<min(n, p) {
+                var best = k
+                for j in (k + 1)..<max(p, k + 1) where e[b * p + Int(order[j])] < e[b * p + Int(order[best])] { best = j }
+                let tmp = order[k]; order[k] = order[best]; order[best] = tmp
+            }
+            for k in 0..<n {
+                let src = Int(order[k % p])
+                (z + (b * n + k) * l).update(from: pz + (b * p + src) * l, count: l)
+            }
+        }
+    }
+
+    /// One decoder + energy forward and backward pass (conditioning already in place).
+    private func latentGradient(_ z: UnsafePointer<Float>, rows: Int) -> (energies: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>) {
+        let x = decoder.forward(z, batch: rows)
+        placeManifold(x, rows: rows)
+        let e = energy.forward(input.pointer, batch: rows)
+        let gx = energyGradientX(rows: rows)
+        let gz = decoder.backward(gx, accumulateParameterGradients: false, computeInputGradient: true)!
+        return (UnsafePointer(e), gz)
+    }
+
+    private func prepareConditioning(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow: Int) {
+        let rows = batch * samplesPerRow
+        let d = spec.obsDim, k = spec.actDim, w = spec.energyInputDim
+        input.reserve(rows * w)
+        ones.reserve(rows)
+        for r in 0..<rows { ones.pointer[r] = 1 }
+        let p = input.pointer
+        for b in 0..<batch {
+            for s in 0..<samplesPerRow {
+                let row = p + (b * samplesPerRow + s) * w
+                row.update(from: observations + b * d, count: d)
+                (row + d).update(from: actions + b * k, count: k)
+            }
+        }
+    }
+
+    /// Writes manifold coordinates into the last `obsDim` columns of the energy input.
+    private func placeManifold(_ x: UnsafePointer<Float>, rows: Int) {
+        let d = spec.obsDim, w = spec.energyInputDim, off = w - d
+        let p = input.pointer
+        for r in 0..<rows { (p + r * w + off).update(from: x + r * d, count: d) }
+    }
+
+    /// ∂E/∂x for each row after an energy forward pass (no parameter gradients).
+    private func energyGradientX(rows: Int) -> UnsafeMutablePointer<Float> {
+        let d = spec.obsDim, w = spec.energyInputDim
+        let gIn = energy.backward(ones.pointer, accumulateParameterGradients: false, computeInputGradient: true)!
+        gradX.reserve(rows * d)
+        Columns.slice(gIn, rows: rows, total: w, start: w - d, width: d, into: gradX.pointer)
+        return gradX.pointer
+    }
+
+    private func step(
+        _ v: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, width: Int, batch: Int, samplesPerRow: Int,
+        schedule: LangevinSchedule, t: Int, rngs: UnsafeMutablePointer<RNG>
+    ) {
+        let eta = schedule.stepSize(t), sigma = schedule.noiseStd(t)
+        for b in 0..<batch {
+            for s in 0..<samplesPerRow {
+                let r = b * samplesPerRow + s
+                let vr = v + r * width, gr = g + r * width
+                var norm: Float = 0
+                for j in 0..<width { norm += gr[j] * gr[j] }
+                norm = norm.squareRoot()
+                var scale: Float = 1
+                if schedule.normalizeGradient {
+                    scale = 1 / (norm + 1e-8)
+                } else if let clip = schedule.gradientClip, norm > clip {
+                    scale = clip / norm
+                }
+                for j in 0..<width { vr[j] -= eta * scale * gr[j] }
+                if sigma > 0 {
+                    var j = 0
+                    while j < width {
+                        let (n0, n1) = rngs[b].normalPair()
+                        vr[j] += sigma * n0
+                        if j + 1 < width { vr[j + 1] += sigma * n1 }
+                        j += 2
+                    }
+                }
+            }
+        }
+    }
+
+    private func finish(energies e: UnsafeMutablePointer<Float>, rows: Int) -> (manifold: UnsafePointer<Float>, energies: UnsafePointer<Float>) {
+        let d = spec.obsDim, w = spec.energyInputDim
+        sampleEnergies.reserve(rows)
+        sampleEnergies.pointer.update(from: e, count: rows)
+        manifold.reserve(rows * d)
+        Columns.slice(input.pointer, rows: rows, total: w, start: w - d, width: d, into: manifold.pointer)
+        return (UnsafePointer(manifold.pointer), UnsafePointer(sampleEnergies.pointer))
+    }
+}
+
+/// Scales `v[0..<n]` to unit L2 norm (leaves an all-zero vector alone).
+@inline(__always)
+func normalise(_ v: UnsafeMutablePointer<Float>, _ n: Int) {
+    var s: Float = 0
+    for j in 0..<n { s += v[j] * v[j] }
+    guard s > 0 else { return }
+    let inv = 1 / s.squareRoot()
+    for j in 0..<n { v[j] *= inv }
+}

@@ -1,0 +1,126 @@
+import FlowgateCore
+import Testing
+
+@testable import FlowgateAlgorithms
+
+@Suite("MC-ETM sampler")
+struct EnergySamplerTests {
+    static func smallSpec(spherical: Bool, activation: Activation) -> EnergyModelSpec {
+        EnergyModelSpec(
+            obsDim: 4, actDim: 2, latentDim: 3, encoderHidden: [8], decoderHidden: [9],
+            autoencoderActivation: .silu, energyHidden: [10, 10], energyActivation: activation,
+            target: .delta, sphericalLatent: spherical, deltaScale: [0.5, 1, 2, 1])
+    }
+
+    // Central differences (ε = 1e-2) in Float32 through decoder + energy: the smooth (SiLU)
+    // networks agree to ~1e-3 relative error; ReLU can cross a kink, so it gets 2e-2.
+    @Test("latent Langevin drift matches finite differences of E(s, a, dec(z))", arguments: [Activation.silu, .relu])
+    func latentGradient(_ activation: Activation) {
+        var rng = RNG(seed: 3)
+        let model = EnergyTransitionModel(spec: Self.smallSpec(spherical: false, activation: activation), rng: &rng)
+        let sampler = EnergySampler(model: model)
+        let batch = 2, per = 3, l = 3
+        let s = randomArray(batch * 4, seed: 1), a = randomArray(batch * 2, seed: 2)
+        var z = randomArray(batch * per * l, seed: 4)
+        func total(_ zz: [Float]) -> Double {
+            s.withUnsafeBufferPointer { sp in
+                a.withUnsafeBufferPointer { ap in
+                    zz.withUnsafeBufferPointer { zp in
+                        let r = sampler.latentEnergyGradient(
+                            observations: sp.baseAddress!, actions: ap.baseAddress!, batch: batch, samplesPerRow: per,
+                            latents: zp.baseAddress!)
+                        return (0..<(batch * per)).reduce(0.0) { $0 + Double(r.energies[$1]) }
+                    }
+                }
+            }
+        }
+        let analytic: [Float] = s.withUnsafeBufferPointer { sp in
+            a.withUnsafeBufferPointer { ap in
+                z.withUnsafeBufferPointer { zp in
+                    let r = sampler.latentEnergyGradient(
+                        observations: sp.baseAddress!, actions: ap.baseAddress!, batch: batch, samplesPerRow: per,
+                        latents: zp.baseAddress!)
+                    return Array(UnsafeBufferPointer(start: r.gradient, count: batch * per * l))
+                }
+            }
+        }
+        let err = relativeGradientError(values: &z, analytic: analytic, epsilon: 1e-2, loss: total)
+        #expect(err < (activation == .silu ? 2e-3 : 2e-2), "relative error \(err)")
+    }
+
+    @Test("a row's samples depend on its seed only, not on the rest of the batch")
+    func batchIndependence() {
+        var rng = RNG(seed: 5)
+        let model = EnergyTransitionModel(spec: Self.smallSpec(spherical: true, activation: .relu), rng: &rng)
+        let sampler = EnergySampler(model: model, config: EnergySamplingConfig(samples: 5, schedule: LangevinSchedule(steps: 6, initialStepSize: 0.1, finalStepSize: 0.02, noise: 0.01)))
+        let s = randomArray(3 * 4, seed: 6), a = randomArray(3 * 2, seed: 7)
+        let all = sampler.evaluate(observations: s, actions: a, seeds: [11, 22, 33])
+        let alone = sampler.evaluate(observations: Array(s[4..<8]), actions: Array(a[2..<4]), seeds: [22])
+        let again = sampler.evaluate(observations: s, actions: a, seeds: [11, 22, 33])
+        #expect(all == again)
+        #expect(abs(all.eMin[1] - alone.eMin[0]) <= 1e-5 * max(1, abs(alone.eMin[0])))
+        for j in 0..<4 { #expect(abs(all.predictedNext[4 + j] - alone.predictedNext[j]) <= 1e-4) }
+        #expect(abs(all.spread[1] - alone.spread[0]) <= 1e-4)
+        // E_min is the minimum over samples, so a different seed gives a different (finite) value.
+        let other = sampler.evaluate(observations: Array(s[4..<8]), actions: Array(a[2..<4]), seeds: [23])
+        #expect(other.eMin[0].isFinite && other.eMin[0] != alone.eMin[0])
+        #expect(all.spread.allSatisfy { $0 > 0 })
+    }
+
+    @Test("manifold coordinates round-trip for deltas and next states")
+    func manifoldRoundTrip() {
+        for target in [EnergyModelSpec.ManifoldTarget.delta, .nextState] {
+            var spec = Self.smallSpec(spherical: true, activation: .relu)
+            spec.target = target
+            let s = randomArray(8, seed: 1), sn = randomArray(8, seed: 2)
+            var x = [Float](repeating: 0, count: 8), back = x
+            spec.toManifold(observations: s, nextObservations: sn, rows: 2, into: &x)
+            spec.fromManifold(observations: s, manifold: x, rows: 2, into: &back)
+            for i in 0..<8 { #expect(abs(back[i] - sn[i]) <= 1e-5) }
+            if target == .delta { #expect(abs(x[2] - (sn[2] - s[2]) / 2) <= 1e-6) }
+        }
+    }
+
+    @Test("model round-trips through named tensors")
+    func namedTensors() throws {
+        var rng = RNG(seed: 9)
+        let spec = Self.smallSpec(spherical: true, activation: .relu)
+        let model = EnergyTransitionModel(spec: spec, rng: &rng)
+        let tensors = model.namedTensors()
+        #expect(tensors.keys.contains("enc.0.weight") && tensors.keys.contains("dec.1.bias") && tensors.keys.contains("energy.2.weight"))
+        let loaded = try EnergyTransitionModel(spec: spec, tensors: tensors)
+        let s = randomArray(8, seed: 1), a = randomArray(4, seed: 2), sn = randomArray(8, seed: 3)
+        #expect(model.energies(observations: s, actions: a, nextObservations: sn, rows: 2)
+            == loaded.energies(observations: s, actions: a, nextObservations: sn, rows: 2))
+        var missing = tensors
+        missing["energy.0.bias"] = nil
+        #expect(throws: ParameterLoadError.self) { try EnergyTransitionModel(spec: spec, tensors: missing) }
+    }
+}
+
+/// Central finite differences compared with an analytic gradient (relative error of the whole vector).
+func relativeGradientError(
+    values: inout [Float], analytic: [Float], epsilon: Float, loss: (_ values: [Float]) -> Double
+) -> Double {
+    var diff: Double = 0, na: Double = 0, nn: Double = 0
+    for i in 0..<values.count {
+        let keep = values[i]
+        values[i] = keep + epsilon
+        let up = loss(values)
+        values[i] = keep - epsilon
+        let down = loss(values)
+        values[i] = keep
+        let numeric = (up - down) / Double(2 * epsilon)
+        diff += (numeric - Double(analytic[i])) * (numeric - Double(analytic[i]))
+        na += Double(analytic[i]) * Double(analytic[i])
+        nn += numeric * numeric
+    }
+    return diff.squareRoot() / max(na.squareRoot() + nn.squareRoot(), 1e-12)
+}
+
+func randomArray(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
+    var rng = RNG(seed: seed)
+    var a = [Float](repeating: 0, count: count)
+    rng.fillNormal(&a, std: std)
+    return a
+}
