@@ -107,10 +107,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 }
 
-extension TrainingConfig {
-    /// This config with the fields of a JSON object merged in (nested objects merge; unknown keys
-    /// are errors, so a typo cannot pass silently; missing keys keep this config's values).
-    public func merging(json data: Data) throws -> TrainingConfig {
+extension Encodable where Self: Decodable {
+    /// This value with the fields of a JSON object merged in: nested objects merge, missing keys
+    /// keep this value's fields, unknown keys are errors (a typo in a config file must not pass
+    /// silently). Used for training configs, energy configs and checkpoints written before a field
+    /// existed.
+    public func merging(json data: Data) throws -> Self {
         guard let overrides = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw TrainingError.invalidConfig("not a JSON object")
         }
@@ -129,7 +131,7 @@ extension TrainingConfig {
         }
         let merged = try merge(baseObject, overrides, at: "")
         do {
-            return try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+            return try JSONDecoder().decode(Self.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch {
             throw TrainingError.invalidConfig("\(error)")
         }

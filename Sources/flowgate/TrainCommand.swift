@@ -83,6 +83,14 @@ struct TrainCommand: ParsableCommand {
         if let renewEvery { cfg.qipo.renewEvery = renewEvery }
         if let checkpointEvery { cfg.checkpointEvery = checkpointEvery }
         if let logEvery { cfg.logEvery = logEvery }
+        var existing: LoadedModel? = nil
+        if energyOptions.energyOnly {
+            // Only the energy model trains; it is added to the model directory that already exists.
+            cfg.behaviour.steps = 0
+            cfg.criticTraining.steps = 0
+            cfg.qipo.steps = 0
+            existing = try ModelDirectory.load(at: outURL)
+        }
 
         let runDirectory = runDir ?? "runs/\(modelName)"
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
@@ -94,6 +102,15 @@ struct TrainCommand: ParsableCommand {
         let data = try OfflineDataset.load(path: dataset)
         progress.message("\(data.count) transitions, observation dim \(data.observationDim), action dim \(data.actionDim)")
         let run = try TrainingRun(name: modelName, dataset: data, config: cfg)
+        if let m = existing?.manifest {
+            // The energy model sees observations normalised exactly as the served policy does.
+            let same = m.observationDim == data.observationDim && m.actionDim == data.actionDim
+                && zip(m.normalization.observationMean + m.normalization.observationStd, run.data.observationMean + run.data.observationStd)
+                    .allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($0)) }
+            guard same else {
+                throw ValidationError("--energy-only: \(dataset) is not the dataset \(out) was trained on (dimensions or normalisation differ; the model records \(m.provenance.dataset))")
+            }
+        }
         try energyOptions.attach(to: run, seed: cfg.seed)
         if resume {
             guard FileManager.default.fileExists(atPath: checkpoint) else {
@@ -113,6 +130,14 @@ struct TrainCommand: ParsableCommand {
             progress.message("stopped; continue with: flowgate train --dataset \(dataset) --out \(out) --resume" + (runDir.map { " --run-dir \($0)" } ?? ""))
             throw ExitCode(130)
         }
+        if var model = existing {
+            for e in run.exporters { try e(&model) }
+            for p in run.phases { model.manifest.provenance.trainingSteps[p.name] = p.completedSteps }
+            try ModelDirectory.save(model, to: outURL)
+            try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: logPath)), to: outURL.appendingPathComponent("energy-training-log.jsonl"))
+            progress.message("added the energy model to \(out) (\(run.completedSteps) steps)")
+            return
+        }
         let model = try run.makeModel(gitCommit: gitCommit(), datasetSHA256: nil)
         try ModelDirectory.save(model, to: outURL)
         // Keep the training log and resolved config beside the model.
@@ -126,8 +151,7 @@ struct TrainCommand: ParsableCommand {
 
 /// Merges a JSON file of overrides into `base`; unknown keys are errors (typos must not pass silently).
 func loadConfig(path: String, base: TrainingConfig) throws -> TrainingConfig {
-    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--config: cannot read \(path)") }
-    do { return try base.merging(json: data) } catch { throw ValidationError("--config: \(path): \(error)") }
+    try mergeJSONOverrides(path: path, base: base, flag: "--config")
 }
 
 /// The current git commit of the working tree, or "unknown".
