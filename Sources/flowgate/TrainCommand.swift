@@ -89,7 +89,10 @@ struct TrainCommand: ParsableCommand {
             cfg.behaviour.steps = 0
             cfg.criticTraining.steps = 0
             cfg.qipo.steps = 0
-            existing = try ModelDirectory.load(at: outURL)
+            // The policy may still be training into --out: then it is loaded (and checked) at the end.
+            if FileManager.default.fileExists(atPath: outURL.appendingPathComponent(Manifest.fileName).path) {
+                existing = try ModelDirectory.load(at: outURL)
+            }
         }
 
         let runDirectory = runDir ?? "runs/\(modelName)"
@@ -102,7 +105,7 @@ struct TrainCommand: ParsableCommand {
         let data = try OfflineDataset.load(path: dataset)
         progress.message("\(data.count) transitions, observation dim \(data.observationDim), action dim \(data.actionDim)")
         let run = try TrainingRun(name: modelName, dataset: data, config: cfg)
-        if let m = existing?.manifest {
+        func checkSameData(_ m: Manifest) throws {
             // The energy model sees observations normalised exactly as the served policy does.
             let same = m.observationDim == data.observationDim && m.actionDim == data.actionDim
                 && zip(m.normalization.observationMean + m.normalization.observationStd, run.data.observationMean + run.data.observationStd)
@@ -111,6 +114,7 @@ struct TrainCommand: ParsableCommand {
                 throw ValidationError("--energy-only: \(dataset) is not the dataset \(out) was trained on (dimensions or normalisation differ; the model records \(m.provenance.dataset))")
             }
         }
+        if let m = existing?.manifest { try checkSameData(m) }
         try energyOptions.attach(to: run, seed: cfg.seed)
         if resume {
             guard FileManager.default.fileExists(atPath: checkpoint) else {
@@ -130,7 +134,12 @@ struct TrainCommand: ParsableCommand {
             progress.message("stopped; continue with: flowgate train --dataset \(dataset) --out \(out) --resume" + (runDir.map { " --run-dir \($0)" } ?? ""))
             throw ExitCode(130)
         }
-        if var model = existing {
+        if energyOptions.energyOnly {
+            var model: LoadedModel
+            do { model = try existing ?? ModelDirectory.load(at: outURL) } catch {
+                throw ValidationError("--energy-only: \(error); the trained energy model is in the checkpoint: rerun with --resume once \(out) exists")
+            }
+            try checkSameData(model.manifest)
             for e in run.exporters { try e(&model) }
             for p in run.phases { model.manifest.provenance.trainingSteps[p.name] = p.completedSteps }
             try ModelDirectory.save(model, to: outURL)

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Write models/NAME/README.md (the model card) from the model's manifest and an evaluation summary
+written by `python -m flowgate_client.evaluate`. Numbers are copied from those files, never typed.
+
+    scripts/model_card.py models/hopper-medium --eval models/hopper-medium/eval.json \
+        --dataset-cmd "..." --train-cmd "..." --train-time "41 min" --notes notes.md
+"""
+import argparse
+import json
+from pathlib import Path
+
+
+def fmt(v, nd=1):
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--eval", required=True)
+    ap.add_argument("--dataset-cmd", required=True)
+    ap.add_argument("--train-cmd", required=True)
+    ap.add_argument("--train-time", required=True)
+    ap.add_argument("--notes", help="markdown file appended as 'Assessment'")
+    a = ap.parse_args()
+    model = Path(a.model)
+    m = json.loads((model / "manifest.json").read_text())
+    ev = json.loads(Path(a.eval).read_text())
+    prov = m["provenance"]
+    rel = m.get("reliability")
+    lines = [f"# {m['name']}", "",
+             f"A `{m['kind']}` model for **{ev['env']}** (observation {m['observationDim']}-D, action {m['actionDim']}-D), "
+             f"trained by `flowgate train` on `{prov['dataset']}`. Served by `flowgate serve {model}`.", "",
+             "## Dataset", "", "Regenerate it (seeded, byte-identical):", "", "```bash", a.dataset_cmd, "```", "",
+             "## Training", "", "```bash", a.train_cmd, "```", "",
+             f"- steps per phase: " + ", ".join(f"{k} {v}" for k, v in sorted(prov["trainingSteps"].items())),
+             f"- seed {prov['seed']}, commit `{prov['gitCommit']}`, {prov['date']}, flowgate {prov['flowgateVersion']}",
+             f"- wall time on this 2-core machine (shared with other jobs): {a.train_time}",
+             f"- resolved config: `config.json`; training log: `training-log.jsonl`" + (" (curve: `training-curve.png`)" if (model / "training-curve.png").exists() else ""),
+             f"- serving defaults: K = {m['sampling']['steps']} flow steps ({m['sampling']['solver']}), M = {m['sampling']['candidates']} candidates, N = {m['sampling']['samples']} next-state samples", "",
+             "## Scores (measured over the socket)", "",
+             f"`python -m flowgate_client.evaluate` served the model with `flowgate serve` and ran {ev['episodes']} pybullet episodes per row "
+             f"(env seeds from {ev['seed']}), every action fetched from the server. Normalised score = 100 · (R − random) / (expert − random) with the "
+             "reference returns in `clients/python/flowgate_client/references.json`.", "",
+             "| run | K | return | normalised score | unreliable steps | client latency p50 / p99 (ms) | server compute p50 (µs) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in ev["runs"]:
+        if r.get("disturbance"):
+            continue
+        lat = r["latency_ms"]
+        comp = r.get("server_compute_us") or {}
+        lines.append(f"| {r['label']} | {r.get('steps') or 'default'} | {fmt(r['return_mean'], 0)} ± {fmt(r['return_std'], 0)} | "
+                     f"{fmt(r['score_mean'])} ± {fmt(r['score_std'])} | {100 * r['unreliable_share']:.1f} % | "
+                     f"{fmt(lat.get('p50'), 2)} / {fmt(lat.get('p99'), 2)} | {fmt(comp.get('p50'), 0)} |")
+    lines += ["", "## Reliability", ""]
+    if rel:
+        lines += [f"- energy model: MC-ETM (docs/energy-model.md); threshold E_min ≤ {rel['threshold']:.4f} at the "
+                  f"{100 * rel['quantile']:.0f} % quantile of {rel['heldOutCount']} held-out real transitions; confidence = "
+                  "share of held-out transitions with E_min at least as high."]
+        sweep = [r for r in ev["runs"] if r.get("disturbance")]
+        if sweep:
+            lines += ["", "Disturbance sweep (the safety-monitor scenario):", "",
+                      "| disturbance | scale | unreliable steps | normalised score |", "|---|---|---|---|"]
+            for r in sweep:
+                lines.append(f"| {r['disturbance']} | {r['scale']:g} | {100 * r['unreliable_share']:.1f} % | {fmt(r['score_mean'])} |")
+    else:
+        lines += ["- no energy model: replies carry `reliable: true` only because nothing was checked."]
+    if a.notes:
+        lines += ["", "## Assessment", "", Path(a.notes).read_text().strip()]
+    (model / "README.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {model / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
