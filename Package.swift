@@ -39,16 +39,18 @@ let package = Package(
             dependencies: ["FlowgateCore", "FlowgateAlgorithms", "CZlib", "CHDF5"]),
         // Wire protocol: MessagePack codec (msgpack-c) and protocol v1 message types.
         .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
+        // One thin libzmq wrapper (sockets, contexts, errors naming the failing call), package-internal.
+        .target(name: "FlowgateZMQ", dependencies: ["CZeroMQ"]),
         // Server: ZeroMQ sockets, dynamic batching, worker pool, telemetry.
         .target(
             name: "FlowgateServer",
             dependencies: [
-                "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "CZeroMQ",
+                "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
         // Client library (used by tests and the load tester).
-        .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "CZeroMQ"]),
+        .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),
         // The one thin executable.
         .executableTarget(
             name: "flowgate",

@@ -1,4 +1,5 @@
 // FlowgateClient: a Swift client for protocol v1 (docs/protocol.md), used by tests and the load tester.
+import FlowgateZMQ
 public import FlowgateProtocol
 
 /// Why a client call failed.

@@ -1,3 +1,4 @@
+import FlowgateZMQ
 public import FlowgateProtocol
 import Foundation
 

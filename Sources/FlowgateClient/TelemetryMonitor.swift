@@ -1,3 +1,4 @@
+import FlowgateZMQ
 public import FlowgateProtocol
 
 /// One telemetry event from the server's PUB socket.

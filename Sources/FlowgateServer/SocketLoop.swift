@@ -1,3 +1,4 @@
+import FlowgateZMQ
 import FlowgateCore
 import FlowgateProtocol
 import Foundation

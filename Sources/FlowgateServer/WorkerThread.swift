@@ -1,3 +1,4 @@
+import FlowgateZMQ
 import FlowgateProtocol
 import Foundation
 import Logging

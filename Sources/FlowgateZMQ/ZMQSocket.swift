@@ -1,7 +1,6 @@
-// Thin libzmq wrapper. An identical copy lives in Sources/FlowgateClient/ZMQ/ZMQSocket.swift because
-// the client must not depend on the server; keep the two in sync (a shared `FlowgateZMQ` target would
-// remove the copy — a Package.swift change for the lead).
-internal import CZeroMQ
+// Thin libzmq wrapper shared by FlowgateServer and FlowgateClient (package access only: the client
+// must not depend on the server, and neither exposes ZeroMQ types in its public API).
+package import CZeroMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -10,27 +9,27 @@ import Darwin
 #endif
 
 /// A libzmq call failed: names the function and the errno it reported.
-struct ZMQError: Error, CustomStringConvertible {
-    let function: String
-    let errno: Int32
+package struct ZMQError: Error, CustomStringConvertible {
+    package let function: String
+    package let errno: Int32
 
-    var description: String {
+    package var description: String {
         "\(function) failed: \(String(cString: zmq_strerror(errno))) (errno \(errno))"
     }
 
     /// The context was terminated (`zmq_ctx_shutdown`): blocking calls return this to stop loops.
-    var isTerminated: Bool { errno == ETERM }
+    package var isTerminated: Bool { errno == ETERM }
     /// A non-blocking call would have blocked.
-    var wouldBlock: Bool { errno == EAGAIN }
+    package var wouldBlock: Bool { errno == EAGAIN }
     /// ROUTER_MANDATORY: the peer is gone (or its queue is full).
-    var isUnroutable: Bool { errno == EHOSTUNREACH }
+    package var isUnroutable: Bool { errno == EHOSTUNREACH }
 }
 
 /// Runs one libzmq call the swift-nio way: retries on EINTR and turns -1 into a `ZMQError` naming
 /// `function` and errno. Every libzmq call in this module goes through here.
 @inline(__always)
 @discardableResult
-func zmqCall(_ function: String, _ body: () -> Int32) throws(ZMQError) -> Int32 {
+package func zmqCall(_ function: String, _ body: () -> Int32) throws(ZMQError) -> Int32 {
     while true {
         let rc = body()
         if rc != -1 { return rc }
@@ -42,11 +41,11 @@ func zmqCall(_ function: String, _ body: () -> Int32) throws(ZMQError) -> Int32 
 
 /// A libzmq context. Thread-safe (libzmq contexts are), so it is `Sendable`; terminated in `deinit`
 /// once every socket that retains it has been closed.
-final class ZMQContext: @unchecked Sendable {
-    let handle: UnsafeMutableRawPointer
+package final class ZMQContext: @unchecked Sendable {
+    package let handle: UnsafeMutableRawPointer
     private let owned: Bool
 
-    init() throws(ZMQError) {
+    package init() throws(ZMQError) {
         guard let h = zmq_ctx_new() else { throw ZMQError(function: "zmq_ctx_new", errno: zmq_errno()) }
         handle = h
         owned = true
@@ -54,13 +53,13 @@ final class ZMQContext: @unchecked Sendable {
 
     /// Uses a context owned by someone else (for `inproc://` endpoints, which only connect sockets of
     /// one context); it is not terminated here.
-    init(borrowing handle: UnsafeMutableRawPointer) {
+    package init(borrowing handle: UnsafeMutableRawPointer) {
         self.handle = handle
         owned = false
     }
 
     /// Makes every blocking call on this context's sockets return ETERM.
-    func shutdown() { _ = zmq_ctx_shutdown(handle) }
+    package func shutdown() { _ = zmq_ctx_shutdown(handle) }
 
     deinit {
         guard owned else { return }
@@ -69,17 +68,17 @@ final class ZMQContext: @unchecked Sendable {
 }
 
 /// Socket types used by flowgate.
-enum ZMQSocketType: Int32 {
+package enum ZMQSocketType: Int32 {
     case req = 3, dealer = 5, router = 6, pub = 1, sub = 2, push = 8, pull = 7
 }
 
 /// One libzmq socket. NOT thread-safe: a socket is created, used and closed on one thread (or handed
 /// over with a happens-before edge, e.g. before a thread starts). Closed in `deinit` if not before.
-final class ZMQSocket {
+package final class ZMQSocket {
     private(set) var handle: UnsafeMutableRawPointer?
-    let context: ZMQContext
+    package let context: ZMQContext
 
-    init(_ context: ZMQContext, _ type: ZMQSocketType) throws(ZMQError) {
+    package init(_ context: ZMQContext, _ type: ZMQSocketType) throws(ZMQError) {
         guard let h = zmq_socket(context.handle, type.rawValue) else {
             throw ZMQError(function: "zmq_socket", errno: zmq_errno())
         }
@@ -90,54 +89,54 @@ final class ZMQSocket {
     deinit { close() }
 
     /// Closes the socket (idempotent). Pending outgoing messages are kept for `ZMQ_LINGER`.
-    func close() {
+    package func close() {
         if let h = handle {
             _ = zmq_close(h)
             handle = nil
         }
     }
 
-    func setOption(_ option: Int32, _ value: Int32) throws(ZMQError) {
+    package func setOption(_ option: Int32, _ value: Int32) throws(ZMQError) {
         var v = value
         try zmqCall("zmq_setsockopt") { zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) }
     }
 
-    func setOption(_ option: Int32, int64 value: Int64) throws(ZMQError) {
+    package func setOption(_ option: Int32, int64 value: Int64) throws(ZMQError) {
         var v = value
         try zmqCall("zmq_setsockopt") { zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) }
     }
 
-    func setOption(_ option: Int32, bytes: [UInt8]) throws(ZMQError) {
+    package func setOption(_ option: Int32, bytes: [UInt8]) throws(ZMQError) {
         try zmqCall("zmq_setsockopt") {
             bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }
         }
     }
 
-    func setLinger(milliseconds: Int32) throws(ZMQError) { try setOption(ZMQ_LINGER, milliseconds) }
-    func setSendHighWaterMark(_ n: Int32) throws(ZMQError) { try setOption(ZMQ_SNDHWM, n) }
-    func setReceiveHighWaterMark(_ n: Int32) throws(ZMQError) { try setOption(ZMQ_RCVHWM, n) }
-    func setRouterMandatory() throws(ZMQError) { try setOption(ZMQ_ROUTER_MANDATORY, 1) }
-    func setMaxMessageSize(_ n: Int64) throws(ZMQError) { try setOption(ZMQ_MAXMSGSIZE, int64: n) }
-    func subscribe(_ prefix: String) throws(ZMQError) { try setOption(ZMQ_SUBSCRIBE, bytes: Array(prefix.utf8)) }
+    package func setLinger(milliseconds: Int32) throws(ZMQError) { try setOption(ZMQ_LINGER, milliseconds) }
+    package func setSendHighWaterMark(_ n: Int32) throws(ZMQError) { try setOption(ZMQ_SNDHWM, n) }
+    package func setReceiveHighWaterMark(_ n: Int32) throws(ZMQError) { try setOption(ZMQ_RCVHWM, n) }
+    package func setRouterMandatory() throws(ZMQError) { try setOption(ZMQ_ROUTER_MANDATORY, 1) }
+    package func setMaxMessageSize(_ n: Int64) throws(ZMQError) { try setOption(ZMQ_MAXMSGSIZE, int64: n) }
+    package func subscribe(_ prefix: String) throws(ZMQError) { try setOption(ZMQ_SUBSCRIBE, bytes: Array(prefix.utf8)) }
 
     /// The endpoint actually bound (resolves `tcp://host:*` to a port).
-    func lastEndpoint() throws(ZMQError) -> String {
+    package func lastEndpoint() throws(ZMQError) -> String {
         var buffer = [CChar](repeating: 0, count: 1024)
         var size = buffer.count
         try zmqCall("zmq_getsockopt") { zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) }
         return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
-    func bind(_ endpoint: String) throws(ZMQError) {
+    package func bind(_ endpoint: String) throws(ZMQError) {
         try zmqCall("zmq_bind(\(endpoint))") { zmq_bind(handle, endpoint) }
     }
 
-    func connect(_ endpoint: String) throws(ZMQError) {
+    package func connect(_ endpoint: String) throws(ZMQError) {
         try zmqCall("zmq_connect(\(endpoint))") { zmq_connect(handle, endpoint) }
     }
 
     /// Sends `frames` as one multipart message.
-    func send(_ frames: [[UInt8]], dontWait: Bool = false) throws(ZMQError) {
+    package func send(_ frames: [[UInt8]], dontWait: Bool = false) throws(ZMQError) {
         for (i, frame) in frames.enumerated() {
             var flags: Int32 = dontWait ? ZMQ_DONTWAIT : 0
             if i < frames.count - 1 { flags |= ZMQ_SNDMORE }
@@ -149,7 +148,7 @@ final class ZMQSocket {
 
     /// Receives one multipart message. Frames longer than `maxCopyBytes` are not copied: their entry
     /// holds no bytes and `sizes` tells their real length.
-    func receive(dontWait: Bool = false, maxCopyBytes: Int = .max) throws(ZMQError)
+    package func receive(dontWait: Bool = false, maxCopyBytes: Int = .max) throws(ZMQError)
         -> (frames: [[UInt8]], sizes: [Int])
     {
         var frames: [[UInt8]] = []
@@ -173,7 +172,7 @@ final class ZMQSocket {
 
     /// Waits up to `timeoutMilliseconds` (-1: forever) for any socket in `sockets` to become
     /// readable; returns which ones are.
-    static func pollReadable(_ sockets: [ZMQSocket], timeoutMilliseconds: Int) throws(ZMQError) -> [Bool] {
+    package static func pollReadable(_ sockets: [ZMQSocket], timeoutMilliseconds: Int) throws(ZMQError) -> [Bool] {
         var items = sockets.map {
             zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         }
