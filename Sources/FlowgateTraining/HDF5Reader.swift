@@ -37,10 +37,15 @@ public enum HDF5Reader {
             defer { H5Oclose(oid) }
             switch H5Iget_type(oid) {
             case H5I_DATASET:
-                switch try readDataset(oid, file: path, key: name, fileSize: fileSize, required: requiredKeys.contains(name)) {
-                case .array(let a): arrays[name] = a
-                case .strings(let s): metadata[name] = s.count == 1 ? s[0] : "[" + s.joined(separator: ", ") + "]"
-                case .skipped(let why): metadata[name] = "<\(why)>"
+                let required = requiredKeys.contains(name)
+                do {
+                    switch try readDataset(oid, file: path, key: name, fileSize: fileSize, required: required) {
+                    case .array(let a): arrays[name] = a
+                    case .strings(let s): metadata[name] = s.count == 1 ? s[0] : "[" + s.joined(separator: ", ") + "]"
+                    case .skipped(let why): metadata[name] = "<\(why)>"
+                    }
+                } catch let e as DatasetError where !required {
+                    metadata[name] = "<unreadable: \(e.detail)>"  // an odd extra dataset must not block loading
                 }
             case H5I_GROUP where name == "metadata":
                 for (k, v) in attributes(of: oid) { metadata["metadata/" + k] = v }

@@ -272,7 +272,7 @@ public enum NumpyFormat {
             guard body.hasPrefix("U"), let n = Int(body.dropFirst()), n >= 0, n <= 1 << 20 else { throw unsupported() }
             dtype = .unicode(chars: n)
         }
-        if first == ">" && dtype.itemSize > 1 && dtype != .unicode(chars: 0) {
+        if first == ">" && dtype.itemSize > 1 {
             throw DatasetError(.bigEndian, file: file, key: key, "big-endian dtype '\(descr)' is not supported; save with .astype('<\(body)')")
         }
         return dtype
