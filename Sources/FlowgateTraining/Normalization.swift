@@ -98,8 +98,10 @@ extension OfflineDataset {
     }
 }
 
-/// Per-dimension observation standardisation `(x − mean) / std`, with `std` floored so constant
-/// dimensions do not blow up. Codable so it is saved next to a trained model and applied again at
+/// Per-dimension observation standardisation `(x − mean) / std`. A dimension whose std is below
+/// `minStd` (constant in the data, like Hopper's four always-zero or always-one features) keeps
+/// std 1: flooring it at `minStd` instead scaled any sensor noise there by 1/minStd = 1000 and sent
+/// the served policy far off its data at noise 0.005. Codable so it is saved next to a trained model and applied again at
 /// inference time.
 public struct ObservationNormalizer: Codable, Sendable, Equatable {
     public static let defaultMinStd: Float = 1e-3
@@ -114,7 +116,7 @@ public struct ObservationNormalizer: Codable, Sendable, Equatable {
     }
 
     /// Mean and population standard deviation (ddof 0, like `np.std`) of the dataset's
-    /// observations, accumulated in Double; std floored at `minStd`.
+    /// observations, accumulated in Double; a std below `minStd` becomes 1 (see the type's note).
     public init(dataset: OfflineDataset, minStd: Float = ObservationNormalizer.defaultMinStd) {
         let d = dataset.observationDim, n = dataset.count
         var sum = [Double](repeating: 0, count: d)
@@ -126,7 +128,10 @@ public struct ObservationNormalizer: Codable, Sendable, Equatable {
             sum = m
         }
         self.mean = sum.map { Float($0) }
-        self.std = sq.map { max(Float(($0 / Double(max(n, 1))).squareRoot()), minStd) }
+        self.std = sq.map { v in
+            let s = Float((v / Double(max(n, 1))).squareRoot())
+            return s < minStd ? 1 : s
+        }
     }
 
     public var dimension: Int { mean.count }

@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-_SKIP = {"step", "phase", "time", "t", "epoch_time", "wall_s", "timestamp"}
+_SKIP = {"step", "phase", "time", "t", "epoch_time", "wall_s", "timestamp", "global_step"}
 
 
 def read_jsonl(path) -> list[dict]:
@@ -42,12 +42,28 @@ def read_jsonl(path) -> list[dict]:
     return rows
 
 
+def last_attempts(rows: list[dict]) -> list[dict]:
+    """Keep only each phase's last attempt: when a phase's step goes backwards (a run restarted
+    with `flowgate train --resume --restart-from PHASE` appends to the same log), the earlier
+    attempt's rows are dropped, so curves show the run that produced the model."""
+    kept: list[dict] = []
+    last_step: dict = {}
+    for r in rows:
+        phase, step = r.get("phase"), r.get("step")
+        if isinstance(step, (int, float)) and phase in last_step and step <= last_step[phase]:
+            kept = [k for k in kept if k.get("phase") != phase]
+        if isinstance(step, (int, float)):
+            last_step[phase] = step
+        kept.append(r)
+    return kept
+
+
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def plot_training(log_path, out, title=None) -> str:
-    rows = read_jsonl(log_path)
+    rows = last_attempts(read_jsonl(log_path))
     series = defaultdict(lambda: defaultdict(list))  # field -> phase -> [(step, value)]
     for r in rows:
         if "step" not in r or not _is_num(r["step"]):

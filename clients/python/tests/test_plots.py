@@ -44,3 +44,12 @@ def test_bench_plot(tmp_path):
     out = tmp_path / "serve.png"
     assert plots.main(["bench", str(rep), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG
+
+
+def test_restarted_phase_keeps_only_its_last_attempt():
+    from flowgate_client.plots import last_attempts
+    rows = [{"phase": "critic", "step": 1}, {"phase": "qipo", "step": 100}, {"phase": "qipo", "step": 200},
+            {"phase": "qipo", "step": 100, "loss": 1}, {"phase": "qipo", "step": 200, "loss": 2}]
+    kept = last_attempts(rows)
+    assert [r["step"] for r in kept] == [1, 100, 200]
+    assert [r.get("loss") for r in kept if r["phase"] == "qipo"] == [1, 2]
