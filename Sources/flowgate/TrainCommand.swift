@@ -111,7 +111,7 @@ struct TrainCommand: ParsableCommand {
                 && zip(m.normalization.observationMean + m.normalization.observationStd, run.data.observationMean + run.data.observationStd)
                     .allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($0)) }
             guard same else {
-                throw ValidationError("--energy-only: \(dataset) is not the dataset \(out) was trained on (dimensions or normalisation differ; the model records \(m.provenance.dataset))")
+                throw TrainingError.invalidData("--energy-only: \(dataset) is not the dataset \(out) was trained on (dimensions or normalisation differ; the model records \(m.provenance.dataset))")
             }
         }
         if let m = existing?.manifest { try checkSameData(m) }
@@ -137,7 +137,7 @@ struct TrainCommand: ParsableCommand {
         if energyOptions.energyOnly {
             var model: LoadedModel
             do { model = try existing ?? ModelDirectory.load(at: outURL) } catch {
-                throw ValidationError("--energy-only: \(error); the trained energy model is in the checkpoint: rerun with --resume once \(out) exists")
+                throw TrainingError.checkpoint("--energy-only: \(error); the trained energy model is in the checkpoint: rerun with --resume once \(out) exists")
             }
             try checkSameData(model.manifest)
             for e in run.exporters { try e(&model) }
