@@ -53,18 +53,11 @@ public final class BehaviourFlowPhase: TrainingPhase {
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var s = policy.parameters.namedTensors().prefixed("policy.")
-        s.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
-        s["rng"] = rng.tensor()
-        s["step"] = Tensor(shape: [1], scalars: [Float(completedSteps)])
-        return s
+        OptimizedState.save(policy.parameters, prefix: "policy.", optimizer: optimizer, rng: rng, step: completedSteps)
     }
 
     public func loadState(_ s: [String: Tensor]) throws {
-        try policy.parameters.load(from: s.unprefixed("policy."))
-        try optimizer.loadState(s, prefix: "adam")
-        rng = try RNG(tensor: s["rng"] ?? Tensor(shape: [0]))
-        completedSteps = Int(s["step"]?.scalars.first ?? 0)
+        (rng, completedSteps) = try OptimizedState.load(s, into: policy.parameters, prefix: "policy.", optimizer: optimizer)
     }
 }
 

@@ -143,20 +143,14 @@ public final class CriticPhase: TrainingPhase {
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var s = critic.parameters.namedTensors().prefixed("critic.")
+        var s = OptimizedState.save(critic.parameters, prefix: "critic.", optimizer: optimizer, rng: rng, step: completedSteps)
         s.merge(target.parameters.namedTensors().prefixed("target.")) { a, _ in a }
-        s.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
-        s["rng"] = rng.tensor()
-        s["step"] = Tensor(shape: [1], scalars: [Float(completedSteps)])
         return s
     }
 
     public func loadState(_ s: [String: Tensor]) throws {
-        try critic.parameters.load(from: s.unprefixed("critic."))
+        (rng, completedSteps) = try OptimizedState.load(s, into: critic.parameters, prefix: "critic.", optimizer: optimizer)
         try target.parameters.load(from: s.unprefixed("target."))
-        try optimizer.loadState(s, prefix: "adam")
-        rng = try RNG(tensor: s["rng"] ?? Tensor(shape: [0]))
-        completedSteps = Int(s["step"]?.scalars.first ?? 0)
     }
 }
 
