@@ -44,13 +44,17 @@ def main():
              "reference returns in `clients/python/flowgate_client/references.json`.", "",
              "| run | K | return | normalised score | unreliable steps | client latency p50 / p99 (ms) | server compute p50 (µs) |",
              "|---|---|---|---|---|---|---|"]
+    thresholds = {m.get("name"): m.get("threshold") for m in ev.get("info", {}).get("models", [])}
     for r in ev["runs"]:
         if r.get("disturbance"):
             continue
         lat = r["latency_ms"]
+        t = thresholds.get(r.get("model"))
+        checked = t is not None and t == t and abs(t) != float("inf")
+        unrel = f"{100 * r['unreliable_share']:.1f} %" if checked else "– (no energy model)"
         comp = r.get("server_compute_us") or {}
         lines.append(f"| {r['label']} | {r.get('steps') or 'default'} | {fmt(r['return_mean'], 0)} ± {fmt(r['return_std'], 0)} | "
-                     f"{fmt(r['score_mean'])} ± {fmt(r['score_std'])} | {100 * r['unreliable_share']:.1f} % | "
+                     f"{fmt(r['score_mean'])} ± {fmt(r['score_std'])} | {unrel} | "
                      f"{fmt(lat.get('p50'), 2)} / {fmt(lat.get('p99'), 2)} | {fmt(comp.get('p50'), 0)} |")
     lines += ["", "## Reliability", ""]
     if rel:

@@ -53,9 +53,9 @@ public struct ActionBatch: Sendable, Equatable {
     public var q: [Float]
     /// `E_min` of each chosen action (NaN when the check was skipped or no energy model exists).
     public var energy: [Float]
-    /// Calibrated confidence in [0, 1] (NaN when not checked).
+    /// Calibrated confidence in [0, 1] (0 when not checked).
     public var confidence: [Float]
-    /// `E_min ≤ threshold` (true when not checked).
+    /// `E_min ≤ threshold`; false when not checked (an unchecked action is never called reliable).
     public var reliable: [Bool]
 }
 
@@ -159,8 +159,8 @@ public final class ActionSelector {
             (chosen.pointer + i * ad).update(from: candidates + (i * m + best) * ad, count: ad)
         }
         var energy = [Float](repeating: .nan, count: count)
-        var confidence = [Float](repeating: .nan, count: count)
-        var reliable = [Bool](repeating: true, count: count)
+        var confidence = [Float](repeating: 0, count: count)
+        var reliable = [Bool](repeating: false, count: count)
         if settings.check, let checker {
             var erngs = (0..<count).map { RNG(seed: seeds[$0]).derived(1 << 41) }
             energy = checker.minimumEnergy(observations: normObs.pointer, actions: chosen.pointer, count: count, samples: settings.samples, rngs: &erngs)
