@@ -61,11 +61,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        .testTarget(name: "FlowgateCoreTests", dependencies: ["FlowgateCore"]),
-        .testTarget(name: "FlowgateAlgorithmsTests", dependencies: ["FlowgateAlgorithms", "FlowgateCore"]),
+        // Helpers shared by the test targets (finite-difference gradient checks, seeded data).
+        .target(name: "FlowgateTestSupport", dependencies: ["FlowgateCore"], path: "Tests/FlowgateTestSupport"),
+        .testTarget(name: "FlowgateCoreTests", dependencies: ["FlowgateCore", "FlowgateTestSupport"]),
+        .testTarget(name: "FlowgateAlgorithmsTests", dependencies: ["FlowgateAlgorithms", "FlowgateCore", "FlowgateTestSupport"]),
         .testTarget(
             name: "FlowgateTrainingTests",
-            dependencies: ["FlowgateTraining", "FlowgateAlgorithms", "FlowgateCore"]),
+            dependencies: ["FlowgateTraining", "FlowgateAlgorithms", "FlowgateCore", "FlowgateTestSupport"]),
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol"]),
         .testTarget(
             name: "FlowgateServerTests",

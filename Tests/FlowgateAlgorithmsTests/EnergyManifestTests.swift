@@ -1,3 +1,4 @@
+import FlowgateTestSupport
 import FlowgateCore
 import Testing
 

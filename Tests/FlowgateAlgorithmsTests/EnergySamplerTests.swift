@@ -1,3 +1,4 @@
+import FlowgateTestSupport
 import FlowgateCore
 import Testing
 
@@ -96,31 +97,4 @@ struct EnergySamplerTests {
         missing["energy.0.bias"] = nil
         #expect(throws: ParameterLoadError.self) { try EnergyTransitionModel(spec: spec, tensors: missing) }
     }
-}
-
-/// Central finite differences compared with an analytic gradient (relative error of the whole vector).
-func relativeGradientError(
-    values: inout [Float], analytic: [Float], epsilon: Float, loss: (_ values: [Float]) -> Double
-) -> Double {
-    var diff: Double = 0, na: Double = 0, nn: Double = 0
-    for i in 0..<values.count {
-        let keep = values[i]
-        values[i] = keep + epsilon
-        let up = loss(values)
-        values[i] = keep - epsilon
-        let down = loss(values)
-        values[i] = keep
-        let numeric = (up - down) / Double(2 * epsilon)
-        diff += (numeric - Double(analytic[i])) * (numeric - Double(analytic[i]))
-        na += Double(analytic[i]) * Double(analytic[i])
-        nn += numeric * numeric
-    }
-    return diff.squareRoot() / max(na.squareRoot() + nn.squareRoot(), 1e-12)
-}
-
-func randomArray(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
-    var rng = RNG(seed: seed)
-    var a = [Float](repeating: 0, count: count)
-    rng.fillNormal(&a, std: std)
-    return a
 }

@@ -1,3 +1,4 @@
+import FlowgateTestSupport
 import Testing
 import FlowgateCore
 

@@ -1,3 +1,4 @@
+import FlowgateTestSupport
 import FlowgateAlgorithms
 import FlowgateCore
 import Testing
@@ -92,30 +93,4 @@ struct EnergyTrainingTests {
             #expect(second.energyPhase.stateTensors() == straight.energyPhase.stateTensors())
         }
     }
-}
-
-func relativeGradientError(
-    values: inout [Float], analytic: [Float], epsilon: Float, loss: (_ values: [Float]) -> Double
-) -> Double {
-    var diff: Double = 0, na: Double = 0, nn: Double = 0
-    for i in 0..<values.count {
-        let keep = values[i]
-        values[i] = keep + epsilon
-        let up = loss(values)
-        values[i] = keep - epsilon
-        let down = loss(values)
-        values[i] = keep
-        let numeric = (up - down) / Double(2 * epsilon)
-        diff += (numeric - Double(analytic[i])) * (numeric - Double(analytic[i]))
-        na += Double(analytic[i]) * Double(analytic[i])
-        nn += numeric * numeric
-    }
-    return diff.squareRoot() / max(na.squareRoot() + nn.squareRoot(), 1e-12)
-}
-
-func randomArray(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
-    var rng = RNG(seed: seed)
-    var a = [Float](repeating: 0, count: count)
-    rng.fillNormal(&a, std: std)
-    return a
 }

@@ -3,7 +3,8 @@ import FlowgateCore
 /// Central finite differences of a scalar function of a flat parameter vector, compared with an
 /// analytic gradient by the relative error of the whole vector:
 /// `||g_analytic − g_numeric|| / max(||g_analytic|| + ||g_numeric||, tiny)`.
-func relativeGradientError(
+/// Shared by every test target that checks gradients.
+public func relativeGradientError(
     values: inout [Float], analytic: [Float], epsilon: Float = 1e-2, loss: (_ values: [Float]) -> Double
 ) -> Double {
     precondition(values.count == analytic.count)
@@ -23,16 +24,16 @@ func relativeGradientError(
     return diff.squareRoot() / max(na.squareRoot() + nn.squareRoot(), 1e-12)
 }
 
-/// Random values from a seeded generator.
-func randomArray(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
+/// Random N(0, std²) values from a seeded generator.
+public func randomArray(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
     var rng = RNG(seed: seed)
     var a = [Float](repeating: 0, count: count)
     rng.fillNormal(&a, std: std)
     return a
 }
 
-/// Σ c·y, the linear functional used to turn a network output into a scalar loss.
-func dot(_ a: [Float], _ b: [Float]) -> Double {
+/// Σ a·b in Double, the linear functional that turns a network output into a scalar loss.
+public func dot(_ a: [Float], _ b: [Float]) -> Double {
     var s: Double = 0
     for i in 0..<a.count { s += Double(a[i]) * Double(b[i]) }
     return s
