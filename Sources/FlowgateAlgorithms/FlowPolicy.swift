@@ -105,6 +105,26 @@ public final class FlowPolicy {
         return t
     }
 
+    /// Draws flow-matching training pairs on the OT path for `rows` actions: `x0 ~ N(0, I)`,
+    /// `t ~ U[0, 1]`, `x_t = (1 − t)·x0 + t·a` and the target velocity `a − x0`. The one definition
+    /// of the path, used by behaviour cloning and QIPO alike.
+    public static func drawPathPoints(
+        actions: UnsafePointer<Float>, rows: Int, actionDim ad: Int, rng: inout RNG,
+        x0: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Float>, xt: UnsafeMutablePointer<Float>,
+        target: UnsafeMutablePointer<Float>
+    ) {
+        rng.fillNormal(UnsafeMutableBufferPointer(start: x0, count: rows * ad))
+        for r in 0..<rows {
+            let tr = rng.uniform()
+            t[r] = tr
+            for j in 0..<ad {
+                let i = r * ad + j
+                xt[i] = (1 - tr) * x0[i] + tr * actions[i]
+                target[i] = actions[i] - x0[i]
+            }
+        }
+    }
+
     /// `v_θ(s, x, t)` for `batch` rows: `obs` is batch×obsDim, `x` batch×actDim, `t` batch.
     /// Returns batch×actDim, valid until the next call.
     @discardableResult

@@ -34,16 +34,9 @@ public final class BehaviourFlowPhase: TrainingPhase {
         t.reserve(b); target.reserve(b * ad); grad.reserve(b * ad)
         PreparedData.gather(data.observations, width: od, indices: indices, into: obs.pointer)
         PreparedData.gather(data.actions, width: ad, indices: indices, into: act.pointer)
-        rng.fillNormal(x0.buffer(b * ad))
-        for r in 0..<b {
-            let tr = rng.uniform()
-            t.pointer[r] = tr
-            for j in 0..<ad {
-                let i = r * ad + j
-                xt.pointer[i] = (1 - tr) * x0.pointer[i] + tr * act.pointer[i]
-                target.pointer[i] = act.pointer[i] - x0.pointer[i]
-            }
-        }
+        FlowPolicy.drawPathPoints(
+            actions: act.pointer, rows: b, actionDim: ad, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
+            target: target.pointer)
         let v = policy.velocity(obs: obs.pointer, x: xt.pointer, t: t.pointer, batch: b)
         let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: ad, grad: grad.pointer)
         policy.backward(grad.pointer)

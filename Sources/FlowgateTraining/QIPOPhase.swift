@@ -193,16 +193,9 @@ public final class QIPOPhase: TrainingPhase {
                 }
             }
         }
-        rng.fillNormal(x0.buffer(rows * ad))
-        for r in 0..<rows {
-            let tr = rng.uniform()
-            t.pointer[r] = tr
-            for j in 0..<ad {
-                let i = r * ad + j
-                xt.pointer[i] = (1 - tr) * x0.pointer[i] + tr * rowsAct.pointer[i]
-                target.pointer[i] = rowsAct.pointer[i] - x0.pointer[i]
-            }
-        }
+        FlowPolicy.drawPathPoints(
+            actions: rowsAct.pointer, rows: rows, actionDim: ad, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
+            target: target.pointer)
         let v = policy.velocity(obs: rowsObs.pointer, x: xt.pointer, t: t.pointer, batch: rows)
         let loss = Loss.weightedSquaredError(v, target.pointer, weights: weights.pointer, rows: rows, width: ad, grad: grad.pointer)
         policy.backward(grad.pointer)
