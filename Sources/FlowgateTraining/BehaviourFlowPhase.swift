@@ -15,6 +15,11 @@ public final class BehaviourFlowPhase: TrainingPhase {
     private let obs = FloatBuffer(), act = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer()
     private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer()
     private var indices: [Int]
+    /// The phase's state as it was when its last step ran. Later phases (QIPO) keep training the
+    /// same policy object, so without this copy a checkpoint's `behaviour/` tensors would hold the
+    /// improved policy and `--restart-from qipo` would restart from it instead of from the
+    /// behaviour flow.
+    private var finalState: [String: Tensor]?
 
     public init(name: String = "behaviour", policy: FlowPolicy, data: PreparedData, steps: Int, batchSize: Int, learningRate: Float, seed: UInt64) {
         self.name = name
@@ -42,15 +47,25 @@ public final class BehaviourFlowPhase: TrainingPhase {
         policy.backward(grad.pointer)
         optimizer.step()
         completedSteps += 1
+        if completedSteps == totalSteps { finalState = liveState() }
         return ["loss": Double(loss), "grad_norm": Double(optimizer.lastGradNorm)]
     }
 
+    /// The behaviour flow's weights at the end of this phase once it has finished (not the policy's
+    /// current weights), with optimiser, RNG and step.
     public func stateTensors() -> [String: Tensor] {
-        OptimizedState.save(policy.parameters, prefix: "policy.", optimizer: optimizer, rng: rng, step: completedSteps)
+        finalState ?? liveState()
     }
 
+    /// Restores the policy to the state `stateTensors` saved; a later phase that shares the policy
+    /// (QIPO) loads its own weights after this one.
     public func loadState(_ s: [String: Tensor]) throws {
         (rng, completedSteps) = try OptimizedState.load(s, into: policy.parameters, prefix: "policy.", optimizer: optimizer)
+        finalState = completedSteps == totalSteps ? liveState() : nil
+    }
+
+    private func liveState() -> [String: Tensor] {
+        OptimizedState.save(policy.parameters, prefix: "policy.", optimizer: optimizer, rng: rng, step: completedSteps)
     }
 }
 

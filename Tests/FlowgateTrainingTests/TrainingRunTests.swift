@@ -95,6 +95,7 @@ struct TrainingRunTests {
         var polls = 0
         _ = try first.run(progress: nil, log: nil, checkpointPath: ckpt) { polls += 1; return polls > 60 }
         let criticAfter = first.critic.parameters.map(\.value)
+        let behaviourEnd = first.phases.first { $0.name == "behaviour" }!.stateTensors()
         var retuned = Self.tinyConfig()
         retuned.qipo.beta = 10
         let second = try TrainingRun(name: "toy", dataset: Self.dataset(), config: retuned)
@@ -102,6 +103,12 @@ struct TrainingRunTests {
         let qipo = second.phases.first { $0.name == "qipo" }!
         #expect(qipo.completedSteps == 0)
         #expect(second.critic.parameters.map(\.value) == criticAfter)
+        // QIPO restarts from the behaviour flow as the behaviour phase left it, not from the
+        // partly improved policy the interrupted run was training.
+        for p in second.policy.parameters {
+            #expect(p.value == behaviourEnd["policy." + p.name]?.scalars, "\(p.name)")
+        }
+        #expect(second.policy.parameters.map(\.value) != first.policy.parameters.map(\.value))
         #expect(try second.run(progress: nil, log: nil, checkpointPath: nil) == .finished)
         var otherCritic = Self.tinyConfig()
         otherCritic.criticTraining.gamma = 0.5
