@@ -117,7 +117,9 @@ public final class EnergySampler {
         let z = latents.pointer
         for b in 0..<batch { rngs[b] = RNG(seed: seeds[b]) }
         if config.proposals > 0 && bankCount > 0 {
-            proposeFromBank(observations: observations, actions: actions, batch: batch, into: z)
+            proposeFromBank(
+                observations: observations, actions: actions, batch: batch, samplesPerRow: n,
+                proposals: config.proposals, rngs: rngs, into: z)
         } else {
             for b in 0..<batch {
                 let zb = UnsafeMutableBufferPointer(start: z + b * n * l, count: n * l)
@@ -256,13 +258,34 @@ public final class EnergySampler {
         return (r.energies, UnsafePointer(r.gradient))
     }
 
+    /// Whether the sampler has a latent bank to draw proposals from.
+    public var hasLatentBank: Bool { bankCount > 0 }
+
+    /// Starting latents as inference picks them: per row group `b`, `proposals` bank latents drawn
+    /// with `rngs[b]` (the whole bank when it is smaller), scored under `(observations[b],
+    /// actions[b])` by one forward pass, the `samplesPerRow` lowest-energy ones written to `z`
+    /// (`batch·samplesPerRow × latentDim`). The trainer uses it to mine negatives where the
+    /// inference sampler will look. Requires a bank (`hasLatentBank`).
+    public func proposeLatents(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow: Int,
+        proposals: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>
+    ) {
+        precondition(bankCount > 0, "proposeLatents needs a latent bank")
+        proposeFromBank(
+            observations: observations, actions: actions, batch: batch, samplesPerRow: samplesPerRow,
+            proposals: proposals, rngs: rngs, into: z)
+    }
+
     // MARK: Internals
 
     /// Per row: `proposals` bank latents (drawn with the row's RNG; the whole bank when it is
-    /// smaller), scored by one forward pass, the `samples` lowest-energy ones copied to `z`.
-    private func proposeFromBank(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, into z: UnsafeMutablePointer<Float>) {
-        let n = config.samples, l = spec.latentDim
-        let p = max(min(config.proposals, bankCount), 1)
+    /// smaller), scored by one forward pass, the `samplesPerRow` lowest-energy ones copied to `z`.
+    private func proposeFromBank(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow n: Int,
+        proposals: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>
+    ) {
+        let l = spec.latentDim
+        let p = max(min(proposals, bankCount), 1)
         let rows = batch * p
         proposalLatents.reserve(rows * l)
         proposalIndex.reserve(rows)

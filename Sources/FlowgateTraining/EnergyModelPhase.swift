@@ -9,7 +9,9 @@ import FlowgateCore
 ///   latent Langevin steps under the current energy (`EnergySampler.refineLatents`), decoded;
 /// - ambient (ETM, share `ambientFraction`): uniform in [-range, range], clipped-gradient Langevin in x;
 /// - optional action negatives (`actionNegatives`): `(s, a~, x~)` with `a~` uniform in [-1, 1] and
-///   `x~` refined by latent Langevin under `(s, a~)` from the perturbed positive latent.
+///   `x~` refined by latent Langevin under `(s, a~)`, started from the perturbed positive latent or,
+///   with `actionNegativeProposals > 0`, from the lowest-energy of that many latent-bank proposals
+///   (where the inference sampler starts, so the negatives sit where `E_min` will be found).
 /// Loss: InfoNCE + `energyL2Weight · mean(E²)` + `gradientPenaltyWeight · P` (see
 /// `EnergyGradientPenalty`). The autoencoder is frozen.
 public final class EnergyModelPhase: TrainingPhase {
@@ -20,7 +22,7 @@ public final class EnergyModelPhase: TrainingPhase {
     let config: EnergyTrainingConfig
     let observations: [Float], actions: [Float], manifold: [Float]
     let optimizer: Adam
-    let sampler: EnergySampler
+    private(set) var sampler: EnergySampler
     let penalty: EnergyGradientPenalty
     var rng: RNG
     let latentCount: Int, ambientCount: Int, actionCount: Int
@@ -60,7 +62,10 @@ public final class EnergyModelPhase: TrainingPhase {
     var columns: Int { 1 + latentCount + ambientCount + actionCount }
 
     public func step() throws -> [String: Double] {
-        if model.latentBank.isEmpty { EnergyLatentBank.fill(model: model, manifold: manifold, size: config.latentBankSize, seed: bankSeed) }
+        if model.latentBank.isEmpty {
+            EnergyLatentBank.fill(model: model, manifold: manifold, size: config.latentBankSize, seed: bankSeed)
+            sampler = EnergySampler(model: model)  // a sampler copies the bank when it is made
+        }
         let spec = model.spec
         let d = spec.obsDim, k = spec.actDim, l = spec.latentDim, w = spec.energyInputDim
         let b = config.batchSize, n = manifold.count / d
@@ -119,7 +124,16 @@ public final class EnergyModelPhase: TrainingPhase {
                     for j in 0..<k { aRand.pointer[row * k + j] = rowRNGs[r].uniform(-1, 1) }
                 }
             }
-            perturb(into: zAct, groups: b, perGroup: actionCount, rngs: &rowRNGs)
+            if config.actionNegativeProposals > 0 && sampler.hasLatentBank {
+                zAct.reserve(g * l)
+                actionRNGs.withUnsafeMutableBufferPointer { rp in
+                    sampler.proposeLatents(
+                        observations: sRep.pointer, actions: aRand.pointer, batch: g, samplesPerRow: 1,
+                        proposals: config.actionNegativeProposals, rngs: rp.baseAddress!, into: zAct.pointer)
+                }
+            } else {
+                perturb(into: zAct, groups: b, perGroup: actionCount, rngs: &rowRNGs)
+            }
             let res = actionRNGs.withUnsafeMutableBufferPointer { rp in
                 sampler.refineLatents(
                     observations: sRep.pointer, actions: aRand.pointer, batch: g, samplesPerRow: 1,

@@ -48,6 +48,10 @@ public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     /// a next state found by latent Langevin under that action (not in the MC-ETM recipe: it teaches
     /// the energy that off-data actions have no low-energy next state; 0 disables).
     public var actionNegatives: Int = 4
+    /// Where the Langevin refinement of an action negative starts: 0 = the perturbed latent of the
+    /// positive's next state; P > 0 = the lowest-energy of P latent-bank proposals under `(s, a~)`,
+    /// as the inference sampler does, so training pushes up the wells `E_min` would find.
+    public var actionNegativeProposals: Int = 16
     public var learningRate: Float = 1e-3
     public var weightDecay: Float = 1e-4
     public var maxGradNorm: Float? = 10

@@ -49,6 +49,51 @@ struct EnergySamplerTests {
         #expect(err < (activation == .silu ? 2e-3 : 2e-2), "relative error \(err)")
     }
 
+    @Test("bank proposals: each row starts from its lowest-energy bank latents, in order")
+    func bankProposals() {
+        var rng = RNG(seed: 8)
+        let model = EnergyTransitionModel(spec: Self.smallSpec(spherical: true, activation: .relu), rng: &rng)
+        let bankCount = 6, l = 3, batch = 2, per = 2
+        model.latentBank = randomArray(bankCount * l, seed: 9)
+        #expect(!EnergySampler(model: EnergyTransitionModel(spec: model.spec, rng: &rng)).hasLatentBank)
+        let sampler = EnergySampler(model: model)
+        #expect(sampler.hasLatentBank)
+        let s = randomArray(batch * 4, seed: 10), a = randomArray(batch * 2, seed: 11)
+        // Energy of every bank latent under each row's (s, a).
+        let energies: [Float] = s.withUnsafeBufferPointer { sp in
+            a.withUnsafeBufferPointer { ap in
+                let all = (0..<batch).flatMap { _ in model.latentBank }
+                return all.withUnsafeBufferPointer { zp in
+                    let r = sampler.latentEnergyGradient(
+                        observations: sp.baseAddress!, actions: ap.baseAddress!, batch: batch, samplesPerRow: bankCount,
+                        latents: zp.baseAddress!)
+                    return Array(UnsafeBufferPointer(start: r.energies, count: batch * bankCount))
+                }
+            }
+        }
+        var z = [Float](repeating: 0, count: batch * per * l)
+        var rngs = [RNG(seed: 1), RNG(seed: 2)]
+        s.withUnsafeBufferPointer { sp in
+            a.withUnsafeBufferPointer { ap in
+                rngs.withUnsafeMutableBufferPointer { rp in
+                    z.withUnsafeMutableBufferPointer { zp in
+                        sampler.proposeLatents(
+                            observations: sp.baseAddress!, actions: ap.baseAddress!, batch: batch, samplesPerRow: per,
+                            proposals: bankCount, rngs: rp.baseAddress!, into: zp.baseAddress!)
+                    }
+                }
+            }
+        }
+        for b in 0..<batch {
+            let order = (0..<bankCount).sorted { energies[b * bankCount + $0] < energies[b * bankCount + $1] }
+            #expect(energies[b * bankCount + order[0]] < energies[b * bankCount + order[bankCount - 1]])
+            for k in 0..<per {
+                let want = Array(model.latentBank[(order[k] * l)..<(order[k] * l + l)])
+                #expect(Array(z[((b * per + k) * l)..<((b * per + k) * l + l)]) == want, "row \(b) sample \(k)")
+            }
+        }
+    }
+
     @Test("a row's samples depend on its seed only, not on the rest of the batch")
     func batchIndependence() {
         var rng = RNG(seed: 5)
