@@ -4,7 +4,7 @@ import FlowgateCore
 /// Everything `flowgate train` needs to train an MC-ETM energy transition model; every field has a
 /// default (algorithms.md §5, sizes chosen by the Hopper measurements in docs/energy-model.md:
 /// K = 8 latent negatives with 5 Langevin steps instead of MPDR's 16 × 10, which trains at ~4–6
-/// steps/s on one core, plus 4 action negatives).
+/// steps/s on one core, plus 4 action negatives started from latent-bank proposals).
 public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     // Architecture.
     public var latentDim: Int = 12
