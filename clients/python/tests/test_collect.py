@@ -124,3 +124,39 @@ def test_references_file_is_committed_and_sane():
         assert exp > rnd
         assert doc["envs"][env]["expert_episodes"] >= 10 and doc["envs"][env]["random_episodes"] >= 10
         assert abs(normalized_score(exp, env) - 100.0) < 1e-9 and abs(normalized_score(rnd, env)) < 1e-9
+
+
+_POLICY_BYTES = """
+import sys, numpy as np
+from flowgate_client.envs import expert_policy
+pol = expert_policy(sys.argv[1]).perturbed(0.2, 1)
+obs = np.random.default_rng(0).normal(size=(500, pol.obs_dim)).astype(np.float32)
+sys.stdout.write(np.stack([pol(o) for o in obs]).tobytes().hex())
+"""
+
+
+def _blas_kernels():
+    """OpenBLAS kernels this CPU can run that sum in different orders."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return []
+    return ["Prescott", "Haswell"] if " avx2" in flags and " fma" in flags else []
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_behaviour_policies_do_not_depend_on_the_cpus_blas_kernel(env):
+    # Datasets must be the same file on every machine: numpy's OpenBLAS picks its kernel by CPU,
+    # and with `@` the collected episodes differed between kernels (61 vs 66 episodes in 20k steps).
+    import os
+    import subprocess
+    import sys
+    kernels = _blas_kernels()
+    if not kernels:
+        pytest.skip("needs a CPU with AVX2 and FMA to run two OpenBLAS kernels")
+    outs = []
+    for k in kernels:
+        env_vars = dict(os.environ, OPENBLAS_CORETYPE=k)
+        outs.append(subprocess.run([sys.executable, "-c", _POLICY_BYTES, env], env=env_vars, check=True,
+                                   capture_output=True, text=True).stdout)
+    assert outs[0] == outs[1], f"actions differ between OpenBLAS kernels {kernels}"
