@@ -68,7 +68,7 @@ def main():
             for r in sweep:
                 lines.append(f"| {r['disturbance']} | {r['scale']:g} | {100 * r['unreliable_share']:.1f} % | {fmt(r['score_mean'])} |")
     else:
-        lines += ["- no energy model: replies carry `reliable: true` only because nothing was checked."]
+        lines += ["- no energy model: nothing is checked, so every reply carries `reliable: false`."]
     if a.notes:
         lines += ["", "## Assessment", "", Path(a.notes).read_text().strip()]
     (model / "README.md").write_text("\n".join(lines) + "\n")
