@@ -144,4 +144,26 @@ struct TrainingRunTests {
         let again = selector.act(observations: Array(obs[2..<4]), count: 1, seeds: [2], settings: bundle.defaultSettings)
         for j in 0..<2 { #expect(abs(again.actions[j] - r.actions[2 + j]) < 1e-5) }
     }
+
+    @Test("a LayerNorm critic (the inverted-double-pendulum fix) exports, loads and scores exactly as trained")
+    func layerNormCriticRoundTrip() throws {
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var config = Self.tinyConfig(.qipo)
+        config.critic.layerNorm = true
+        let run = try TrainingRun(name: "toy", dataset: Self.dataset(), config: config)
+        _ = try run.run(progress: nil, log: nil, checkpointPath: nil)
+        let out = dir.appendingPathComponent("model")
+        try ModelDirectory.save(try run.makeModel(gitCommit: "test", datasetSHA256: nil), to: out)
+        let bundle = try PolicyBundle(model: try ModelDirectory.load(at: out))
+        let loaded = try #require(bundle.critic)
+        #expect(loaded.q1.spec.layerNorm && loaded.q2.spec.layerNorm)
+        let obs: [Float] = [0.3, -1, 0.2, 0.7, 1.5, -0.4]   // 3 rows of the 2-D toy observation
+        let act: [Float] = [0.5, -0.5, -0.9, 0.1, 0.0, 1.0]
+        let trained = Array(UnsafeBufferPointer(start: run.critic.minQ(obs: obs, actions: act, batch: 3), count: 3))
+        let served = Array(UnsafeBufferPointer(start: loaded.minQ(obs: obs, actions: act, batch: 3), count: 3))
+        #expect(trained == served)
+        // LayerNorm parameters were trained, not left at their initial values.
+        #expect(run.critic.parameters.namedTensors().contains { $0.key.contains("ln") && $0.value.scalars.contains { $0 != 1 && $0 != 0 } })
+    }
 }
