@@ -78,9 +78,10 @@ def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     ``@`` goes to the BLAS kernel that numpy's OpenBLAS picks for this CPU (DYNAMIC_ARCH), and the
     kernels sum in different orders. A one-ulp difference then grows through the chaotic rollouts:
     the same collect command gave 61 episodes under OPENBLAS_CORETYPE=Haswell and 66 under
-    Prescott. Elementwise products and a row-by-row reduction round the same on every CPU, so the
-    datasets are the same file on every machine. (The matrices are at most 128 wide: the cost is
-    negligible next to the physics step.)
+    Prescott. Elementwise products and a row-by-row reduction (axis 0 of a C-contiguous array, so
+    no pairwise or SIMD reordering) round the same under every kernel, so the behaviour policies'
+    actions no longer depend on the CPU (pybullet's physics was not compared across CPU types). The
+    matrices are at most 128 wide: the cost is negligible next to the physics step.
     """
     x = np.asarray(x, dtype=np.float64)
     return np.add.reduce(x[..., :, None] * w, axis=-2)
