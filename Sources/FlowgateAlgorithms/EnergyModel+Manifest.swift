@@ -140,5 +140,6 @@ public final class EnergyTransitionChecker: TransitionChecker {
     }
 
     public func confidence(energy: Float) -> Float { calibration?.confidence(energy) ?? .nan }
+    public func flopsPerPair(samples: Int) -> Double { sampler.flopsPerRow(samples: max(samples, 1)) }
     public var threshold: Float { calibration?.threshold ?? .infinity }
 }

@@ -109,6 +109,13 @@ public final class MLP {
     }
 
     public var inputDim: Int { dims[0] }
+    /// Multiply-adds × 2 of one row's forward pass (the matrix products; activations and norms are
+    /// a few percent and left out). The server's work budgets are counted in these.
+    public var forwardFlopsPerRow: Double {
+        var total = 0.0
+        for i in 0..<layerCount { total += 2 * Double(dims[i]) * Double(dims[i + 1]) }
+        return total
+    }
     public var outputDim: Int { dims[dims.count - 1] }
 
     private func activation(_ layer: Int) -> Activation {

@@ -32,6 +32,12 @@ public final class PolicyServable: ServableModel, @unchecked Sendable {
         self.init(bundle: try PolicyBundle(model: model, checkerFactory: checkerFactory))
     }
 
+    public func flopsPerObservation(_ options: ActOptions) -> Double {
+        bundle.flopsPerObservation(
+            steps: options.steps, candidates: options.candidates, samples: options.samples,
+            check: options.check && bundle.makeChecker != nil)
+    }
+
     public func makeWorker() -> any ModelWorker {
         BLAS.setThreads(1)
         return PolicyWorker(selector: bundle.makeSelector(), defaults: bundle.defaultSettings)
