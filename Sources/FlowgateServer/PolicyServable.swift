@@ -39,7 +39,7 @@ public final class PolicyServable: ServableModel, @unchecked Sendable {
     }
 
     public func makeWorker() -> any ModelWorker {
-        BLAS.setThreads(1)
+        // BLAS threading is set once by InferenceServer.init, before any worker starts.
         return PolicyWorker(selector: bundle.makeSelector(), defaults: bundle.defaultSettings)
     }
 }
