@@ -52,6 +52,14 @@ public final class PolicyBundle: @unchecked Sendable {
         self.init(manifest: m, policy: policy, critic: critic, makeChecker: try checkerFactory?(model))
     }
 
+    /// Loads, validates and builds a model directory: the one validation `flowgate serve` and
+    /// `flowgate inspect` share (files, manifest, tensors, network shapes against the manifest's
+    /// dimensions, energy model and calibration). Errors name the file that is wrong.
+    public static func load(directory: String) throws -> PolicyBundle {
+        let model = try ModelDirectory.load(atPath: directory)
+        return try PolicyBundle(model: model, checkerFactory: EnergyTransitionModel.checkerFactory)
+    }
+
     /// Default sampling settings from the manifest.
     public var defaultSettings: SamplingSettings {
         let s = manifest.sampling

@@ -336,6 +336,7 @@ struct RequestDecoder: ~Copyable {
                 }
                 shapeValue = dims
             case "data":
+                guard offset < bytes.count else { throw Self.structure("truncated message", offset: offset) }
                 if (0xc4...0xc6).contains(bytes[offset]) {
                     let n = try binHeader()
                     data = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)])

@@ -26,10 +26,10 @@ public final class PolicyServable: ServableModel, @unchecked Sendable {
             provenance: provenance)
     }
 
-    /// Loads and validates a model directory.
-    public convenience init(directory: String, checkerFactory: ((FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)?)? = nil) throws {
-        let model = try ModelDirectory.load(atPath: directory)
-        self.init(bundle: try PolicyBundle(model: model, checkerFactory: checkerFactory))
+    /// Loads and validates a model directory (`PolicyBundle.load(directory:)`, the validation
+    /// `flowgate inspect` runs too), with its energy check when it ships an energy model.
+    public convenience init(directory: String) throws {
+        self.init(bundle: try PolicyBundle.load(directory: directory))
     }
 
     public func flopsPerObservation(_ options: ActOptions) -> Double {

@@ -117,6 +117,13 @@ import Testing
         #expect(e2?.message.contains("keys must be strings") == true)
     }
 
+    @Test func anNDArrayKeyAtTheVeryEndIsTruncation() throws {
+        // Found by the fuzzer: {"obs": {"data" <end>}} read one byte past the frame.
+        let frame: [UInt8] = [0x81, 0xa3] + Array("obs".utf8) + [0x81, 0xa4] + Array("data".utf8)
+        let e = #expect(throws: ProtocolError.self) { try Request.decode(frame) }
+        #expect(e?.message.contains("truncated") == true, "\(e!)")
+    }
+
     @Test func valueDecoderAgreesWithFrameDecoder() throws {
         let r = Request.act(
             FloatArray(rows: [[1, 2, 3], [4, 5, 6]]), encoding: .ndarray(.float64),
