@@ -108,13 +108,19 @@ import Testing
         MessagePack.append(.int(9), to: &nils)
         let e1 = #expect(throws: ProtocolError.self) { try Request.decode(nils) }
         #expect(e1?.id == .int(9))
-        var map: [UInt8] = [0xdf, 0x00, 0x07, 0xa1, 0x21]  // 500,001 entries
+        var map: [UInt8] = [0xdf, 0x00, 0x07, 0xa1, 0x21]  // 500,001 entries: refused at the header
         for _ in 0..<500_000 { map += [0xc0, 0xc0] }
         MessagePack.append(.string("id"), to: &map)
         MessagePack.append(.int(10), to: &map)
         let e2 = #expect(throws: ProtocolError.self) { try Request.decode(map) }
-        #expect(e2?.id == .int(10))
-        #expect(e2?.message.contains("keys must be strings") == true)
+        #expect(e2?.message.contains("request map has 500001 entries; at most 256") == true, "\(e2!)")
+        var small: [UInt8] = [0xde, 0x00, 0xc9]  // 201 entries: 200 nil:nil, then the id
+        for _ in 0..<200 { small += [0xc0, 0xc0] }
+        MessagePack.append(.string("id"), to: &small)
+        MessagePack.append(.int(11), to: &small)
+        let e3 = #expect(throws: ProtocolError.self) { try Request.decode(small) }
+        #expect(e3?.id == .int(11))
+        #expect(e3?.message.contains("keys must be strings") == true)
     }
 
     @Test func anNDArrayKeyAtTheVeryEndIsTruncation() throws {
