@@ -49,6 +49,8 @@ struct PendingRequest: Sendable {
 /// Requests that can share a forward pass.
 struct BatchKey: Hashable {
     let model: String
+    /// The loaded version: requests admitted before and after a hot reload never share a batch.
+    let generation: ObjectIdentifier
     let options: ActOptions
 }
 
@@ -135,7 +137,7 @@ final class BatchQueue: @unchecked Sendable {
         queued += 1
         queuedWork += request.work
         if request.deadline != nil { withDeadline += 1 }
-        let key = BatchKey(model: request.model.name, options: request.options)
+        let key = BatchKey(model: request.model.name, generation: ObjectIdentifier(request.model), options: request.options)
         let cap = request.model.batchCap
         if var group = open[key] {
             if group.observationCount + request.count > cap || group.work + request.work > batchWorkLimit {

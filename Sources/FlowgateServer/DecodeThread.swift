@@ -18,7 +18,7 @@ struct DecodedFrame: Sendable {
 /// answers `overloaded`). All state is guarded by `condition`'s lock.
 final class DecodeThread: @unchecked Sendable {
     private let condition = NSCondition()
-    private var inbox: [(envelope: [[UInt8]], body: [UInt8])] = []
+    private var inbox: [(envelope: [[UInt8]], body: [UInt8], limits: ObservationLimits)] = []
     private var outbox: [DecodedFrame] = []
     private var inboxBytes = 0
     private var busy = 0
@@ -26,14 +26,12 @@ final class DecodeThread: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let context: ZMQContext
     private let wakeupEndpoint: String
-    private let limits: ObservationLimits
     private let maxPendingBytes: Int
     private let logger: Logger
 
-    init(context: ZMQContext, wakeupEndpoint: String, limits: ObservationLimits, maxPendingBytes: Int, logger: Logger) {
+    init(context: ZMQContext, wakeupEndpoint: String, maxPendingBytes: Int, logger: Logger) {
         self.context = context
         self.wakeupEndpoint = wakeupEndpoint
-        self.limits = limits
         self.maxPendingBytes = maxPendingBytes
         self.logger = logger
     }
@@ -45,11 +43,11 @@ final class DecodeThread: @unchecked Sendable {
     }
 
     /// Queues a frame; false when `maxPendingBytes` would be exceeded (nothing queued then).
-    func submit(envelope: [[UInt8]], body: [UInt8]) -> Bool {
+    func submit(envelope: [[UInt8]], body: [UInt8], limits: ObservationLimits) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard !stopped, inboxBytes == 0 || inboxBytes + body.count <= maxPendingBytes else { return false }
-        inbox.append((envelope, body))
+        inbox.append((envelope, body, limits))
         inboxBytes += body.count
         condition.signal()
         return true
@@ -113,8 +111,7 @@ final class DecodeThread: @unchecked Sendable {
             busy += 1
             condition.unlock()
 
-            let limits = self.limits
-            let result = Result { () throws(ProtocolError) in try Request.decode(item.body, limits: limits) }
+            let result = Result { () throws(ProtocolError) in try Request.decode(item.body, limits: item.limits) }
 
             condition.lock()
             busy -= 1

@@ -7,10 +7,13 @@ public enum ServerError: Error, CustomStringConvertible {
     case duplicateModel(String)
     case unknownDefaultModel(String, loaded: [String])
     case invalidConfiguration([String])
+    case unknownModel(String, loaded: [String])
 
     public var description: String {
         switch self {
         case .noModels: return "no models to serve"
+        case .unknownModel(let n, let loaded):
+            return "no model named '\(n)' is loaded, so there is nothing to replace (loaded: \(loaded.joined(separator: ", ")))"
         case .duplicateModel(let n): return "two models are named '\(n)'"
         case .unknownDefaultModel(let n, let loaded):
             return "default model '\(n)' is not loaded (loaded: \(loaded.joined(separator: ", ")))"
@@ -63,6 +66,14 @@ public final class InferenceServer: Sendable {
     public func shutdown() {
         loop.requestStop()
         loop.wait()
+    }
+
+    /// Hot reload: replaces the loaded model of the same name with `model`, which the caller has
+    /// already loaded and validated (`PolicyServable(directory:)`). Requests admitted before the swap
+    /// finish on the old version; later ones use the new one; none fails. Returns at once (the socket
+    /// thread swaps it between two requests). Throws when no model of that name is loaded.
+    public func replaceModel(_ model: any ServableModel) throws {
+        try loop.replaceModel(model)
     }
 
     /// Asks the server to drain and stop without waiting (e.g. from a signal handler's queue).

@@ -12,8 +12,11 @@ import Logging
 /// `completions`, which are thread-safe.
 final class SocketLoop: @unchecked Sendable {
     let configuration: ServerConfiguration
-    let models: [String: LoadedModel]
+    /// Loaded models by name; replaced on the socket thread by hot reloads (`replaceModel`).
+    private var models: [String: LoadedModel]
     let modelOrder: [String]
+    /// Models handed in by `replaceModel`, applied by the socket thread. Guarded by `stopLock`.
+    private var pendingReplacements: [any ServableModel] = []
     let defaultModel: String
     let logger: Logger
     let context: ZMQContext
@@ -30,7 +33,7 @@ final class SocketLoop: @unchecked Sendable {
     private let decoder: DecodeThread
     /// Largest `max_batch` and `obs_dim` of the loaded models: what `obs` may hold at most before
     /// the per-model checks.
-    private let observationLimits: ObservationLimits
+    private var observationLimits: ObservationLimits
     private var workers: [WorkerThread] = []
     private var stats = ServerStats()
     private var inFlight = 0
@@ -62,9 +65,7 @@ final class SocketLoop: @unchecked Sendable {
             limit: configuration.queueLimit, workLimit: configuration.maxQueuedGflop * 1e9,
             batchWorkLimit: configuration.maxRequestGflop * 1e9,
             maxDelayMicroseconds: configuration.maxDelayMicroseconds)
-        observationLimits = ObservationLimits(
-            maxObservations: byName.values.map { $0.description.limits.maxBatch }.max() ?? 1,
-            maxObservationDim: byName.values.map { $0.description.observationDim }.max() ?? 1)
+        observationLimits = Self.limits(of: byName)
 
         context = try ZMQContext()
         let linger = Int32(clamping: configuration.lingerMilliseconds)
@@ -93,7 +94,7 @@ final class SocketLoop: @unchecked Sendable {
         try wakeup.setLinger(milliseconds: 0)
         try wakeup.bind(Self.wakeupEndpoint)
         decoder = DecodeThread(
-            context: context, wakeupEndpoint: Self.wakeupEndpoint, limits: observationLimits,
+            context: context, wakeupEndpoint: Self.wakeupEndpoint,
             maxPendingBytes: max(4 * configuration.maxMessageBytes, 64 << 20), logger: logger)
     }
 
@@ -115,6 +116,52 @@ final class SocketLoop: @unchecked Sendable {
         let thread = Thread { [self] in run() }
         thread.name = "flowgate-socket"
         thread.start()
+    }
+
+    private static func limits(of models: [String: LoadedModel]) -> ObservationLimits {
+        ObservationLimits(
+            maxObservations: models.values.map { $0.description.limits.maxBatch }.max() ?? 1,
+            maxObservationDim: models.values.map { $0.description.observationDim }.max() ?? 1)
+    }
+
+    /// Hands a new version of a loaded model to the socket thread, which swaps it in between two
+    /// requests: requests admitted before keep computing on the old version, later ones use the new
+    /// one. Safe from any thread; returns at once.
+    func replaceModel(_ model: any ServableModel) throws(ServerError) {
+        guard modelOrder.contains(model.modelDescription.name) else {
+            throw ServerError.unknownModel(model.modelDescription.name, loaded: modelOrder)
+        }
+        stopLock.lock()
+        pendingReplacements.append(model)
+        stopLock.unlock()
+        poke()
+    }
+
+    /// Swaps in pending replacements (socket thread).
+    private func applyReplacements() {
+        stopLock.lock()
+        let replacements = pendingReplacements
+        pendingReplacements.removeAll()
+        stopLock.unlock()
+        for model in replacements {
+            let loaded = LoadedModel(model, serverMaxBatch: configuration.maxBatch)
+            let old = models[loaded.name]
+            models[loaded.name] = loaded
+            observationLimits = Self.limits(of: models)
+            logger.notice(
+                "reloaded model \(loaded.name): version \(old?.description.version ?? "-") → \(loaded.description.version)",
+                metadata: ["obs_dim": "\(loaded.description.observationDim)", "act_dim": "\(loaded.description.actionDim)"])
+        }
+    }
+
+    /// Wakes the socket thread's poll.
+    private func poke() {
+        if let poke = try? ZMQSocket(context, .push) {
+            try? poke.setLinger(milliseconds: 1000)
+            try? poke.connect(Self.wakeupEndpoint)
+            try? poke.send([[]], dontWait: true)
+            poke.close()
+        }
     }
 
     /// Asks the socket thread to drain and stop; returns at once. Safe from any thread.
@@ -168,6 +215,7 @@ final class SocketLoop: @unchecked Sendable {
             }
             if !draining && readable[0] { receiveRequests() }
             drainWakeups()
+            applyReplacements()
             for d in decoder.drain() { decoded(d) }
             for c in completions.drain() { finish(c) }
             expireDeadlines()
@@ -256,7 +304,7 @@ final class SocketLoop: @unchecked Sendable {
         let body = frames[delimiter + 1]
         if body.count > configuration.inlineDecodeBytes {
             // Large bodies are decoded on the decode thread; the reply comes back through `decoded`.
-            if !decoder.submit(envelope: envelope, body: body) {
+            if !decoder.submit(envelope: envelope, body: body, limits: observationLimits) {
                 send(
                     envelope,
                     ProtocolError(

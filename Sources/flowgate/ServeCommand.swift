@@ -117,9 +117,37 @@ struct ServeCommand: ParsableCommand {
             source.resume()
             sources.append(source)
         }
+        // SIGHUP: hot reload. Each model directory is loaded and validated again, off the serving
+        // path; a valid one is swapped in between two requests, an invalid one is refused with its
+        // reason logged while the loaded version keeps serving.
+        let reloadQueue = DispatchQueue(label: "flowgate.reload")
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: reloadQueue)
+        hup.setEventHandler {
+            logger.notice("received SIGHUP; reloading \(directories.count) model director\(directories.count == 1 ? "y" : "ies")")
+            for dir in directories {
+                reloadModel(directory: dir, into: server, logger: logger)
+            }
+        }
+        hup.resume()
+        sources.append(hup)
         server.start()
         server.wait()
         sources.forEach { $0.cancel() }
+    }
+}
+
+/// Loads `directory` again (through its symlinks as they are now, so a directory swapped by an
+/// atomic rename or symlink flip is read whole from one version) and swaps it into `server`; on any
+/// error logs the reason and leaves the loaded version serving.
+func reloadModel(directory: String, into server: InferenceServer, logger: Logger) {
+    let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+    do {
+        let model = try PolicyServable(directory: resolved)
+        try server.replaceModel(model)
+        logger.notice("reload of \(directory) accepted: \(model.modelDescription.name) version \(model.modelDescription.version) (from \(resolved))")
+    } catch {
+        logger.error("reload of \(directory) refused, the loaded version keeps serving: \(error)")
     }
 }
 

@@ -160,3 +160,22 @@ import Testing
         #expect(q.expire(now: 1000).expired.isEmpty)
     }
 }
+
+/// Hot reload through `InferenceServer.replaceModel`.
+@Suite struct ReloadTests {
+    @Test func aReplacedModelServesItsNewVersion() throws {
+        try withServer(models: [LinearTestModel(version: "v1")]) { server in
+            let client = try FlowgateClient(server)
+            #expect(try client.act(observation: [0, 0, 0]).version == "v1")
+            try server.replaceModel(LinearTestModel(version: "v2"))
+            var version = ""
+            for _ in 0..<200 where version != "v2" {
+                version = try client.act(observation: [0, 0, 0]).version
+                if version != "v2" { Thread.sleep(forTimeInterval: 0.01) }
+            }
+            #expect(version == "v2")
+            #expect(try client.info().models.first?.version == "v2")
+            #expect(throws: ServerError.self) { try server.replaceModel(LinearTestModel(name: "other")) }
+        }
+    }
+}

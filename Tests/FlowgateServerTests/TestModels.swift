@@ -14,10 +14,13 @@ final class LinearTestModel: ServableModel {
     let modelDescription: ModelDescription
     let delay: TimeInterval
 
-    init(name: String = "test", observationDim: Int = 3, actionDim: Int = 2, maxBatch: Int = 256, delay: TimeInterval = 0) {
+    init(
+        name: String = "test", version: String = "test-1", observationDim: Int = 3, actionDim: Int = 2, maxBatch: Int = 256,
+        delay: TimeInterval = 0
+    ) {
         self.delay = delay
         modelDescription = ModelDescription(
-            name: name, version: "test-1", observationDim: observationDim, actionDim: actionDim,
+            name: name, version: version, observationDim: observationDim, actionDim: actionDim,
             actionLow: Array(repeating: -1, count: actionDim), actionHigh: Array(repeating: 1, count: actionDim),
             defaults: SamplingSettings(steps: 4, candidates: 8, samples: 4),
             limits: SamplingLimits(maxSteps: 32, maxCandidates: 64, maxSamples: 16, maxBatch: maxBatch),
