@@ -85,7 +85,7 @@ struct RequestDecoder: ~Copyable {
                     try skipObject(depth: 1)
                     try skipObject(depth: 1)
                     if firstError == nil {
-                        firstError = ProtocolError(.badRequest, "request map keys must be strings, got a \(type) key")
+                        firstError = ProtocolError(.badRequest, "request map keys must be strings, got \(Self.withArticle(type)) key")
                     }
                     continue
                 }
@@ -214,7 +214,7 @@ struct RequestDecoder: ~Copyable {
     private mutating func scalarField(_ key: String) throws(Failure) -> MessagePackValue {
         let at = offset
         guard let scalar = try readScalar() else {
-            throw bad("'\(key)' must not be a\(Self.typeName(bytes[at]) == "array" ? "n" : "") \(Self.typeName(bytes[at]))")
+            throw bad("'\(key)' must not be \(Self.withArticle(Self.typeName(bytes[at])))")
         }
         return scalar
     }
@@ -670,6 +670,11 @@ struct RequestDecoder: ~Copyable {
         case 0xc1: return "reserved byte 0xc1"
         default: return "ext"
         }
+    }
+
+    /// "an integer", "a map".
+    static func withArticle(_ noun: String) -> String {
+        (noun.first.map { "aeiou".contains($0) } ?? false ? "an " : "a ") + noun
     }
 
     /// A user string for an error message: at most 64 characters.

@@ -14,8 +14,11 @@ struct ServeCommand: ParsableCommand {
             Binds a ROUTER socket (REQ and DEALER clients) and, with --pub, a PUB socket for \
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
-            send_hwm, linger_ms, default_model), then flags. SIGTERM/SIGINT stop accepting \
-            requests, answer every queued one and exit 0.
+            send_hwm, recv_hwm, max_request_gflop, max_queued_gflop, inline_decode_bytes, linger_ms, \
+            default_model; unknown keys are an error), then flags. SIGTERM/SIGINT stop accepting \
+            requests, answer every queued one and exit 0. SIGHUP reloads every model directory \
+            (through its symlinks) and swaps each valid one in without dropping a request; an invalid \
+            one is refused with its reason logged and the loaded version keeps serving.
             """)
 
     @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc). Default: tcp://127.0.0.1:5555")
@@ -29,7 +32,7 @@ struct ServeCommand: ParsableCommand {
 
     @Option(
         name: .customLong("max-delay-us"),
-        help: "Batching window in microseconds, counted from a batch's first request. Default: 500")
+        help: "How long a free worker waits for more requests before starting a batch, in microseconds. Default: 0 (start at once; batches form while workers are busy)")
     var maxDelayMicroseconds: Int?
 
     @Option(help: "Worker threads running forward passes. Default: number of cores")
@@ -40,6 +43,12 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .customLong("max-message-bytes"), help: "Largest request frame before 'too_large'. Default: 16777216")
     var maxMessageBytes: Int?
+
+    @Option(name: .customLong("max-request-gflop"), help: "Work budget of one act request in GFLOP before 'too_large'. Default: 16")
+    var maxRequestGflop: Double?
+
+    @Option(name: .customLong("max-queued-gflop"), help: "Work budget of the whole queue in GFLOP before 'overloaded'. Default: 64")
+    var maxQueuedGflop: Double?
 
     @Option(name: .customLong("default-model"), help: "Model used when a request names none. Default: the first")
     var defaultModel: String?
@@ -81,6 +90,8 @@ struct ServeCommand: ParsableCommand {
         if let workers { c.workers = workers }
         if let queueLimit { c.queueLimit = queueLimit }
         if let maxMessageBytes { c.maxMessageBytes = maxMessageBytes }
+        if let maxRequestGflop { c.maxRequestGflop = maxRequestGflop }
+        if let maxQueuedGflop { c.maxQueuedGflop = maxQueuedGflop }
         if let defaultModel { c.defaultModel = defaultModel }
         return c
     }
