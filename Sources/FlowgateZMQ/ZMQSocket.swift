@@ -69,7 +69,7 @@ package final class ZMQContext: @unchecked Sendable {
 
 /// Socket types used by flowgate.
 package enum ZMQSocketType: Int32 {
-    case req = 3, dealer = 5, router = 6, pub = 1, sub = 2, push = 8, pull = 7
+    case pair = 0, req = 3, rep = 4, dealer = 5, router = 6, pub = 1, sub = 2, push = 8, pull = 7
 }
 
 /// One libzmq socket. NOT thread-safe: a socket is created, used and closed on one thread (or handed
@@ -118,6 +118,25 @@ package final class ZMQSocket {
     package func setRouterMandatory() throws(ZMQError) { try setOption(ZMQ_ROUTER_MANDATORY, 1) }
     package func setMaxMessageSize(_ n: Int64) throws(ZMQError) { try setOption(ZMQ_MAXMSGSIZE, int64: n) }
     package func subscribe(_ prefix: String) throws(ZMQError) { try setOption(ZMQ_SUBSCRIBE, bytes: Array(prefix.utf8)) }
+
+    // CURVE and ZAP (set before bind/connect; keys are 40-character Z85 strings, see CurveKeys).
+
+    /// CURVE server role with this secret key; handshakes go to the ZAP handler of `zapDomain`.
+    package func setCurveServer(secretKey: String, zapDomain: String) throws(ZMQError) {
+        try setOption(ZMQ_CURVE_SERVER, 1)
+        try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8))
+        try setOption(ZMQ_ZAP_DOMAIN, bytes: Array(zapDomain.utf8))
+        // ZMQ_ZAP_ENFORCE_DOMAIN (93) is a draft option: refuse clients when no ZAP handler answers.
+        // Debian's libzmq is built without draft options; the handler is always bound first anyway.
+        try? setOption(93, 1)
+    }
+
+    /// CURVE client role: the server's public key and this client's keypair.
+    package func setCurveClient(serverKey: String, publicKey: String, secretKey: String) throws(ZMQError) {
+        try setOption(ZMQ_CURVE_SERVERKEY, bytes: Array(serverKey.utf8))
+        try setOption(ZMQ_CURVE_PUBLICKEY, bytes: Array(publicKey.utf8))
+        try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8))
+    }
 
     /// The endpoint actually bound (resolves `tcp://host:*` to a port).
     package func lastEndpoint() throws(ZMQError) -> String {
