@@ -14,8 +14,11 @@ struct ServeCommand: ParsableCommand {
             Binds a ROUTER socket (REQ and DEALER clients) and, with --pub, a PUB socket for \
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
-            send_hwm, linger_ms, default_model), then flags. SIGTERM/SIGINT stop accepting \
-            requests, answer every queued one and exit 0.
+            send_hwm, linger_ms, default_model, curve_secret_key, curve_allow, expose_provenance), \
+            then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and exit 0. \
+            With --curve-secret-key and --curve-allow, both sockets use CURVE and admit only \
+            allowlisted client keys; the allowlist is re-read when it changes and on SIGHUP \
+            (docs/operations.md).
             """)
 
     @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc). Default: tcp://127.0.0.1:5555")
@@ -43,6 +46,21 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .customLong("default-model"), help: "Model used when a request names none. Default: the first")
     var defaultModel: String?
+
+    @Option(
+        name: .customLong("curve-secret-key"),
+        help: "Server keypair file from `flowgate keygen` (mode 0600). Turns on CURVE; needs --curve-allow.")
+    var curveSecretKey: String?
+
+    @Option(
+        name: .customLong("curve-allow"),
+        help: "Allowlisted client public keys: a directory of *.pub files or one file of keys. Re-read on change and SIGHUP.")
+    var curveAllow: String?
+
+    @Flag(
+        name: .customLong("expose-provenance"),
+        help: "Include each model's provenance (dataset, seed, git commit) in 'info' replies. Default: off")
+    var exposeProvenance = false
 
     @Option(help: "JSON file with server settings (flags override it).")
     var config: String?
@@ -82,6 +100,9 @@ struct ServeCommand: ParsableCommand {
         if let queueLimit { c.queueLimit = queueLimit }
         if let maxMessageBytes { c.maxMessageBytes = maxMessageBytes }
         if let defaultModel { c.defaultModel = defaultModel }
+        if let curveSecretKey { c.curveSecretKeyFile = curveSecretKey }
+        if let curveAllow { c.curveAllow = curveAllow }
+        if exposeProvenance { c.exposeProvenance = true }
         return c
     }
 
@@ -113,6 +134,16 @@ struct ServeCommand: ParsableCommand {
             source.setEventHandler {
                 logger.info("received signal \(sig); draining")
                 server.requestShutdown()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        if configuration.curveEnabled {
+            signal(SIGHUP, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+            source.setEventHandler {
+                logger.info("received SIGHUP; reloading the CURVE allowlist")
+                _ = try? server.reloadAllowlist()  // failures are logged; the old keys stay
             }
             source.resume()
             sources.append(source)
