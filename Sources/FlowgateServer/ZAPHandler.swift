@@ -252,11 +252,16 @@ final class ZAPHandler: @unchecked Sendable {
 /// Rate limit for refusal log lines: at most `burst` lines per `window` seconds; the next line
 /// logged says how many were left out.
 struct RefusalLog {
-    var window: TimeInterval = 10
-    var burst = 5
+    let window: TimeInterval
+    let burst: Int
     private var windowStart = Date.distantPast
     private var loggedInWindow = 0
     private var suppressed = 0
+
+    init(window: TimeInterval = 10, burst: Int = 5) {
+        self.window = window
+        self.burst = burst
+    }
 
     enum Decision: Equatable {
         case log(suppressed: Int)

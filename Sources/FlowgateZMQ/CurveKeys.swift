@@ -3,7 +3,8 @@
 // Format (UTF-8 text, one item per line; the Python client reads the same, flowgate_client/curve.py):
 // - blank lines and lines starting with `#` are ignored;
 // - `public=KEY` and `secret=KEY` (spaces around `=` and double quotes around KEY are allowed);
-// - a bare line of exactly 40 characters is a public key (so an allowlist may be a plain list);
+// - a bare line of exactly 40 Z85 characters is a public key (so an allowlist may be a plain list;
+//   Z85 includes '=', so a line is an entry only when the text before its first '=' is an entry name);
 // - anything else is an error naming the file and line.
 // KEY is a 40-character Z85 encoding of a 32-byte Curve25519 key.
 //
@@ -100,8 +101,12 @@ package enum CurveKeys {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
             let where_ = "line \(index + 1)"
-            if let eq = line.firstIndex(of: "=") {
-                let name = line[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+            // Z85 has '=' in its alphabet, so a bare key may contain one: a line is an entry only
+            // when what precedes its first '=' is an entry name (or it is not a bare key).
+            let eq = line.firstIndex(of: "=")
+            let name = eq.map { line[..<$0].trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            let isEntry = eq != nil && (Self.entryNames.contains(name) || !(line.utf8.count == 40 && decode(line) != nil))
+            if let eq, isEntry {
                 var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
                 if value.count >= 2 && value.hasPrefix("\"") && value.hasSuffix("\"") {
                     value = String(value.dropFirst().dropLast())
@@ -294,6 +299,8 @@ package enum CurveKeys {
     }
 
     // MARK: - Helpers
+
+    private static let entryNames: Set<String> = ["public", "public-key", "secret", "secret-key"]
 
     private static let z85Alphabet = Set(
         "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
