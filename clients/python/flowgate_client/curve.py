@@ -4,7 +4,8 @@ Format (UTF-8 text, one item per line):
 
 * blank lines and lines starting with ``#`` are ignored;
 * ``public=KEY`` and ``secret=KEY`` (spaces around ``=`` and double quotes around KEY allowed);
-* a bare line of exactly 40 characters is a public key (an allowlist may be a plain list);
+* a bare line of exactly 40 Z85 characters is a public key (an allowlist may be a plain list; Z85
+  includes ``=``, so a line is an entry only when the text before its first ``=`` is an entry name);
 * anything else is an error naming the file and line.
 
 KEY is the 40-character Z85 text of a 32-byte Curve25519 key.  ``flowgate keygen NAME`` writes
@@ -20,6 +21,9 @@ from typing import List, Optional, Tuple
 import zmq
 
 Z85_ALPHABET = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+
+
+ENTRY_NAMES = ("public", "public-key", "secret", "secret-key")
 
 
 class KeyFileError(ValueError):
@@ -49,9 +53,11 @@ def parse(text: str, path="<text>") -> Tuple[List[str], List[str]]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if "=" in line:
-            name, value = line.split("=", 1)
-            name, value = name.strip().lower(), value.strip()
+        # Z85 has '=' in its alphabet: a line is an entry only when the text before its first '='
+        # is an entry name (or the line is not a bare key).
+        name, _, value = line.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if "=" in line and (name in ENTRY_NAMES or not is_z85_key(line)):
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
             if not is_z85_key(value):
