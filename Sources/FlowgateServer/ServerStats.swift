@@ -97,10 +97,11 @@ struct ServerStats {
 
     /// `auth`: whether CURVE is on, handshakes admitted and refused by the ZAP handler, allowlist size.
     private var authValue: MessagePackValue {
-        let s = access?.snapshot ?? (allowed: 0, refused: 0, allowlistKeys: 0, reloads: 0, reloadErrors: 0)
+        let s = access?.snapshot ?? (allowed: 0, refused: 0, handshakeFailures: 0, allowlistKeys: 0, reloads: 0, reloadErrors: 0)
         var entries: [(String, MessagePackValue)] = [("curve", .bool(access != nil))]
         entries.append(("allowed", .int(Int64(s.allowed))))
         entries.append(("refused", .int(Int64(s.refused))))
+        entries.append(("handshake_failures", .int(Int64(s.handshakeFailures))))
         entries.append(("allowlist_keys", .int(Int64(s.allowlistKeys))))
         entries.append(("allowlist_reloads", .int(Int64(s.reloads))))
         entries.append(("allowlist_errors", .int(Int64(s.reloadErrors))))

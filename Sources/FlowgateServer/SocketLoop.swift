@@ -73,14 +73,14 @@ final class SocketLoop: @unchecked Sendable {
         try router.setSendHighWaterMark(hwm)
         let cap = Int64(configuration.maxMessageBytes)
         try router.setMaxMessageSize(cap.multipliedReportingOverflow(by: 2).overflow ? -1 : cap * 2 + 65536)
-        try zap?.secure(router)
+        try zap?.secure(router, name: "router")
         try router.bind(configuration.endpoint)
         boundEndpoint = try router.lastEndpoint()
         if let endpoint = configuration.telemetryEndpoint {
             let p = try ZMQSocket(context, .pub)
             try p.setLinger(milliseconds: 0)
             try p.setSendHighWaterMark(hwm)
-            try zap?.secure(p)
+            try zap?.secure(p, name: "pub")
             try p.bind(endpoint)
             boundTelemetryEndpoint = try p.lastEndpoint()
             pub = p
@@ -92,6 +92,7 @@ final class SocketLoop: @unchecked Sendable {
         try wakeup.setLinger(milliseconds: 0)
         try wakeup.bind(Self.wakeupEndpoint)
         stats.access = zap?.counters
+        zap?.start()
         warnAboutExposedEndpoints(
             [configuration.endpoint] + (configuration.telemetryEndpoint.map { [$0] } ?? []), curve: zap != nil,
             logger: logger)

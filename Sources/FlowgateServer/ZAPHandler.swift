@@ -11,6 +11,7 @@ final class CurveAccessCounters: @unchecked Sendable {
     private var _allowlistKeys = 0
     private var _reloads = 0
     private var _reloadErrors = 0
+    private var _handshakeFailures = 0
 
     func admitted(_ ok: Bool) {
         lock.lock()
@@ -25,6 +26,12 @@ final class CurveAccessCounters: @unchecked Sendable {
         lock.unlock()
     }
 
+    func handshakeFailed() {
+        lock.lock()
+        _handshakeFailures += 1
+        lock.unlock()
+    }
+
     func reloadFailed() {
         lock.lock()
         _reloadErrors += 1
@@ -32,10 +39,10 @@ final class CurveAccessCounters: @unchecked Sendable {
     }
 
     /// The `auth` map of the `stats` reply.
-    var snapshot: (allowed: Int, refused: Int, allowlistKeys: Int, reloads: Int, reloadErrors: Int) {
+    var snapshot: (allowed: Int, refused: Int, handshakeFailures: Int, allowlistKeys: Int, reloads: Int, reloadErrors: Int) {
         lock.lock()
         defer { lock.unlock() }
-        return (_allowed, _refused, _allowlistKeys, _reloads, _reloadErrors)
+        return (_allowed, _refused, _handshakeFailures, _allowlistKeys, _reloads, _reloadErrors)
     }
 }
 
@@ -108,10 +115,15 @@ final class CurveAllowlist: @unchecked Sendable {
 
 /// The ZAP handler (ZeroMQ RFC 27) of a CURVE server: a thread with a REP socket bound to
 /// `inproc://zeromq.zap.01` in the server's context that admits only allowlisted client public keys.
-/// It also polls the allowlist about once a second and reloads it when it changed.
+/// It also polls the allowlist about once a second and reloads it when it changed, and reads the
+/// CURVE sockets' monitor events to count handshakes that fail before ZAP (plaintext clients,
+/// clients with a wrong server key).
 ///
-/// Bound before any CURVE socket binds, so no handshake can happen without it. Stopped by `stop()`
-/// or `deinit` (the thread notices within `pollMilliseconds`).
+/// Life cycle: `init` binds the REP socket (before any CURVE socket binds, so no handshake can
+/// happen without it: ZAP requests queue until the thread runs); `secure(_:name:)` configures each
+/// CURVE socket; `start()` starts the thread; `stop()` or `deinit` ends it (the thread notices
+/// within `pollMilliseconds`). The sockets are created on the caller's thread and used only by the
+/// ZAP thread once it starts (the thread start is the happens-before edge).
 final class ZAPHandler: @unchecked Sendable {
     static let endpoint = "inproc://zeromq.zap.01"
     static let domain = "flowgate"
@@ -123,7 +135,7 @@ final class ZAPHandler: @unchecked Sendable {
     let counters: CurveAccessCounters
     private let state: State
 
-    /// Loads the server keypair and the allowlist, binds the REP socket and starts the thread.
+    /// Loads the server keypair and the allowlist and binds the REP socket (`start()` runs it).
     init(secretKeyFile: String, allowlistPath: String, context: ZMQContext, logger: Logger) throws {
         guard CurveKeys.isAvailable else {
             throw CurveKeyError(secretKeyFile, "this libzmq was built without CURVE support (zmq_has(\"curve\") is false)")
@@ -135,18 +147,30 @@ final class ZAPHandler: @unchecked Sendable {
         try socket.setLinger(milliseconds: 0)
         try socket.bind(Self.endpoint)
         state = State(socket: socket, allowlist: allowlist, counters: counters, logger: logger)
-        let state = self.state
-        let thread = Thread { state.run() }
-        thread.name = "flowgate-zap"
-        thread.start()
         logger.notice("CURVE on; server public key \(keyPair.publicKey)")
     }
 
     deinit { stop() }
 
-    /// Makes `socket` a CURVE server whose handshakes this handler decides. Call before `bind`.
-    func secure(_ socket: ZMQSocket) throws(ZMQError) {
+    /// Makes `socket` a CURVE server whose handshakes this handler decides, and watches its
+    /// handshake failures. Call before `bind` and before `start()`; `name` must be unique.
+    func secure(_ socket: ZMQSocket, name: String) throws(ZMQError) {
         try socket.setCurveServer(secretKey: keyPair.secretKey, zapDomain: Self.domain)
+        let endpoint = "inproc://flowgate-curve-monitor-\(name)"
+        try socket.monitorHandshakeFailures(endpoint)
+        let pair = try ZMQSocket(socket.context, .pair)
+        try pair.setLinger(milliseconds: 0)
+        try pair.connect(endpoint)
+        state.monitors.append(pair)
+    }
+
+    /// Starts the thread (once).
+    func start() {
+        guard state.markStarted() else { return }
+        let state = self.state
+        let thread = Thread { state.run() }
+        thread.name = "flowgate-zap"
+        thread.start()
     }
 
     /// Stops the thread and closes the REP socket; waits for it (idempotent).
@@ -155,12 +179,14 @@ final class ZAPHandler: @unchecked Sendable {
     /// Everything the thread touches. The REP socket is used only by the thread after it starts.
     private final class State: @unchecked Sendable {
         let socket: ZMQSocket
+        /// PAIR sockets receiving the CURVE sockets' monitor events (set up before the thread starts).
+        var monitors: [ZMQSocket] = []
         let allowlist: CurveAllowlist
         let counters: CurveAccessCounters
         let logger: Logger
         private let lock = NSLock()
         private var stopRequested = false
-        private var running = true
+        private var running = false
         private let exited = DispatchSemaphore(value: 0)
         private var log = RefusalLog()
 
@@ -169,6 +195,15 @@ final class ZAPHandler: @unchecked Sendable {
             self.allowlist = allowlist
             self.counters = counters
             self.logger = logger
+        }
+
+        /// True the first time (the caller starts the thread).
+        func markStarted() -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            guard !running && !stopRequested else { return false }
+            running = true
+            return true
         }
 
         func stop() {
@@ -190,9 +225,18 @@ final class ZAPHandler: @unchecked Sendable {
             var nextCheck = Date().addingTimeInterval(ZAPHandler.allowlistPollSeconds)
             while !shouldStop {
                 do {
-                    if try ZMQSocket.pollReadable([socket], timeoutMilliseconds: ZAPHandler.pollMilliseconds)[0] {
+                    let readable = try ZMQSocket.pollReadable(
+                        [socket] + monitors, timeoutMilliseconds: ZAPHandler.pollMilliseconds)
+                    if readable[0] {
                         let request = try socket.receive(dontWait: true).frames
                         try socket.send(answer(request))
+                    }
+                    for (monitor, ready) in zip(monitors, readable.dropFirst()) where ready {
+                        let event = try monitor.receive(dontWait: true).frames
+                        if let failure = ZMQSocket.handshakeFailure(event) {
+                            counters.handshakeFailed()
+                            refused("a handshake on \(failure.endpoint): \(failure.reason)")
+                        }
                     }
                 } catch {
                     if error.isTerminated { break }
@@ -204,6 +248,7 @@ final class ZAPHandler: @unchecked Sendable {
                 }
             }
             socket.close()
+            for m in monitors { m.close() }
             exited.signal()
         }
 
@@ -222,14 +267,14 @@ final class ZAPHandler: @unchecked Sendable {
             let mechanism = String(decoding: f[5], as: UTF8.self)
             guard domain == ZAPHandler.domain, mechanism == "CURVE", f[6].count == 32 else {
                 counters.admitted(false)
-                refused("mechanism \(mechanism), domain '\(domain)'", address: address)
+                refused("mechanism \(mechanism), domain '\(domain)' from \(address)")
                 return reply("400", "only CURVE clients of domain \(ZAPHandler.domain) are served")
             }
             let key = f[6]
             let z85 = CurveKeys.encode(key)
             guard allowlist.contains(key) else {
                 counters.admitted(false)
-                refused("key \(z85)", address: address)
+                refused("key \(z85) from \(address)")
                 return reply("400", "client key not in the allowlist")
             }
             counters.admitted(true)
@@ -237,11 +282,11 @@ final class ZAPHandler: @unchecked Sendable {
             return reply("200", "OK", user: z85)
         }
 
-        private func refused(_ what: String, address: String) {
+        private func refused(_ what: String) {
             switch log.record(now: Date()) {
             case .log(let suppressed):
                 let extra = suppressed > 0 ? " (\(suppressed) more refusals not logged)" : ""
-                logger.warning("CURVE: refused \(what) from \(address)\(extra)")
+                logger.warning("CURVE: refused \(what)\(extra)")
             case .quiet:
                 break
             }

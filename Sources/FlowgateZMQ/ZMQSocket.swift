@@ -131,6 +131,34 @@ package final class ZMQSocket {
         try? setOption(93, 1)
     }
 
+    /// Publishes this socket's handshake protocol failures (mechanism mismatch, bad cryptography,
+    /// malformed commands) on a PAIR socket bound at `endpoint` (`inproc://…`), read with
+    /// `ZMQSocket.handshakeFailure(_:)`. Plain I/O errors during a handshake (a peer resetting the
+    /// connection, also after a ZAP refusal) are not included.
+    package func monitorHandshakeFailures(_ endpoint: String) throws(ZMQError) {
+        let events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+        try zmqCall("zmq_socket_monitor(\(endpoint))") { zmq_socket_monitor(handle, endpoint, events) }
+    }
+
+    /// Decodes one monitor event (two frames: 2-byte event, 4-byte value; endpoint) into a reason.
+    package static func handshakeFailure(_ frames: [[UInt8]]) -> (reason: String, endpoint: String)? {
+        guard frames.count >= 2, frames[0].count >= 6 else { return nil }
+        let f = frames[0]
+        let event = Int32(UInt16(f[0]) | UInt16(f[1]) << 8)
+        let value = UInt32(f[2]) | UInt32(f[3]) << 8 | UInt32(f[4]) << 16 | UInt32(f[5]) << 24
+        let endpoint = String(decoding: frames[1], as: UTF8.self)
+        switch event {
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            switch Int32(bitPattern: value) {
+            case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: return ("security mechanism mismatch (a plaintext client?)", endpoint)
+            case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: return ("cryptographic error (the client has a wrong server key?)", endpoint)
+            default: return ("protocol error 0x\(String(value, radix: 16))", endpoint)
+            }
+        default:
+            return nil
+        }
+    }
+
     /// CURVE client role: the server's public key and this client's keypair.
     package func setCurveClient(serverKey: String, publicKey: String, secretKey: String) throws(ZMQError) {
         try setOption(ZMQ_CURVE_SERVERKEY, bytes: Array(serverKey.utf8))

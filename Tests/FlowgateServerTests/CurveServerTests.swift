@@ -70,6 +70,8 @@ import Testing
             #expect((auth?["refused"]?.intValue ?? 0) >= 1)
             #expect((auth?["allowed"]?.intValue ?? 0) >= 2)
             #expect(auth?["allowlist_keys"]?.intValue == 1)
+            // the plaintext and wrong-server-key clients fail before the ZAP handler; the monitor counts them
+            #expect((auth?["handshake_failures"]?.intValue ?? 0) >= 2)
         }
     }
 

@@ -196,11 +196,15 @@ def test_unlisted_key_gets_no_reply(curve_server, keys):
     assert replies_within(curve_server["endpoint"], REFUSED_WAIT_MS, curve_setup(server_pub, alice)) == 1
 
 
-def test_plaintext_client_gets_no_reply(curve_server):
+def test_plaintext_client_gets_no_reply_and_is_counted(curve_server):
+    before = auth_stats(curve_server)["handshake_failures"]
     assert replies_within(curve_server["endpoint"], REFUSED_WAIT_MS) == 0
     with Client(curve_server["endpoint"], timeout_ms=REFUSED_WAIT_MS, retries=0) as c:
         with pytest.raises(FlowgateTimeout):
             c.health()
+    # plaintext clients fail before the ZAP handler; the CURVE sockets' monitor counts them
+    assert auth_stats(curve_server)["handshake_failures"] >= before + 1
+    assert "security mechanism mismatch" in curve_server["log"].read_text(errors="replace")
 
 
 def test_wrong_server_key_gets_no_reply(curve_server, keys):
