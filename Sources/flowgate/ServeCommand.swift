@@ -138,16 +138,19 @@ struct ServeCommand: ParsableCommand {
             source.resume()
             sources.append(source)
         }
-        if configuration.curveEnabled {
-            signal(SIGHUP, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-            source.setEventHandler {
-                logger.info("received SIGHUP; reloading the CURVE allowlist")
-                _ = try? server.reloadAllowlist()  // failures are logged; the old keys stay
+        // SIGHUP re-reads the CURVE allowlist (and must never kill the server, e.g. `systemctl reload`).
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler {
+            guard configuration.curveEnabled else {
+                logger.info("received SIGHUP; CURVE is off, nothing to reload")
+                return
             }
-            source.resume()
-            sources.append(source)
+            logger.info("received SIGHUP; reloading the CURVE allowlist")
+            _ = try? server.reloadAllowlist()  // failures are logged; the old keys stay
         }
+        hup.resume()
+        sources.append(hup)
         server.start()
         server.wait()
         sources.forEach { $0.cancel() }

@@ -329,7 +329,10 @@ def test_exposed_endpoint_without_curve_warns_and_provenance_is_opt_in(tmp_path)
     log2 = tmp_path / "loopback.log"
     port2 = free_port()
     proc = start(["--endpoint", f"tcp://127.0.0.1:{port2}"], log2, endpoint=f"tcp://127.0.0.1:{port2}")
-    stop(proc)
+    proc.send_signal(signal.SIGHUP)  # systemctl reload: must not kill a server without CURVE either
+    with Client(f"tcp://127.0.0.1:{port2}", timeout_ms=5000, retries=0) as c:
+        assert c.health()["ok"]
+    assert stop(proc) == 0
     assert "SECURITY WARNING" not in log2.read_text(errors="replace")
 
 
