@@ -196,22 +196,24 @@ def test_unlisted_key_gets_no_reply(curve_server, keys):
     assert replies_within(curve_server["endpoint"], REFUSED_WAIT_MS, curve_setup(server_pub, alice)) == 1
 
 
-def test_plaintext_client_gets_no_reply_and_is_counted(curve_server):
-    before = auth_stats(curve_server)["handshake_failures"]
+def test_plaintext_client_gets_no_reply(curve_server):
     assert replies_within(curve_server["endpoint"], REFUSED_WAIT_MS) == 0
     with Client(curve_server["endpoint"], timeout_ms=REFUSED_WAIT_MS, retries=0) as c:
         with pytest.raises(FlowgateTimeout):
             c.health()
-    # plaintext clients fail before the ZAP handler; the CURVE sockets' monitor counts them
-    assert auth_stats(curve_server)["handshake_failures"] >= before + 1
-    assert "security mechanism mismatch" in curve_server["log"].read_text(errors="replace")
+    # Not asserted: auth.handshake_failures. Whether the server or the plaintext client notices the
+    # mechanism mismatch first is a race; when the client does, the server sees only a reset.
 
 
-def test_wrong_server_key_gets_no_reply(curve_server, keys):
+def test_wrong_server_key_gets_no_reply_and_is_counted(curve_server, keys):
     # a client that trusts another public key than the server's cannot complete the handshake
+    before = auth_stats(curve_server)["handshake_failures"]
     alice = read_keypair(keys / "alice.secret")
     impostor = read_public_key(keys / "mallory.pub")
     assert replies_within(curve_server["endpoint"], REFUSED_WAIT_MS, curve_setup(impostor, alice)) == 0
+    # it fails before the ZAP handler (the server cannot open its HELLO); the socket monitor counts it
+    assert auth_stats(curve_server)["handshake_failures"] >= before + 1
+    assert "cryptographic error" in curve_server["log"].read_text(errors="replace")
 
 
 def test_pub_refuses_unlisted_subscriber(curve_server):
