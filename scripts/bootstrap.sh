@@ -57,6 +57,8 @@ test)
     log "swift test"
     swift test --skip-build
     build_release
+    log "fuzz the request decoder (short run; scripts/fuzz.sh 1000000 for the full one)"
+    bash scripts/fuzz.sh 30000
     log "pytest clients/python/tests"
     export FLOWGATE_BIN="$ROOT/.build/release/flowgate"
     .venv/bin/python -m pytest -q clients/python/tests ;;

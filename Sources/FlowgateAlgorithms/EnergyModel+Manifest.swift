@@ -45,7 +45,9 @@ extension EnergyModelSpec {
             energyActivation: en.activation, target: (o["target"] ?? 0) == 0 ? .delta : .nextState,
             sphericalLatent: (o["spherical"] ?? 1) != 0, deltaScale: scale.scalars)
         guard spec.encoderSpec == enc, spec.decoderSpec == dec, spec.energySpec == en else {
-            throw bad("energy model layer sizes do not match observation dim \(observationDim) / action dim \(actionDim)")
+            throw ModelFileError(
+                path: Manifest.fileName,
+                .invalidManifest("network '\(EnergyModelSpec.role)' (\(n.file)): encoder, decoder or energy MLP sizes do not fit observationDim \(observationDim) / actionDim \(actionDim)"))
         }
         let d = LangevinSchedule.inference
         let schedule = LangevinSchedule(
@@ -140,5 +142,6 @@ public final class EnergyTransitionChecker: TransitionChecker {
     }
 
     public func confidence(energy: Float) -> Float { calibration?.confidence(energy) ?? .nan }
+    public func flopsPerPair(samples: Int) -> Double { sampler.flopsPerRow(samples: max(samples, 1)) }
     public var threshold: Float { calibration?.threshold ?? .infinity }
 }

@@ -258,6 +258,16 @@ public final class EnergySampler {
         return (r.energies, UnsafePointer(r.gradient))
     }
 
+    /// Floating-point operations of `evaluate` for one row with `samples` samples: each bank
+    /// proposal is decoded and scored once; each Langevin step costs a forward and an input-gradient
+    /// pass (about twice the forward) through decoder and energy; the final latents are decoded and
+    /// scored once more.
+    public func flopsPerRow(samples: Int) -> Double {
+        let pass = decoder.forwardFlopsPerRow + energy.forwardFlopsPerRow
+        let proposals = config.proposals > 0 && bankCount > 0 ? Double(config.proposals) : 0
+        return proposals * pass + Double(samples) * (Double(config.schedule.steps) * 3 + 1) * pass
+    }
+
     /// Whether the sampler has a latent bank to draw proposals from.
     public var hasLatentBank: Bool { bankCount > 0 }
 

@@ -18,6 +18,12 @@ public final class PolicyBundle: @unchecked Sendable {
         self.policy = policy
         self.critic = critic
         self.makeChecker = makeChecker
+        if let probe = makeChecker?() {
+            let one = probe.flopsPerPair(samples: 1), two = probe.flopsPerPair(samples: 2)
+            checkFlops = (one - (two - one), two - one)
+        } else {
+            checkFlops = nil
+        }
         transform = PolicyTransform(
             observationMean: manifest.normalization.observationMean, observationStd: manifest.normalization.observationStd,
             actionLow: manifest.actionLow, actionHigh: manifest.actionHigh)
@@ -46,6 +52,14 @@ public final class PolicyBundle: @unchecked Sendable {
         self.init(manifest: m, policy: policy, critic: critic, makeChecker: try checkerFactory?(model))
     }
 
+    /// Loads, validates and builds a model directory: the one validation `flowgate serve` and
+    /// `flowgate inspect` share (files, manifest, tensors, network shapes against the manifest's
+    /// dimensions, energy model and calibration). Errors name the file that is wrong.
+    public static func load(directory: String) throws -> PolicyBundle {
+        let model = try ModelDirectory.load(atPath: directory)
+        return try PolicyBundle(model: model, checkerFactory: EnergyTransitionModel.checkerFactory)
+    }
+
     /// Default sampling settings from the manifest.
     public var defaultSettings: SamplingSettings {
         let s = manifest.sampling
@@ -53,6 +67,26 @@ public final class PolicyBundle: @unchecked Sendable {
             steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil, solver: FlowSolver(s.solver),
             selection: CandidateSelection(s.selection), temperature: s.softmaxTemperature)
     }
+
+    /// Floating-point operations for one observation (the server's work budgets): K flow steps of M
+    /// candidates through the velocity and time networks, the twin critic on M candidates, and the
+    /// energy check of the chosen action with N samples when `check` is set.
+    public func flopsPerObservation(steps: Int, candidates: Int, samples: Int, check: Bool) -> Double {
+        let m = Double(candidates)
+        var total: Double
+        switch policy {
+        case .flow(let p):
+            total = Double(steps) * m * (p.velocityNet.forwardFlopsPerRow + p.timeNet.forwardFlopsPerRow)
+        case .deterministic(let p):
+            total = p.net.forwardFlopsPerRow
+        }
+        if let critic { total += m * (critic.q1.forwardFlopsPerRow + critic.q2.forwardFlopsPerRow) }
+        if check, let c = checkFlops { total += c.base + c.perSample * Double(max(samples, 1)) }
+        return total
+    }
+
+    /// The check's cost per pair, affine in the sample count: `base + perSample × N`.
+    private let checkFlops: (base: Double, perSample: Double)?
 
     /// A selector with its own replicas and workspaces, for one thread.
     public func makeSelector() -> ActionSelector {

@@ -1,4 +1,5 @@
 public import Logging
+import FlowgateCore
 
 /// Why a server could not be created.
 public enum ServerError: Error, CustomStringConvertible {
@@ -38,6 +39,7 @@ public final class InferenceServer: Sendable {
     ) throws {
         let problems = configuration.problems
         guard problems.isEmpty else { throw ServerError.invalidConfiguration(problems) }
+        _ = BLAS.configureForServing()
         loop = try SocketLoop(models: models, configuration: configuration, logger: logger)
     }
 

@@ -161,7 +161,7 @@ struct ServeCommand: ParsableCommand {
 /// stops the server from starting, with the file and problem named).
 func loadServableModels(from directories: [String], logger: Logger) throws -> [any ServableModel] {
     try directories.map { dir in
-        let model = try PolicyServable(directory: dir, checkerFactory: energyCheckerFactory)
+        let model = try PolicyServable(directory: dir)
         let d = model.modelDescription
         logger.info("loaded model \(d.name) v\(d.version) from \(dir): obs_dim \(d.observationDim), act_dim \(d.actionDim), energy check \(model.bundle.makeChecker == nil ? "absent" : "on")")
         return model
@@ -179,8 +179,3 @@ func defaultModelDirectory() -> String? {
     return candidates.first { FileManager.default.fileExists(atPath: $0 + "/manifest.json") }
 }
 
-/// Builds per-thread energy checkers for models that ship an energy network; nil means the model
-/// has none and actions are served without the reliability check.
-func energyCheckerFactory(_ model: FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
-    try EnergyTransitionModel.checkerFactory(model)
-}

@@ -26,6 +26,11 @@ final class LinearTestModel: ServableModel {
 
     func makeWorker() -> any ModelWorker { Worker(modelDescription, delay: delay) }
 
+    /// 1 MFLOP per step and candidate, plus 1 MFLOP per check sample: round numbers for budget tests.
+    func flopsPerObservation(_ options: ActOptions) -> Double {
+        1e6 * Double(options.steps * options.candidates + (options.check ? options.samples : 0))
+    }
+
     final class Worker: ModelWorker {
         let d: ModelDescription
         let delay: TimeInterval
