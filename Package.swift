@@ -56,7 +56,7 @@ let package = Package(
             name: "flowgate",
             dependencies: [
                 "FlowgateCore", "FlowgateAlgorithms", "FlowgateTraining", "FlowgateProtocol",
-                "FlowgateServer", "FlowgateClient",
+                "FlowgateServer", "FlowgateClient", "FlowgateZMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -71,6 +71,9 @@ let package = Package(
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol"]),
         .testTarget(
             name: "FlowgateServerTests",
-            dependencies: ["FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore"]),
+            dependencies: [
+                "FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore",
+                "FlowgateZMQ",
+            ]),
     ]
 )

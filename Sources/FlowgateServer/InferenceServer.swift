@@ -66,6 +66,20 @@ public final class InferenceServer: Sendable {
     public func shutdown() {
         loop.requestStop()
         loop.wait()
+        loop.zap?.stop()
+    }
+
+    /// The server's CURVE public key (Z85) when CURVE is on; clients need it to connect.
+    public var curvePublicKey: String? { loop.zap?.keyPair.publicKey }
+
+    /// Re-reads the CURVE allowlist now (e.g. on SIGHUP; it is also re-read within about a second
+    /// of a change). Returns the number of allowlisted keys; throws and keeps the previous keys
+    /// when the new allowlist is invalid; returns nil when CURVE is off. Keys added are admitted at
+    /// their next handshake; removing a key refuses new connections only, not ones already open.
+    @discardableResult
+    public func reloadAllowlist() throws -> Int? {
+        guard let zap = loop.zap else { return nil }
+        return try zap.allowlist.reload()
     }
 
     /// Hot reload: replaces the loaded model of the same name with `model`, which the caller has
@@ -80,5 +94,8 @@ public final class InferenceServer: Sendable {
     public func requestShutdown() { loop.requestStop() }
 
     /// Blocks until the server has stopped.
-    public func wait() { loop.wait() }
+    public func wait() {
+        loop.wait()
+        loop.zap?.stop()
+    }
 }

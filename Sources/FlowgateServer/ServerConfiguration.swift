@@ -40,8 +40,20 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     public var lingerMilliseconds: Int = 1000
     /// Model used when a request names none; `nil`: the first model.
     public var defaultModel: String? = nil
+    /// Keypair file of the server (`flowgate keygen`, mode 0600). With `curveAllow` it turns on
+    /// CURVE encryption and authentication on the ROUTER and the PUB socket.
+    public var curveSecretKeyFile: String? = nil
+    /// Allowlisted client public keys: a directory of `*.pub` files or one file of keys. Reloaded
+    /// when it changes (checked about once a second) and by `InferenceServer.reloadAllowlist()`.
+    public var curveAllow: String? = nil
+    /// Whether `info` includes each model's provenance (dataset, seed, git commit, ...); off by
+    /// default so that clients do not learn how a model was made.
+    public var exposeProvenance: Bool = false
 
     public init() {}
+
+    /// True when CURVE is configured.
+    public var curveEnabled: Bool { curveSecretKeyFile != nil }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case endpoint
@@ -58,6 +70,9 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         case inlineDecodeBytes = "inline_decode_bytes"
         case lingerMilliseconds = "linger_ms"
         case defaultModel = "default_model"
+        case curveSecretKeyFile = "curve_secret_key"
+        case curveAllow = "curve_allow"
+        case exposeProvenance = "expose_provenance"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -87,6 +102,9 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         s.inlineDecodeBytes = try c.decodeIfPresent(Int.self, forKey: .inlineDecodeBytes) ?? s.inlineDecodeBytes
         s.lingerMilliseconds = try c.decodeIfPresent(Int.self, forKey: .lingerMilliseconds) ?? s.lingerMilliseconds
         s.defaultModel = try c.decodeIfPresent(String.self, forKey: .defaultModel)
+        s.curveSecretKeyFile = try c.decodeIfPresent(String.self, forKey: .curveSecretKeyFile)
+        s.curveAllow = try c.decodeIfPresent(String.self, forKey: .curveAllow)
+        s.exposeProvenance = try c.decodeIfPresent(Bool.self, forKey: .exposeProvenance) ?? s.exposeProvenance
         self = s
     }
 
@@ -104,6 +122,10 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         if !(maxQueuedGflop > 0) { p.append("max_queued_gflop must be > 0 (got \(maxQueuedGflop))") }
         if inlineDecodeBytes < 0 { p.append("inline_decode_bytes must be >= 0 (got \(inlineDecodeBytes))") }
         if lingerMilliseconds < -1 { p.append("linger_ms must be >= -1 (got \(lingerMilliseconds))") }
+        if (curveSecretKeyFile == nil) != (curveAllow == nil) {
+            p.append(
+                "curve_secret_key and curve_allow go together (a CURVE server without an allowlist would admit any client that knows its public key)")
+        }
         return p
     }
 }

@@ -23,6 +23,8 @@ final class SocketLoop: @unchecked Sendable {
     let boundEndpoint: String
     let boundTelemetryEndpoint: String?
     static let wakeupEndpoint = "inproc://flowgate-wakeup"
+    /// The ZAP handler deciding CURVE handshakes; nil when CURVE is off.
+    let zap: ZAPHandler?
 
     private let router: ZMQSocket
     private let pub: ZMQSocket?
@@ -68,6 +70,12 @@ final class SocketLoop: @unchecked Sendable {
         observationLimits = Self.limits(of: byName)
 
         context = try ZMQContext()
+        // The ZAP handler binds before any CURVE socket, so no handshake happens without it.
+        if let secret = configuration.curveSecretKeyFile, let allow = configuration.curveAllow {
+            zap = try ZAPHandler(secretKeyFile: secret, allowlistPath: allow, context: context, logger: logger)
+        } else {
+            zap = nil
+        }
         let linger = Int32(clamping: configuration.lingerMilliseconds)
         let hwm = Int32(clamping: configuration.sendHighWaterMark)
         router = try ZMQSocket(context, .router)
@@ -77,12 +85,14 @@ final class SocketLoop: @unchecked Sendable {
         try router.setReceiveHighWaterMark(Int32(clamping: configuration.receiveHighWaterMark))
         let cap = Int64(configuration.maxMessageBytes)
         try router.setMaxMessageSize(cap.multipliedReportingOverflow(by: 2).overflow ? -1 : cap * 2 + 65536)
+        try zap?.secure(router, name: "router")
         try router.bind(configuration.endpoint)
         boundEndpoint = try router.lastEndpoint()
         if let endpoint = configuration.telemetryEndpoint {
             let p = try ZMQSocket(context, .pub)
             try p.setLinger(milliseconds: 0)
             try p.setSendHighWaterMark(hwm)
+            try zap?.secure(p, name: "pub")
             try p.bind(endpoint)
             boundTelemetryEndpoint = try p.lastEndpoint()
             pub = p
@@ -96,6 +106,11 @@ final class SocketLoop: @unchecked Sendable {
         decoder = DecodeThread(
             context: context, wakeupEndpoint: Self.wakeupEndpoint,
             maxPendingBytes: max(4 * configuration.maxMessageBytes, 64 << 20), logger: logger)
+        stats.access = zap?.counters
+        zap?.start()
+        warnAboutExposedEndpoints(
+            [configuration.endpoint] + (configuration.telemetryEndpoint.map { [$0] } ?? []), curve: zap != nil,
+            logger: logger)
     }
 
     /// Starts the worker threads and the socket thread.
@@ -336,7 +351,7 @@ final class SocketLoop: @unchecked Sendable {
         case .info:
             let info = InfoReply(
                 id: request.id, serverVersion: flowgateVersion, defaultModel: defaultModel,
-                models: modelOrder.map { models[$0]!.description })
+                models: modelOrder.map { models[$0]!.description.exposingProvenance(configuration.exposeProvenance) })
             send(envelope, MessagePack.encode(info.messagePackValue), error: nil)
         case .health:
             let health = HealthReply(id: request.id, ready: !draining, uptimeSeconds: uptime)

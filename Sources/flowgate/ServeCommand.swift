@@ -15,10 +15,13 @@ struct ServeCommand: ParsableCommand {
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
             send_hwm, recv_hwm, max_request_gflop, max_queued_gflop, inline_decode_bytes, linger_ms, \
-            default_model; unknown keys are an error), then flags. SIGTERM/SIGINT stop accepting \
-            requests, answer every queued one and exit 0. SIGHUP reloads every model directory \
-            (through its symlinks) and swaps each valid one in without dropping a request; an invalid \
-            one is refused with its reason logged and the loaded version keeps serving.
+            default_model, curve_secret_key, curve_allow, expose_provenance; unknown keys are an \
+            error), then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and \
+            exit 0. SIGHUP reloads every model directory (through its symlinks) and swaps each valid \
+            one in without dropping a request; an invalid one is refused with its reason logged and \
+            the loaded version keeps serving. With --curve-secret-key and --curve-allow, both sockets \
+            use CURVE and admit only allowlisted client keys; the allowlist is re-read when it changes \
+            and on SIGHUP (docs/operations.md).
             """)
 
     @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc). Default: tcp://127.0.0.1:5555")
@@ -52,6 +55,21 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .customLong("default-model"), help: "Model used when a request names none. Default: the first")
     var defaultModel: String?
+
+    @Option(
+        name: .customLong("curve-secret-key"),
+        help: "Server keypair file from `flowgate keygen` (mode 0600). Turns on CURVE; needs --curve-allow.")
+    var curveSecretKey: String?
+
+    @Option(
+        name: .customLong("curve-allow"),
+        help: "Allowlisted client public keys: a directory of *.pub files or one file of keys. Re-read on change and SIGHUP.")
+    var curveAllow: String?
+
+    @Flag(
+        name: .customLong("expose-provenance"),
+        help: "Include each model's provenance (dataset, seed, git commit) in 'info' replies. Default: off")
+    var exposeProvenance = false
 
     @Option(help: "JSON file with server settings (flags override it).")
     var config: String?
@@ -93,6 +111,9 @@ struct ServeCommand: ParsableCommand {
         if let maxRequestGflop { c.maxRequestGflop = maxRequestGflop }
         if let maxQueuedGflop { c.maxQueuedGflop = maxQueuedGflop }
         if let defaultModel { c.defaultModel = defaultModel }
+        if let curveSecretKey { c.curveSecretKeyFile = curveSecretKey }
+        if let curveAllow { c.curveAllow = curveAllow }
+        if exposeProvenance { c.exposeProvenance = true }
         return c
     }
 
@@ -128,13 +149,18 @@ struct ServeCommand: ParsableCommand {
             source.resume()
             sources.append(source)
         }
-        // SIGHUP: hot reload. Each model directory is loaded and validated again, off the serving
-        // path; a valid one is swapped in between two requests, an invalid one is refused with its
-        // reason logged while the loaded version keeps serving.
+        // SIGHUP: hot reload of the model directories and of the CURVE allowlist. Each model
+        // directory is loaded and validated again, off the serving path; a valid one is swapped in
+        // between two requests, an invalid one is refused with its reason logged while the loaded
+        // version keeps serving. SIGHUP never kills the server (`systemctl reload`).
         let reloadQueue = DispatchQueue(label: "flowgate.reload")
         signal(SIGHUP, SIG_IGN)
         let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: reloadQueue)
         hup.setEventHandler {
+            if configuration.curveEnabled {
+                logger.info("received SIGHUP; reloading the CURVE allowlist")
+                _ = try? server.reloadAllowlist()  // failures are logged; the old keys stay
+            }
             logger.notice("received SIGHUP; reloading \(directories.count) model director\(directories.count == 1 ? "y" : "ies")")
             for dir in directories {
                 reloadModel(directory: dir, into: server, logger: logger)
