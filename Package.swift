@@ -5,7 +5,7 @@ import PackageDescription
 
 let package = Package(
     name: "flowgate",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "flowgate", targets: ["flowgate"]),
         .library(name: "FlowgateCore", targets: ["FlowgateCore"]),

@@ -24,8 +24,10 @@ def bodies(obs_dim):
     yield "nil_array_16MiB", msgpack.packb({"id": "n", "obs": [None] * big})
     yield "nil_map_16MiB", b"\x82\xa2id\xa1m" + b"\xdf" + (big // 2).to_bytes(4, "big") + b"\xc0\xc0" * (big // 2)
     yield "empty_arrays_16MiB", msgpack.packb({"id": "e", "obs": [[]] * big})
-    yield "max_legal_64obs", msgpack.packb({"id": "x", "obs": np.zeros((64, obs_dim)).tolist(),
-                                            "steps": 64, "candidates": 256, "samples": 64})
+    yield "advertised_maxima_64obs", msgpack.packb({"id": "x", "obs": np.zeros((64, obs_dim)).tolist(),
+                                                    "steps": 64, "candidates": 256, "samples": 64})
+    # The largest legal request at the model's defaults: a full batch of 64 observations.
+    yield "legal_64obs_defaults", msgpack.packb({"id": "l", "obs": np.random.default_rng(0).standard_normal((64, obs_dim)).tolist()})
 
 
 def rtt(sock, payload, timeout_ms):
@@ -42,6 +44,7 @@ def main():
     ap.add_argument("endpoint")
     ap.add_argument("--seconds", type=float, default=5.0, help="per attack")
     ap.add_argument("--attackers", type=int, default=1)
+    ap.add_argument("--only", help="comma-separated attack names")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
     ctx = zmq.Context()
@@ -52,8 +55,10 @@ def main():
     obs_dim = model["obs_dim"]
     results = []
     for name, payload in bodies(obs_dim):
+        if args.only and name not in args.only.split(","):
+            continue
         stop = threading.Event()
-        attack = {"replies": 0, "max_ms": 0.0, "codes": set(), "lost": 0}
+        attack = {"replies": 0, "max_ms": 0.0, "codes": set(), "lost": 0, "times": []}
 
         def attacker():
             s = ctx.socket(zmq.DEALER)
@@ -70,6 +75,7 @@ def main():
                 r = msgpack.unpackb(frames[-1], raw=False)
                 attack["replies"] += 1
                 attack["max_ms"] = max(attack["max_ms"], ms)
+                attack["times"].append(ms)
                 attack["codes"].add(r.get("error", {}).get("code", "ok") if isinstance(r, dict) else "?")
             s.close()
 
@@ -95,7 +101,8 @@ def main():
             t.join()
         health.close(linger=0)
         row = {"attack": name, "bytes": len(payload), "attacker_replies": attack["replies"],
-               "attacker_max_ms": round(attack["max_ms"], 2), "codes": sorted(attack["codes"]),
+               "attacker_p50_ms": round(float(np.median(attack["times"])), 2) if attack["times"] else None,
+               "attacker_max_ms": round(attack["max_ms"], 2), "attackers": args.attackers, "codes": sorted(attack["codes"]),
                "attacker_lost": attack["lost"], "health_n": len(lat), "health_lost": lost,
                "health_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
                "health_p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None}

@@ -5,7 +5,7 @@ public import FlowgateProtocol
 /// Serves a trained model directory: a `PolicyBundle` (flow policy, critic, optional energy model)
 /// behind the server's `ServableModel` interface. Weights are shared; each worker gets its own
 /// replicas and workspaces.
-public final class PolicyServable: ServableModel, @unchecked Sendable {
+public final class PolicyServable: ServableModel, Sendable {
     public let bundle: PolicyBundle
     public let modelDescription: ModelDescription
 

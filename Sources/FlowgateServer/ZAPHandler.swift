@@ -1,48 +1,34 @@
 import FlowgateZMQ
 import Foundation
 import Logging
+import Synchronization
 
-/// Counts of CURVE handshakes decided by the ZAP handler and allowlist reloads. Thread-safe (one
-/// lock): written by the ZAP thread, read by the socket thread for the `stats` reply.
-final class CurveAccessCounters: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _allowed = 0
-    private var _refused = 0
-    private var _allowlistKeys = 0
-    private var _reloads = 0
-    private var _reloadErrors = 0
-    private var _handshakeFailures = 0
+/// Counts of CURVE handshakes decided by the ZAP handler and allowlist reloads. Thread-safe by
+/// construction (one `Mutex`): written by the ZAP thread, read by the socket thread for `stats`.
+final class CurveAccessCounters: Sendable {
+    private struct Counts {
+        var allowed = 0, refused = 0, allowlistKeys = 0, reloads = 0, reloadErrors = 0, handshakeFailures = 0
+    }
+    private let counts = Mutex(Counts())
 
     func admitted(_ ok: Bool) {
-        lock.lock()
-        if ok { _allowed += 1 } else { _refused += 1 }
-        lock.unlock()
+        counts.withLock { if ok { $0.allowed += 1 } else { $0.refused += 1 } }
     }
 
     func loaded(keys: Int, initial: Bool) {
-        lock.lock()
-        _allowlistKeys = keys
-        if !initial { _reloads += 1 }
-        lock.unlock()
+        counts.withLock {
+            $0.allowlistKeys = keys
+            if !initial { $0.reloads += 1 }
+        }
     }
 
-    func handshakeFailed() {
-        lock.lock()
-        _handshakeFailures += 1
-        lock.unlock()
-    }
+    func handshakeFailed() { counts.withLock { $0.handshakeFailures += 1 } }
 
-    func reloadFailed() {
-        lock.lock()
-        _reloadErrors += 1
-        lock.unlock()
-    }
+    func reloadFailed() { counts.withLock { $0.reloadErrors += 1 } }
 
     /// The `auth` map of the `stats` reply.
     var snapshot: (allowed: Int, refused: Int, handshakeFailures: Int, allowlistKeys: Int, reloads: Int, reloadErrors: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        return (_allowed, _refused, _handshakeFailures, _allowlistKeys, _reloads, _reloadErrors)
+        counts.withLock { ($0.allowed, $0.refused, $0.handshakeFailures, $0.allowlistKeys, $0.reloads, $0.reloadErrors) }
     }
 }
 
