@@ -77,7 +77,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    @Flag(help: "Also serve the built-in 'demo' toy model (obs_dim 4, act_dim 2) for smoke and interop tests.")
+    @Flag(help: "Serve the built-in 'demo' toy model (obs_dim 4, act_dim 2; not a policy) for smoke and interop tests: alone (and so the default) when no MODEL_DIR is given, else after the given models, which keep the default.")
     var demo = false
 
     @Argument(help: "Model directories to serve (default: the shipped models/hopper-medium).")
@@ -134,7 +134,7 @@ struct ServeCommand: ParsableCommand {
             directories = [d]
         }
         var models = try loadServableModels(from: directories, logger: logger)
-        if demo { models.insert(DemoModel(), at: 0) }
+        if demo { models.append(DemoModel()) }  // never displaces the default (first) model
         let server = try InferenceServer(models: models, configuration: configuration, logger: logger)
 
         // Signals are handled on a dispatch queue, not in an async-signal context.
