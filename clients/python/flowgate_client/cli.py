@@ -1,6 +1,7 @@
 """Command line: ``python -m flowgate_client.cli act|info|health|stats|monitor --endpoint ...``.
 
     python -m flowgate_client.cli info
+    python -m flowgate_client.cli wait --wait-s 900                    # until the server is ready
     python -m flowgate_client.cli act --obs "[0.1, 0.2, ...]"          # or --obs-file obs.npy, --random-obs
     python -m flowgate_client.cli monitor --telemetry tcp://127.0.0.1:5556 --only-unreliable
     python -m flowgate_client.cli info --server-key keys/server.pub --client-key keys/robot1.secret   # CURVE
@@ -33,7 +34,9 @@ def _dump(obj) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flowgate_client.cli", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["act", "info", "health", "stats", "monitor"])
+    ap.add_argument("command", choices=["act", "info", "health", "stats", "monitor", "wait"],
+                    help="wait: poll health until the server is ready (e.g. while it builds and starts)")
+    ap.add_argument("--wait-s", type=float, default=900.0, help="wait: give up after this many seconds")
     ap.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     ap.add_argument("--telemetry", default=DEFAULT_TELEMETRY, help="PUB endpoint (monitor)")
     ap.add_argument("--timeout-ms", type=int, default=5000)
@@ -78,6 +81,9 @@ def main(argv=None) -> int:
     try:
         with Client(a.endpoint, timeout_ms=a.timeout_ms, retries=a.retries, model=a.model,
                     socket_type=a.socket, encoding=a.encoding, **keys) as c:
+            if a.command == "wait":
+                _dump(c.wait_ready(timeout_s=a.wait_s))
+                return 0
             if a.command in ("info", "health", "stats"):
                 _dump(getattr(c, a.command)())
                 return 0
