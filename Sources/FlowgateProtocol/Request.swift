@@ -126,6 +126,12 @@ public struct Request: Sendable, Equatable {
         return try result.get()
     }
 
+    /// Decodes a request frame held elsewhere (e.g. in a ZeroMQ message), without copying it.
+    public static func decode(bytes: UnsafeRawBufferPointer, limits: ObservationLimits = .unbounded) throws(ProtocolError) -> Request {
+        var decoder = RequestDecoder(bytes, limits: limits)
+        return try decoder.decode()
+    }
+
     /// Decodes a request from an already decoded MessagePack value (same rules as the frame decoder,
     /// which it runs on the value's encoding).
     public static func decode(_ value: MessagePackValue) throws(ProtocolError) -> Request {

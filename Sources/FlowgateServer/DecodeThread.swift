@@ -18,7 +18,7 @@ struct DecodedFrame: Sendable {
 /// answers `overloaded`). All state is guarded by `condition`'s lock.
 final class DecodeThread: @unchecked Sendable {
     private let condition = NSCondition()
-    private var inbox: [(envelope: [[UInt8]], body: [UInt8], limits: ObservationLimits)] = []
+    private var inbox: [(envelope: [[UInt8]], body: ZMQMessage, limits: ObservationLimits)] = []
     private var outbox: [DecodedFrame] = []
     private var inboxBytes = 0
     private var busy = 0
@@ -43,7 +43,7 @@ final class DecodeThread: @unchecked Sendable {
     }
 
     /// Queues a frame; false when `maxPendingBytes` would be exceeded (nothing queued then).
-    func submit(envelope: [[UInt8]], body: [UInt8], limits: ObservationLimits) -> Bool {
+    func submit(envelope: [[UInt8]], body: ZMQMessage, limits: ObservationLimits) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard !stopped, inboxBytes == 0 || inboxBytes + body.count <= maxPendingBytes else { return false }
@@ -111,7 +111,9 @@ final class DecodeThread: @unchecked Sendable {
             busy += 1
             condition.unlock()
 
-            let result = Result { () throws(ProtocolError) in try Request.decode(item.body, limits: item.limits) }
+            let result = item.body.withUnsafeBytes { bytes in
+                Result { () throws(ProtocolError) in try Request.decode(bytes: bytes, limits: item.limits) }
+            }
 
             condition.lock()
             busy -= 1

@@ -260,14 +260,18 @@ final class SocketLoop: @unchecked Sendable {
     /// Reads up to a bounded number of waiting messages so completions are not starved.
     private func receiveRequests() {
         for _ in 0..<256 {
-            let message: (frames: [[UInt8]], sizes: [Int])
+            let message: (frames: [[UInt8]], sizes: [Int], last: ZMQMessage?)
             do {
-                message = try router.receive(dontWait: true, maxCopyBytes: configuration.maxMessageBytes)
+                // Bodies above inline_decode_bytes stay in libzmq's message (no copy) and go to the
+                // decode thread.
+                message = try router.receive(
+                    dontWait: true, maxCopyBytes: configuration.maxMessageBytes,
+                    keepLastFrameAbove: configuration.inlineDecodeBytes)
             } catch {
                 if !error.wouldBlock { logger.error("\(error)") }
                 return
             }
-            handle(frames: message.frames, sizes: message.sizes)
+            handle(frames: message.frames, sizes: message.sizes, large: message.last)
         }
     }
 
@@ -290,7 +294,7 @@ final class SocketLoop: @unchecked Sendable {
         send(envelope, error.encode(), error: error.code)
     }
 
-    private func handle(frames: [[UInt8]], sizes: [Int]) {
+    private func handle(frames: [[UInt8]], sizes: [Int], large: ZMQMessage?) {
         guard !frames.isEmpty else { return }
         guard let delimiter = sizes.indices.dropFirst().first(where: { sizes[$0] == 0 }) else {
             send([frames[0]], ProtocolError(.badRequest, "missing the empty delimiter frame before the body"))
@@ -316,10 +320,9 @@ final class SocketLoop: @unchecked Sendable {
                     .tooLarge, "message of \(size) bytes exceeds the limit of \(configuration.maxMessageBytes) bytes"))
             return
         }
-        let body = frames[delimiter + 1]
-        if body.count > configuration.inlineDecodeBytes {
+        if let large {
             // Large bodies are decoded on the decode thread; the reply comes back through `decoded`.
-            if !decoder.submit(envelope: envelope, body: body, limits: observationLimits) {
+            if !decoder.submit(envelope: envelope, body: large, limits: observationLimits) {
                 send(
                     envelope,
                     ProtocolError(
@@ -328,6 +331,7 @@ final class SocketLoop: @unchecked Sendable {
             }
             return
         }
+        let body = frames[delimiter + 1]
         dispatch(Result { () throws(ProtocolError) in try Request.decode(body, limits: observationLimits) }, envelope: envelope)
     }
 

@@ -198,23 +198,39 @@ package final class ZMQSocket {
     package func receive(dontWait: Bool = false, maxCopyBytes: Int = .max) throws(ZMQError)
         -> (frames: [[UInt8]], sizes: [Int])
     {
+        let r = try receive(dontWait: dontWait, maxCopyBytes: maxCopyBytes, keepLastFrameAbove: .max)
+        return (r.frames, r.sizes)
+    }
+
+    /// Receives one multipart message. Frames up to `maxCopyBytes` are copied into `frames`; a last
+    /// frame longer than `keepLastFrameAbove` (and within `maxCopyBytes`) is not copied but handed
+    /// over as a `ZMQMessage` in `last` (its slot in `frames` is empty), so a large body crosses
+    /// threads without a copy.
+    package func receive(dontWait: Bool = false, maxCopyBytes: Int = .max, keepLastFrameAbove: Int) throws(ZMQError)
+        -> (frames: [[UInt8]], sizes: [Int], last: ZMQMessage?)
+    {
         var frames: [[UInt8]] = []
         var sizes: [Int] = []
+        var last: ZMQMessage?
         var msg = zmq_msg_t()
         zmq_msg_init(&msg)
         defer { zmq_msg_close(&msg) }
         while true {
             try zmqCall("zmq_msg_recv") { zmq_msg_recv(&msg, handle, dontWait ? ZMQ_DONTWAIT : 0) }
             let size = zmq_msg_size(&msg)
+            let more = zmq_msg_more(&msg) != 0
             sizes.append(size)
-            if size > 0 && size <= maxCopyBytes, let data = zmq_msg_data(&msg) {
+            if !more && size > keepLastFrameAbove && size <= maxCopyBytes {
+                last = ZMQMessage(moving: &msg)
+                frames.append([])
+            } else if size > 0 && size <= maxCopyBytes, let data = zmq_msg_data(&msg) {
                 frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
             } else {
                 frames.append([])
             }
-            if zmq_msg_more(&msg) == 0 { break }
+            if !more { break }
         }
-        return (frames, sizes)
+        return (frames, sizes, last)
     }
 
     /// Waits up to `timeoutMilliseconds` (-1: forever) for any socket in `sockets` to become
@@ -225,5 +241,31 @@ package final class ZMQSocket {
         }
         try zmqCall("zmq_poll") { zmq_poll(&items, Int32(items.count), timeoutMilliseconds) }
         return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+    }
+}
+
+/// One received frame owned outright (libzmq's `zmq_msg_t`, moved out of the receive call), so a
+/// large body can be handed to another thread without copying it. Immutable after creation and used
+/// by one thread at a time (ownership passes with the object), hence `@unchecked Sendable`.
+package final class ZMQMessage: @unchecked Sendable {
+    private let message: UnsafeMutablePointer<zmq_msg_t>
+
+    init(moving source: inout zmq_msg_t) {
+        message = .allocate(capacity: 1)
+        zmq_msg_init(message)
+        zmq_msg_move(message, &source)
+    }
+
+    deinit {
+        zmq_msg_close(message)
+        message.deallocate()
+    }
+
+    /// Length in bytes.
+    package var count: Int { zmq_msg_size(message) }
+
+    /// The frame's bytes, valid during `body`.
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: zmq_msg_data(message), count: zmq_msg_size(message)))
     }
 }
