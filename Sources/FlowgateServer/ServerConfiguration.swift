@@ -24,6 +24,9 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     public var lingerMilliseconds: Int = 1000
     /// Model used when a request names none; `nil`: the first model.
     public var defaultModel: String? = nil
+    /// `host:port` of the HTTP listener for Prometheus `/metrics` and the `/healthz` and `/readyz`
+    /// probes (e.g. `127.0.0.1:9464`; port 0 picks a free port; `[::1]:9464` for IPv6); `nil`: off.
+    public var metricsAddress: String? = nil
 
     public init() {}
 
@@ -38,6 +41,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         case sendHighWaterMark = "send_hwm"
         case lingerMilliseconds = "linger_ms"
         case defaultModel = "default_model"
+        case metricsAddress = "metrics_address"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -53,6 +57,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         s.sendHighWaterMark = try c.decodeIfPresent(Int.self, forKey: .sendHighWaterMark) ?? s.sendHighWaterMark
         s.lingerMilliseconds = try c.decodeIfPresent(Int.self, forKey: .lingerMilliseconds) ?? s.lingerMilliseconds
         s.defaultModel = try c.decodeIfPresent(String.self, forKey: .defaultModel)
+        s.metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress)
         self = s
     }
 
@@ -66,6 +71,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         if maxMessageBytes < 64 { p.append("max_message_bytes must be >= 64 (got \(maxMessageBytes))") }
         if sendHighWaterMark < 0 { p.append("send_hwm must be >= 0 (got \(sendHighWaterMark))") }
         if lingerMilliseconds < -1 { p.append("linger_ms must be >= -1 (got \(lingerMilliseconds))") }
+        if let metricsAddress, case .failure(let problem) = MetricsAddress.parse(metricsAddress) { p.append(problem.description) }
         return p
     }
 }
