@@ -19,6 +19,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // Prometheus /metrics: swift-metrics API, swift-prometheus registry, FlyingFox HTTP listener
+        // (chosen over Hummingbird for build time, see docs/architecture.md).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", .upToNextMinor(from: "0.27.1")),
     ],
     targets: [
         // C system libraries (Debian packages; found through pkg-config).
@@ -41,13 +46,16 @@ let package = Package(
         .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
         // One thin libzmq wrapper (sockets, contexts, errors naming the failing call), package-internal.
         .target(name: "FlowgateZMQ", dependencies: ["CZeroMQ"]),
-        // Server: ZeroMQ sockets, dynamic batching, worker pool, telemetry.
+        // Server: ZeroMQ sockets, dynamic batching, worker pool, telemetry, Prometheus metrics and probes.
         .target(
             name: "FlowgateServer",
             dependencies: [
                 "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
             ]),
         // Client library (used by tests and the load tester).
         .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),

@@ -28,6 +28,10 @@ final class SocketLoop: @unchecked Sendable {
     private let completions = CompletionQueue()
     private var workers: [WorkerThread] = []
     private var stats = ServerStats()
+    /// Prometheus metrics and readiness; thread-safe (served by the metrics HTTP listener).
+    let metrics = ServerMetrics()
+    /// Operation of the request being answered, for the metrics' `op` label (nil: not decoded).
+    private var currentOp: FlowgateProtocol.Operation?
     private var inFlight = 0
     private var draining = false
     private let startTime = monotonicNanoseconds()
@@ -137,9 +141,11 @@ final class SocketLoop: @unchecked Sendable {
         logger.info(
             "serving \(modelOrder.joined(separator: ", ")) on \(boundEndpoint)",
             metadata: ["telemetry": "\(boundTelemetryEndpoint ?? "off")", "workers": "\(configuration.workers)"])
+        metrics.setReady(true)
         while true {
             if !draining && shouldStop {
                 draining = true
+                metrics.setReady(false)
                 batchQueue.close()
                 logger.info("draining \(inFlight) requests")
             }
@@ -154,6 +160,8 @@ final class SocketLoop: @unchecked Sendable {
             if !draining && readable[0] { receiveRequests() }
             drainWakeups()
             for c in completions.drain() { finish(c) }
+            metrics.setQueue(depth: batchQueue.depth, work: 0)
+            metrics.setInFlight(inFlight)
             if draining && inFlight == 0 { break }
         }
         batchQueue.close()
@@ -192,10 +200,12 @@ final class SocketLoop: @unchecked Sendable {
 
     private func send(_ envelope: [[UInt8]], _ body: [UInt8], error: ErrorCode?) {
         stats.replied(error)
+        metrics.replied(op: currentOp, error: error)
         do {
             try router.send(envelope + [body], dontWait: true)
         } catch {
             stats.dropped()
+            metrics.droppedReply()
             if error.isUnroutable || error.wouldBlock {
                 logger.debug("dropped a reply to a vanished or slow client: \(error)")
             } else {
@@ -211,6 +221,7 @@ final class SocketLoop: @unchecked Sendable {
 
     private func handle(frames: [[UInt8]], sizes: [Int]) {
         guard !frames.isEmpty else { return }
+        currentOp = nil
         guard let delimiter = sizes.indices.dropFirst().first(where: { sizes[$0] == 0 }) else {
             send([frames[0]], ProtocolError(.badRequest, "missing the empty delimiter frame before the body"))
             return
@@ -243,6 +254,7 @@ final class SocketLoop: @unchecked Sendable {
             return
         }
         stats.received(request.op)
+        currentOp = request.op
         switch request.op {
         case .act:
             handleAct(request, envelope: envelope)
@@ -326,6 +338,8 @@ final class SocketLoop: @unchecked Sendable {
         inFlight -= 1
         let now = monotonicNanoseconds()
         stats.completed(c, now: now)
+        metrics.completed(c, now: now)
+        currentOp = .act
         send(c.envelope, c.reply, error: c.error)
         guard let pub else { return }
         for event in c.telemetry {

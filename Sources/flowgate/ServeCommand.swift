@@ -14,7 +14,8 @@ struct ServeCommand: ParsableCommand {
             Binds a ROUTER socket (REQ and DEALER clients) and, with --pub, a PUB socket for \
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
-            send_hwm, linger_ms, default_model), then flags. SIGTERM/SIGINT stop accepting \
+            send_hwm, linger_ms, default_model, metrics_address), then flags. With --metrics-address \
+            HOST:PORT an HTTP listener serves /metrics (Prometheus), /healthz and /readyz. SIGTERM/SIGINT stop accepting \
             requests, answer every queued one and exit 0.
             """)
 
@@ -43,6 +44,11 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .customLong("default-model"), help: "Model used when a request names none. Default: the first")
     var defaultModel: String?
+
+    @Option(
+        name: .customLong("metrics-address"),
+        help: "HOST:PORT of the HTTP listener for /metrics, /healthz and /readyz, e.g. 127.0.0.1:9464. Default: off")
+    var metricsAddress: String?
 
     @Option(help: "JSON file with server settings (flags override it).")
     var config: String?
@@ -82,6 +88,7 @@ struct ServeCommand: ParsableCommand {
         if let queueLimit { c.queueLimit = queueLimit }
         if let maxMessageBytes { c.maxMessageBytes = maxMessageBytes }
         if let defaultModel { c.defaultModel = defaultModel }
+        if let metricsAddress { c.metricsAddress = metricsAddress }
         return c
     }
 
