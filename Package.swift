@@ -19,11 +19,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
-        // Prometheus /metrics: swift-metrics API, swift-prometheus registry, FlyingFox HTTP listener
-        // (chosen over Hummingbird for build time, see docs/architecture.md).
+        // Prometheus /metrics: swift-metrics API, swift-prometheus registry, SwiftNIO's HTTP/1 codec
+        // for the listener (see docs/architecture.md for why not FlyingFox or Hummingbird).
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/swhitty/FlyingFox", .upToNextMinor(from: "0.27.1")),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C system libraries (Debian packages; found through pkg-config).
@@ -55,7 +55,9 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // Client library (used by tests and the load tester).
         .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),

@@ -1,77 +1,63 @@
-import FlyingFox
-import FlyingSocks
 import Foundation
 import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 
 /// The HTTP listener of `metrics_address`: `GET /metrics` (Prometheus text), `/healthz` (200 while
 /// the process runs) and `/readyz` (200 when ready, 503 while starting or draining).
 ///
-/// Runs on FlyingFox (Swift concurrency; its socket polling blocks a dispatch queue of its own, not
-/// a cooperative thread). `init` and `stop()` block the calling thread until the listener is bound
-/// or stopped, so call them from an ordinary thread, not from inside Swift concurrency tasks that
-/// may hold every thread of the cooperative pool.
+/// Runs on SwiftNIO's HTTP/1 codec with one event-loop thread of its own, like the rest of the
+/// server's threads: it needs nothing from Swift concurrency's cooperative pool, so it answers
+/// even when that pool is busy or blocked (tests, embedding apps). `init` binds synchronously.
 final class MetricsHTTPServer: Sendable {
     /// The bound `host:port` (the real port when configured with port 0).
     let boundAddress: String
-    private let server: HTTPServer
-    private let stopping = OneShot<Void>()
+    private let group: MultiThreadedEventLoopGroup
+    private let channel: any Channel
+    private let stopLock = NSLock()
+    nonisolated(unsafe) private var stopped = false  // guarded by stopLock
 
     /// Binds and starts serving; throws when the address cannot be bound.
     init(address: MetricsAddress, metrics: ServerMetrics, logger: Logger) throws {
-        let handler = ProbeHandler(metrics: metrics)
-        let log = FlyingFoxLogger(logger: logger)
-        let server =
-            address.isIPv6
-            ? HTTPServer(address: try .inet6(ip6: address.host, port: address.port), logger: log, handler: handler)
-            : HTTPServer(address: try .inet(ip4: address.host, port: address.port), logger: log, handler: handler)
-        self.server = server
-        let outcome = OneShot<Result<Socket.Address?, any Error>>()
-        Task { [stopping] in
-            do {
-                try await server.run()
-            } catch {
-                // Before it listened: `init` throws it. Later, unless stopping: the listener died.
-                if !outcome.set(.failure(error)) && !stopping.isSet {
-                    logger.error("metrics HTTP listener stopped: \(error)")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(ProbeHandler(metrics: metrics))
                 }
             }
-        }
-        Task {
-            do {
-                try await server.waitUntilListening(timeout: 10)
-                outcome.set(.success(await server.listeningAddress))
-            } catch {
-                outcome.set(.failure(error))
-            }
-        }
-        guard let result = outcome.wait(seconds: 15) else {
-            throw MetricsServerError.notListening(address.description, "no answer within 15 s")
-        }
-        switch result {
-        case .failure(let error):
-            stopping.set(())
-            Self.stop(server)
+        do {
+            channel = try bootstrap.bind(host: address.host, port: Int(address.port)).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
             throw MetricsServerError.notListening(address.description, "\(error)")
-        case .success(.ip4(let host, let port)): boundAddress = "\(host):\(port)"
-        case .success(.ip6(let host, let port)): boundAddress = "[\(host)]:\(port)"
-        case .success: boundAddress = address.description
+        }
+        self.group = group
+        if let ip = channel.localAddress?.ipAddress, let port = channel.localAddress?.port {
+            boundAddress = address.isIPv6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        } else {
+            boundAddress = address.description
         }
     }
 
-    /// Closes the listener and its connections (waits at most about 2 s). Idempotent.
+    /// Closes the listener and its connections and ends its thread. Idempotent; call it from any
+    /// thread but the listener's own.
     func stop() {
-        stopping.set(())
-        Self.stop(server)
+        stopLock.lock()
+        let first = !stopped
+        stopped = true
+        stopLock.unlock()
+        guard first else { return }
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
     }
 
-    private static func stop(_ server: HTTPServer) {
-        let done = OneShot<Void>()
-        Task {
-            await server.stop(timeout: 0)
-            done.set(())
-        }
-        _ = done.wait(seconds: 2)
-    }
+    deinit { stop() }
 }
 
 /// Why the metrics listener did not start.
@@ -85,75 +71,60 @@ enum MetricsServerError: Error, CustomStringConvertible {
     }
 }
 
-/// Routes the three paths; anything else is 404, any method but GET and HEAD is 405.
-struct ProbeHandler: HTTPHandler {
-    let metrics: ServerMetrics
+/// Answers the three paths; anything else is 404, any method but GET and HEAD is 405.
+/// Confined to its channel's event loop.
+final class ProbeHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
 
-    func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
-        guard request.method == .GET || request.method == .HEAD else {
-            return text(HTTPStatusCode(405, phrase: "Method Not Allowed"), "only GET and HEAD\n")
+    private let metrics: ServerMetrics
+    private var request: HTTPRequestHead?
+
+    init(metrics: ServerMetrics) { self.metrics = metrics }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): request = head
+        case .body: break
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            respond(context, head)
         }
-        switch request.path {
-        case "/metrics":
-            return HTTPResponse(
-                statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: Data(metrics.exposition()))
-        case "/healthz":
-            return text(.ok, "ok\n")
+    }
+
+    /// Status, content type and body for a request.
+    private func answer(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String, [UInt8]) {
+        let text = "text/plain; charset=utf-8"
+        guard head.method == .GET || head.method == .HEAD else {
+            return (.methodNotAllowed, text, Array("only GET and HEAD\n".utf8))
+        }
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        switch path {
+        case "/metrics": return (.ok, "text/plain; version=0.0.4; charset=utf-8", metrics.exposition())
+        case "/healthz": return (.ok, text, Array("ok\n".utf8))
         case "/readyz":
-            return metrics.readiness ? text(.ok, "ready\n") : text(.serviceUnavailable, "not ready\n")
-        default:
-            return text(.notFound, "not found: try /metrics, /healthz or /readyz\n")
+            return metrics.readiness ? (.ok, text, Array("ready\n".utf8)) : (.serviceUnavailable, text, Array("not ready\n".utf8))
+        default: return (.notFound, text, Array("not found: try /metrics, /healthz or /readyz\n".utf8))
         }
     }
 
-    private func text(_ status: HTTPStatusCode, _ body: String) -> HTTPResponse {
-        HTTPResponse(statusCode: status, headers: [.contentType: "text/plain; charset=utf-8"], body: Data(body.utf8))
-    }
-}
-
-/// FlyingFox's log lines, lowered in swift-log: it logs every request at info, every closed
-/// connection as an error, and its own stop as critical. (Bind errors surface from `init`, and a
-/// listener dying later is logged by `MetricsHTTPServer`.)
-struct FlyingFoxLogger: FlyingSocks.Logging {
-    let logger: Logger
-
-    func logDebug(_ debug: @autoclosure () -> String) { logger.trace("\(debug())") }
-    func logInfo(_ info: @autoclosure () -> String) { logger.trace("\(info())") }
-    func logWarning(_ warning: @autoclosure () -> String) { logger.debug("\(warning())") }
-    func logError(_ error: @autoclosure () -> String) { logger.debug("\(error())") }
-    func logCritical(_ critical: @autoclosure () -> String) { logger.debug("metrics HTTP: \(critical())") }
-}
-
-/// A value set once from a task and awaited by a thread.
-final class OneShot<Value: Sendable>: @unchecked Sendable {
-    // Invariant: `value` is only read or written with `lock` held.
-    private let lock = NSLock()
-    private let semaphore = DispatchSemaphore(value: 0)
-    private var value: Value?
-
-    /// Sets the value unless one is set already; true when this call set it.
-    @discardableResult
-    func set(_ v: Value) -> Bool {
-        lock.lock()
-        let first = value == nil
-        if first { value = v }
-        lock.unlock()
-        if first { semaphore.signal() }
-        return first
-    }
-
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value != nil
-    }
-
-    /// The value, or nil after `seconds` without one.
-    func wait(seconds: Double) -> Value? {
-        guard semaphore.wait(timeout: .now() + seconds) == .success else { return nil }
-        lock.lock()
-        defer { lock.unlock() }
-        return value
+    private func respond(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        let (status, contentType, body) = answer(head)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.count))
+        let keepAlive = head.isKeepAlive
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if head.method != .HEAD {
+            var buffer = context.channel.allocator.buffer(capacity: body.count)
+            buffer.writeBytes(body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
     }
 }

@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// `/metrics`, `/healthz` and `/readyz` scraped over real HTTP from servers on loopback.
-/// Serialized: each test blocks its thread on HTTP answers that Swift concurrency's pool serves.
+/// Serialized: one server with a metrics listener at a time keeps failures easy to read.
 @Suite(.serialized) struct MetricsTests {
     @Test func countersAndHistogramsOverHTTP() throws {
         try withServer(configure: { $0.metricsAddress = "127.0.0.1:0" }) { server in
@@ -113,6 +113,22 @@ import Glibc
         server.wait()
         let reply = try ActReply(#require(try dealer.receive(timeoutMilliseconds: 5000)))
         #expect(reply.id == .int(1))
+    }
+
+    /// The listener has threads of its own: it binds and answers while every thread of Swift
+    /// concurrency's cooperative pool is blocked (as in a parallel test run, or an app that blocks
+    /// its tasks). A listener on that pool would time out here instead.
+    @Test func answersWhileTheCooperativePoolIsBlocked() throws {
+        let gate = DispatchSemaphore(value: 0)
+        let blockers = ProcessInfo.processInfo.activeProcessorCount
+        for _ in 0..<blockers { Task.detached { gate.wait() } }
+        defer { for _ in 0..<blockers { gate.signal() } }
+        Thread.sleep(forTimeInterval: 0.1)  // let the blockers take their threads (not asserted)
+        try withServer(configure: { $0.metricsAddress = "127.0.0.1:0" }) { server in
+            let address = try #require(server.metricsAddress)
+            #expect(try httpGet(address, "/healthz").status == 200)
+            #expect(try httpGet(address, "/metrics").status == 200)
+        }
     }
 
     @Test func metricsAddressIsConfigurableAndChecked() throws {
