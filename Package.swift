@@ -5,7 +5,7 @@ import PackageDescription
 
 let package = Package(
     name: "flowgate",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "flowgate", targets: ["flowgate"]),
         .library(name: "FlowgateCore", targets: ["FlowgateCore"]),
@@ -66,7 +66,7 @@ let package = Package(
             name: "flowgate",
             dependencies: [
                 "FlowgateCore", "FlowgateAlgorithms", "FlowgateTraining", "FlowgateProtocol",
-                "FlowgateServer", "FlowgateClient",
+                "FlowgateServer", "FlowgateClient", "FlowgateZMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -81,6 +81,9 @@ let package = Package(
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol"]),
         .testTarget(
             name: "FlowgateServerTests",
-            dependencies: ["FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore"]),
+            dependencies: [
+                "FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore",
+                "FlowgateZMQ",
+            ]),
     ]
 )

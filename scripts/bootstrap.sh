@@ -56,7 +56,12 @@ test)
     swift build --build-tests
     log "swift test"
     swift test --skip-build
+    log "server tests under the thread sanitizer"
+    swift build --build-tests --sanitize=thread --scratch-path .build-tsan
+    TSAN_OPTIONS=halt_on_error=1 swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter FlowgateServerTests
     build_release
+    log "fuzz the request decoder (short run; scripts/fuzz.sh 1000000 for the full one)"
+    bash scripts/fuzz.sh 30000
     log "pytest clients/python/tests"
     export FLOWGATE_BIN="$ROOT/.build/release/flowgate"
     .venv/bin/python -m pytest -q clients/python/tests ;;

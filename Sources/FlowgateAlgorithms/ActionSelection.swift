@@ -43,6 +43,13 @@ public protocol TransitionChecker: AnyObject {
     func confidence(energy: Float) -> Float
     /// The reliability threshold on `E_min`.
     var threshold: Float { get }
+    /// Floating-point operations of the check for one (observation, action) pair with `samples`
+    /// next-state samples (what the server's work budgets count).
+    func flopsPerPair(samples: Int) -> Double
+}
+
+extension TransitionChecker {
+    public func flopsPerPair(samples: Int) -> Double { 0 }
 }
 
 /// What one `act` computes for each observation.

@@ -45,7 +45,9 @@ extension EnergyModelSpec {
             energyActivation: en.activation, target: (o["target"] ?? 0) == 0 ? .delta : .nextState,
             sphericalLatent: (o["spherical"] ?? 1) != 0, deltaScale: scale.scalars)
         guard spec.encoderSpec == enc, spec.decoderSpec == dec, spec.energySpec == en else {
-            throw bad("energy model layer sizes do not match observation dim \(observationDim) / action dim \(actionDim)")
+            throw ModelFileError(
+                path: Manifest.fileName,
+                .invalidManifest("network '\(EnergyModelSpec.role)' (\(n.file)): encoder, decoder or energy MLP sizes do not fit observationDim \(observationDim) / actionDim \(actionDim)"))
         }
         let d = LangevinSchedule.inference
         let schedule = LangevinSchedule(
@@ -80,23 +82,23 @@ extension EnergyTransitionModel {
         guard let n = m.networks[EnergyModelSpec.role], let tensors = model.networks[EnergyModelSpec.role] else { return nil }
         let (spec, sampling) = try EnergyModelSpec.decode(
             network: n, tensors: tensors, observationDim: m.observationDim, actionDim: m.actionDim)
-        let loaded = try EnergyTransitionModel(spec: spec, tensors: tensors)
-        if let bank = tensors[EnergyModelSpec.latentBankTensor] {
-            guard bank.shape.count == 2, bank.shape[1] == spec.latentDim else {
+        _ = try EnergyTransitionModel(spec: spec, tensors: tensors)  // validates every tensor once
+        var bank: [Float] = []
+        if let b = tensors[EnergyModelSpec.latentBankTensor] {
+            guard b.shape.count == 2, b.shape[1] == spec.latentDim else {
                 throw ModelFileError(path: n.file, .invalidManifest("'\(EnergyModelSpec.latentBankTensor)' must be [count, \(spec.latentDim)]"))
             }
-            loaded.latentBank = bank.scalars
+            bank = b.scalars
         }
-        let shared = SharedEnergyModel(loaded)
         let calibration = m.reliability.map(ReliabilityCalibration.init(manifest:))
-        return { EnergyTransitionChecker(model: shared.model, sampling: sampling, calibration: calibration) }
+        // The closure captures only values (spec, tensors, bank): each worker's checker builds its
+        // own networks on the shared, never-written weight storage.
+        return { [bank] in
+            let model = try! EnergyTransitionModel(spec: spec, tensors: tensors)
+            model.latentBank = bank
+            return EnergyTransitionChecker(model: model, sampling: sampling, calibration: calibration)
+        }
     }
-}
-
-/// Read-only weights shared by the checkers of all worker threads.
-private final class SharedEnergyModel: @unchecked Sendable {
-    let model: EnergyTransitionModel
-    init(_ model: EnergyTransitionModel) { self.model = model }
 }
 
 extension ReliabilityCalibration {
@@ -140,5 +142,6 @@ public final class EnergyTransitionChecker: TransitionChecker {
     }
 
     public func confidence(energy: Float) -> Float { calibration?.confidence(energy) ?? .nan }
+    public func flopsPerPair(samples: Int) -> Double { sampler.flopsPerRow(samples: max(samples, 1)) }
     public var threshold: Float { calibration?.threshold ?? .infinity }
 }

@@ -258,6 +258,16 @@ public final class EnergySampler {
         return (r.energies, UnsafePointer(r.gradient))
     }
 
+    /// Floating-point operations of `evaluate` for one row with `samples` samples: each bank
+    /// proposal is decoded and scored once; each Langevin step costs a forward and an input-gradient
+    /// pass (about twice the forward) through decoder and energy; the final latents are decoded and
+    /// scored once more.
+    public func flopsPerRow(samples: Int) -> Double {
+        let pass = decoder.forwardFlopsPerRow + energy.forwardFlopsPerRow
+        let proposals = config.proposals > 0 && bankCount > 0 ? Double(config.proposals) : 0
+        return proposals * pass + Double(samples) * (Double(config.schedule.steps) * 3 + 1) * pass
+    }
+
     /// Whether the sampler has a latent bank to draw proposals from.
     public var hasLatentBank: Bool { bankCount > 0 }
 
@@ -278,14 +288,35 @@ public final class EnergySampler {
 
     // MARK: Internals
 
+    /// Most proposal rows scored in one forward pass. Proposals are scored in chunks of whole
+    /// observations up to this many rows, so the workspaces stay a few MB whatever the batch
+    /// (64 observations × 128 proposals would otherwise hold 8192-row activations per layer).
+    public static let proposalRowsPerPass = 1024
+
     /// Per row: `proposals` bank latents (drawn with the row's RNG; the whole bank when it is
-    /// smaller), scored by one forward pass, the `samplesPerRow` lowest-energy ones copied to `z`.
+    /// smaller), scored by forward passes of at most `proposalRowsPerPass` rows, the
+    /// `samplesPerRow` lowest-energy ones copied to `z`.
     private func proposeFromBank(
         observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow n: Int,
         proposals: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>
     ) {
-        let l = spec.latentDim
         let p = max(min(proposals, bankCount), 1)
+        let chunk = max(1, Self.proposalRowsPerPass / p)
+        var b0 = 0
+        while b0 < batch {
+            let count = min(chunk, batch - b0)
+            proposeChunk(
+                observations: observations + b0 * spec.obsDim, actions: actions + b0 * spec.actDim, batch: count,
+                samplesPerRow: n, proposals: p, rngs: rngs + b0, into: z + b0 * n * spec.latentDim)
+            b0 += count
+        }
+    }
+
+    private func proposeChunk(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow n: Int,
+        proposals p: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>
+    ) {
+        let l = spec.latentDim
         let rows = batch * p
         proposalLatents.reserve(rows * l)
         proposalIndex.reserve(rows)

@@ -20,7 +20,9 @@ extension FlowPolicySpec {
             throw ModelFileError(path: n.file, .invalidManifest("flow policy needs MLPs 'velocity' and 'time' and fixed tensor '\(FlowPolicySpec.frequencyTensor)'"))
         }
         guard v.inputDim == observationDim + actionDim + t.outputDim, v.outputDim == actionDim, t.inputDim == 2 * w[0] else {
-            throw ModelFileError(path: n.file, .invalidManifest("flow policy layer sizes do not match observation dim \(observationDim) / action dim \(actionDim)"))
+            throw ModelFileError(
+                path: Manifest.fileName,
+                .invalidManifest("network '\(FlowPolicySpec.role)' (\(n.file)): velocity MLP \(v.inputDim) → \(v.outputDim) does not fit observationDim \(observationDim) + actionDim \(actionDim) + time embedding \(t.outputDim) → actionDim"))
         }
         self.init(
             observationDim: observationDim, actionDim: actionDim, hiddenDims: v.hiddenDims, activation: v.activation,
@@ -42,7 +44,9 @@ extension CriticSpec {
             throw ModelFileError(path: n.file, .invalidManifest("twin critic needs two MLPs 'q1' and 'q2' of the same shape"))
         }
         guard q.inputDim == observationDim + actionDim, q.outputDim == 1 else {
-            throw ModelFileError(path: n.file, .invalidManifest("critic input \(q.inputDim) ≠ observation dim \(observationDim) + action dim \(actionDim)"))
+            throw ModelFileError(
+                path: Manifest.fileName,
+                .invalidManifest("network '\(CriticSpec.role)' (\(n.file)): critic input \(q.inputDim) ≠ observationDim \(observationDim) + actionDim \(actionDim)"))
         }
         self.init(observationDim: observationDim, actionDim: actionDim, hiddenDims: q.hiddenDims, activation: q.activation, layerNorm: q.layerNorm)
     }

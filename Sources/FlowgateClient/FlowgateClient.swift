@@ -42,6 +42,8 @@ public final class FlowgateClient {
     public var timeoutMilliseconds: Int
     /// How many times to resend after a timeout (so at most `retries + 1` attempts).
     public var retries: Int
+    /// CURVE keys when the server uses CURVE; nil for a plaintext server.
+    public let curve: CurveClientKeys?
     private let context: ZMQContext
     private var socket: ZMQSocket
 
@@ -49,11 +51,14 @@ public final class FlowgateClient {
     ///
     /// - Parameter sharedContext: a ZeroMQ context to use instead of a new one; needed for
     ///   `inproc://` endpoints of a server in the same process (`InferenceServer.sharedContext`).
+    /// - Parameter curve: keys for a CURVE server (`CurveClientKeys.load`); a refused client gets
+    ///   no reply at all, so its calls time out.
     public init(
         endpoint: String, kind: SocketKind = .req, timeoutMilliseconds: Int = 5000, retries: Int = 2,
-        sharedContext: UnsafeMutableRawPointer? = nil
+        sharedContext: UnsafeMutableRawPointer? = nil, curve: CurveClientKeys? = nil
     ) throws {
         self.endpoint = endpoint
+        self.curve = curve
         self.kind = kind
         self.timeoutMilliseconds = timeoutMilliseconds
         self.retries = retries
@@ -63,15 +68,18 @@ public final class FlowgateClient {
             } else {
                 context = try ZMQContext()
             }
-            socket = try Self.makeSocket(context, kind, endpoint)
+            socket = try Self.makeSocket(context, kind, endpoint, curve)
         } catch {
             throw FlowgateClientError.transport(error.description)
         }
     }
 
-    private static func makeSocket(_ context: ZMQContext, _ kind: SocketKind, _ endpoint: String) throws(ZMQError) -> ZMQSocket {
+    private static func makeSocket(
+        _ context: ZMQContext, _ kind: SocketKind, _ endpoint: String, _ curve: CurveClientKeys?
+    ) throws(ZMQError) -> ZMQSocket {
         let s = try ZMQSocket(context, kind == .req ? .req : .dealer)
         try s.setLinger(milliseconds: 0)
+        try curve?.apply(to: s)
         try s.connect(endpoint)
         return s
     }
@@ -216,7 +224,7 @@ public final class FlowgateClient {
     public func reconnect() throws {
         socket.close()
         do {
-            socket = try Self.makeSocket(context, kind, endpoint)
+            socket = try Self.makeSocket(context, kind, endpoint, curve)
         } catch {
             throw FlowgateClientError.transport(error.description)
         }

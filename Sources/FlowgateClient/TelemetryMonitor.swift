@@ -24,12 +24,13 @@ public final class TelemetryMonitor {
     private let socket: ZMQSocket
 
     /// Connects to `endpoint` and subscribes to topics starting with each prefix (`""`: everything,
-    /// `"unreliable/"`: only unreliable actions of any model).
-    public init(endpoint: String, topics: [String] = [""]) throws {
+    /// `"unreliable/"`: only unreliable actions of any model). `curve`: keys for a CURVE server.
+    public init(endpoint: String, topics: [String] = [""], curve: CurveClientKeys? = nil) throws {
         do {
             context = try ZMQContext()
             socket = try ZMQSocket(context, .sub)
             try socket.setLinger(milliseconds: 0)
+            try curve?.apply(to: socket)
             for t in topics { try socket.subscribe(t) }
             try socket.connect(endpoint)
         } catch {

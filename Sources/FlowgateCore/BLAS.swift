@@ -1,4 +1,5 @@
 internal import COpenBLAS
+import Foundation
 
 /// Thin, typed access to the BLAS routines the layers use, and control of OpenBLAS threading.
 ///
@@ -11,6 +12,15 @@ public enum BLAS {
     /// Sets the number of threads OpenBLAS may use for one call.
     public static func setThreads(_ count: Int) {
         openblas_set_num_threads(Int32(max(1, count)))
+    }
+
+    /// Threads per BLAS call for a server: `FLOWGATE_BLAS_THREADS` when set to a positive integer,
+    /// else 1 (the server parallelises across batches). Call once at start, before any thread runs
+    /// a BLAS call: OpenBLAS's thread count is process-wide and not safe to change mid-call.
+    public static func configureForServing(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
+        let n = environment["FLOWGATE_BLAS_THREADS"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 1
+        if threads != n { setThreads(n) }  // unchanged: no write at all (several servers per test process)
+        return n
     }
 
     /// The number of threads OpenBLAS currently uses for one call.

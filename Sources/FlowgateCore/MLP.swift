@@ -109,6 +109,13 @@ public final class MLP {
     }
 
     public var inputDim: Int { dims[0] }
+    /// Multiply-adds × 2 of one row's forward pass (the matrix products; activations and norms are
+    /// a few percent and left out). The server's work budgets are counted in these.
+    public var forwardFlopsPerRow: Double {
+        var total = 0.0
+        for i in 0..<layerCount { total += 2 * Double(dims[i]) * Double(dims[i + 1]) }
+        return total
+    }
     public var outputDim: Int { dims[dims.count - 1] }
 
     private func activation(_ layer: Int) -> Activation {
@@ -247,25 +254,36 @@ public final class MLP {
     private func layerNormBackward(layer l: Int, dy: UnsafeMutablePointer<Float>, batch: Int, width: Int, accumulate: Bool) {
         let xh = xhat[l].pointer, rs = rstd[l].pointer
         let n = Float(width)
-        lnGains[l].value.withUnsafeBufferPointer { g in
-            lnGains[l].grad.withUnsafeMutableBufferPointer { gg in
-                lnShifts[l].grad.withUnsafeMutableBufferPointer { gs in
+        if accumulate {
+            // Only here are the shared parameters' gradients touched: replicas that compute input
+            // gradients only (Langevin in the server's workers) never write shared memory.
+            lnGains[l].grad.withUnsafeMutableBufferPointer { gainGrad in
+                lnShifts[l].grad.withUnsafeMutableBufferPointer { shiftGrad in
                     for r in 0..<batch {
                         let d = dy + r * width
                         let xr = xh + r * width
-                        var sumD: Float = 0, sumDX: Float = 0
                         for j in 0..<width {
-                            if accumulate { gg[j] += d[j] * xr[j]; gs[j] += d[j] }
-                            let dxh = d[j] * g[j]
-                            sumD += dxh
-                            sumDX += dxh * xr[j]
-                        }
-                        let inv = rs[r]
-                        for j in 0..<width {
-                            let dxh = d[j] * g[j]
-                            d[j] = inv / n * (n * dxh - sumD - xr[j] * sumDX)
+                            gainGrad[j] += d[j] * xr[j]
+                            shiftGrad[j] += d[j]
                         }
                     }
+                }
+            }
+        }
+        lnGains[l].value.withUnsafeBufferPointer { g in
+            for r in 0..<batch {
+                let d = dy + r * width
+                let xr = xh + r * width
+                var sumD: Float = 0, sumDX: Float = 0
+                for j in 0..<width {
+                    let dxh = d[j] * g[j]
+                    sumD += dxh
+                    sumDX += dxh * xr[j]
+                }
+                let inv = rs[r]
+                for j in 0..<width {
+                    let dxh = d[j] * g[j]
+                    d[j] = inv / n * (n * dxh - sumD - xr[j] * sumDX)
                 }
             }
         }

@@ -21,6 +21,8 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
 /// The request's `id`, echoed unchanged in the reply: any string or integer.
 public enum RequestID: Sendable, Hashable, CustomStringConvertible {
     case string(String)
+    /// A str id whose bytes are not valid UTF-8: echoed byte for byte.
+    case rawString([UInt8])
     case int(Int64)
     case uint(UInt64)
 
@@ -28,6 +30,7 @@ public enum RequestID: Sendable, Hashable, CustomStringConvertible {
     public init?(_ value: MessagePackValue) {
         switch value {
         case .string(let s): self = .string(s)
+        case .rawString(let b): self = .rawString(b)
         case .int(let i): self = .int(i)
         case .uint(let u): self = .uint(u)
         default: return nil
@@ -38,6 +41,7 @@ public enum RequestID: Sendable, Hashable, CustomStringConvertible {
     public var messagePackValue: MessagePackValue {
         switch self {
         case .string(let s): return .string(s)
+        case .rawString(let b): return .rawString(b)
         case .int(let i): return .int(i)
         case .uint(let u): return .uint(u)
         }
@@ -46,6 +50,7 @@ public enum RequestID: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .string(let s): return "\"\(s)\""
+        case .rawString(let b): return "\"\(String(decoding: b, as: UTF8.self))\" (not UTF-8)"
         case .int(let i): return String(i)
         case .uint(let u): return String(u)
         }

@@ -116,8 +116,9 @@ public struct FloatArray: Sendable, Equatable {
         }
         if case .array(let firstRow) = first {
             let columns = firstRow.count
+            // No reserve from rows x columns: a first row of 100,000 numbers followed by 99,999 nils
+            // would ask for 40 GB before row 1 is checked. The array grows with the rows that are valid.
             var values: [Float] = []
-            values.reserveCapacity(columns * elements.count)
             for (r, row) in elements.enumerated() {
                 guard case .array(let items) = row else {
                     throw ProtocolError(

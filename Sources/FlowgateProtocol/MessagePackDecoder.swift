@@ -60,7 +60,8 @@ extension MessagePack {
             let s = o.via.str
             guard s.size > 0, let p = s.ptr else { return .string("") }
             let buffer = UnsafeRawBufferPointer(start: p, count: Int(s.size))
-            return .string(String(decoding: buffer, as: UTF8.self))
+            if let valid = String(validating: buffer, as: UTF8.self) { return .string(valid) }
+            return .rawString(Array(buffer))
         case MSGPACK_OBJECT_BIN:
             let b = o.via.bin
             guard b.size > 0, let p = b.ptr else { return .binary([]) }

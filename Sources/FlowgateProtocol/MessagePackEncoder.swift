@@ -23,21 +23,9 @@ public enum MessagePack {
             out.append(0xcb)
             appendBigEndian(d.bitPattern, to: &out)
         case .string(let s):
-            let bytes = Array(s.utf8)
-            let n = bytes.count
-            if n < 32 {
-                out.append(0xa0 | UInt8(n))
-            } else if n <= 0xff {
-                out.append(0xd9)
-                out.append(UInt8(n))
-            } else if n <= 0xffff {
-                out.append(0xda)
-                appendBigEndian(UInt16(n), to: &out)
-            } else {
-                out.append(0xdb)
-                appendBigEndian(UInt32(n), to: &out)
-            }
-            out.append(contentsOf: bytes)
+            appendString(Array(s.utf8), to: &out)
+        case .rawString(let bytes):
+            appendString(bytes, to: &out)
         case .binary(let bytes):
             appendBinaryHeader(count: bytes.count, to: &out)
             out.append(contentsOf: bytes)
@@ -82,6 +70,24 @@ public enum MessagePack {
             out.append(UInt8(bitPattern: type))
             out.append(contentsOf: data)
         }
+    }
+
+    /// Appends a str header and the bytes (taken as they are).
+    static func appendString(_ bytes: [UInt8], to out: inout [UInt8]) {
+        let n = bytes.count
+        if n < 32 {
+            out.append(0xa0 | UInt8(n))
+        } else if n <= 0xff {
+            out.append(0xd9)
+            out.append(UInt8(n))
+        } else if n <= 0xffff {
+            out.append(0xda)
+            appendBigEndian(UInt16(n), to: &out)
+        } else {
+            out.append(0xdb)
+            appendBigEndian(UInt32(n), to: &out)
+        }
+        out.append(contentsOf: bytes)
     }
 
     /// Appends an array header for `count` elements.

@@ -13,6 +13,8 @@ public enum MessagePackValue: Sendable, Equatable {
     case float(Float)
     case double(Double)
     case string(String)
+    /// A str whose bytes are not valid UTF-8, kept byte for byte (so an id echoes unchanged).
+    case rawString([UInt8])
     case binary([UInt8])
     case array([MessagePackValue])
     case map([MessagePackEntry])
@@ -106,7 +108,7 @@ extension MessagePackValue {
         case .bool: return "bool"
         case .int, .uint: return "integer"
         case .float, .double: return "float"
-        case .string: return "string"
+        case .string, .rawString: return "string"
         case .binary: return "bin"
         case .array: return "array"
         case .map: return "map"

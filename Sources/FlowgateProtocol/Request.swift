@@ -105,112 +105,30 @@ public struct Request: Sendable, Equatable {
     /// Decodes a request frame.
     ///
     /// Frames longer than `maxBytes` are `too_large` (checked before any parsing); bytes that are
-    /// not one MessagePack map are `bad_request`. Unknown keys are ignored. Errors carry the request's
-    /// `id` whenever the map and its `id` could be read.
-    public static func decode(_ frame: [UInt8], maxBytes: Int = .max) throws(ProtocolError) -> Request {
+    /// not one MessagePack map are `bad_request`. Unknown keys are ignored; a known key twice is
+    /// `bad_request`. `obs` is read straight into floats, its size checked against `limits` and the
+    /// bytes present before anything is allocated (`RequestDecoder`). Errors carry the request's
+    /// `id` whenever the map and its `id` could be read, wherever `id` stands in the map.
+    public static func decode(
+        _ frame: [UInt8], maxBytes: Int = .max, limits: ObservationLimits = .unbounded
+    ) throws(ProtocolError) -> Request {
         guard frame.count <= maxBytes else {
             throw ProtocolError(.tooLarge, "message of \(frame.count) bytes exceeds the limit of \(maxBytes) bytes")
         }
-        let value: MessagePackValue
-        do {
-            value = try MessagePack.decode(frame)
-        } catch {
-            throw ProtocolError(.badRequest, "not a MessagePack message: \(error)")
+        let result: Result<Request, ProtocolError> = frame.withUnsafeBytes { raw in
+            do throws(ProtocolError) {
+                var decoder = RequestDecoder(raw, limits: limits)
+                return .success(try decoder.decode())
+            } catch {
+                return .failure(error)
+            }
         }
-        return try decode(value)
+        return try result.get()
     }
 
-    /// Decodes a request from an already decoded MessagePack value.
+    /// Decodes a request from an already decoded MessagePack value (same rules as the frame decoder,
+    /// which it runs on the value's encoding).
     public static func decode(_ value: MessagePackValue) throws(ProtocolError) -> Request {
-        guard let entries = value.mapEntries else {
-            throw ProtocolError(.badRequest, "request must be a MessagePack map, got \(value.typeName)")
-        }
-        for e in entries where e.key.stringValue == nil {
-            throw ProtocolError(.badRequest, "request map keys must be strings, got a \(e.key.typeName) key")
-        }
-        var id: RequestID?
-        if let raw = value["id"], raw != .nil {
-            guard let parsed = RequestID(raw) else {
-                throw ProtocolError(.badRequest, "'id' must be a string or an integer, got \(raw.typeName)")
-            }
-            id = parsed
-        }
-        var op = Operation.act
-        if let raw = value["op"], raw != .nil {
-            guard let name = raw.stringValue else {
-                throw ProtocolError(.badRequest, "'op' must be a string, got \(raw.typeName)", id: id)
-            }
-            guard let parsed = Operation(rawValue: name) else {
-                throw ProtocolError(
-                    .unknownOp, "unknown op '\(name)' (expected act, info, health or stats)", id: id)
-            }
-            op = parsed
-        }
-        var model: String?
-        if let raw = value["model"], raw != .nil {
-            guard let name = raw.stringValue else {
-                throw ProtocolError(.badRequest, "'model' must be a string, got \(raw.typeName)", id: id)
-            }
-            model = name
-        }
-        guard op == .act else { return Request(op: op, id: id, model: model) }
-
-        guard let obsValue = value["obs"], obsValue != .nil else {
-            throw ProtocolError(.badRequest, "act request needs 'obs'", id: id)
-        }
-        let observations: FloatArray
-        let encoding: ArrayEncoding
-        do {
-            (observations, encoding) = try FloatArray.decode(obsValue, key: "obs")
-        } catch {
-            var e = error
-            e.id = id
-            throw e
-        }
-        var p = ActParameters()
-        p.steps = try positiveInt(value, "steps", id: id)
-        p.candidates = try positiveInt(value, "candidates", id: id)
-        p.samples = try positiveInt(value, "samples", id: id)
-        if let raw = value["check"], raw != .nil {
-            guard let b = raw.boolValue else {
-                throw ProtocolError(.badRequest, "'check' must be a bool, got \(raw.typeName)", id: id)
-            }
-            p.check = b
-        }
-        if let raw = value["seed"], raw != .nil {
-            switch raw {
-            case .int(let i): p.seed = UInt64(bitPattern: i)
-            case .uint(let u): p.seed = u
-            default:
-                throw ProtocolError(.badRequest, "'seed' must be an integer, got \(raw.typeName)", id: id)
-            }
-        }
-        if let raw = value["deadline_ms"], raw != .nil {
-            guard let d = raw.doubleValue else {
-                throw ProtocolError(.badRequest, "'deadline_ms' must be a number, got \(raw.typeName)", id: id)
-            }
-            guard d.isFinite, d >= 0 else {
-                throw ProtocolError(.badRequest, "'deadline_ms' must be a finite number >= 0, got \(d)", id: id)
-            }
-            p.deadlineMilliseconds = d
-        }
-        return Request(
-            op: .act, id: id, model: model,
-            act: ActRequest(observations: observations, encoding: encoding, parameters: p))
-    }
-
-    private static func positiveInt(_ map: MessagePackValue, _ key: String, id: RequestID?) throws(ProtocolError) -> Int? {
-        guard let raw = map[key], raw != .nil else { return nil }
-        switch raw {
-        case .int(let i):
-            guard i >= 1 else {
-                throw ProtocolError(.badRequest, "'\(key)' must be >= 1, got \(i)", id: id)
-            }
-            return Int(exactly: i) ?? Int.max
-        case .uint:
-            return Int.max
-        default:
-            throw ProtocolError(.badRequest, "'\(key)' must be an integer, got \(raw.typeName)", id: id)
-        }
+        try decode(MessagePack.encode(value))
     }
 }

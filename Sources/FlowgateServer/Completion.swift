@@ -1,5 +1,6 @@
 import FlowgateProtocol
 import Foundation
+import Synchronization
 
 /// One telemetry event (one observation of an `act` reply).
 struct TelemetryEvent: Sendable {
@@ -37,22 +38,19 @@ struct Completion: Sendable {
     let telemetry: [TelemetryEvent]
 }
 
-/// Completions waiting for the socket thread. Guarded by `lock`.
-final class CompletionQueue: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [Completion] = []
+/// Completions waiting for the socket thread; thread-safe by construction (one `Mutex`).
+final class CompletionQueue: Sendable {
+    private let items = Mutex<[Completion]>([])
 
     func push(_ completions: [Completion]) {
-        lock.lock()
-        items.append(contentsOf: completions)
-        lock.unlock()
+        items.withLock { $0.append(contentsOf: completions) }
     }
 
     func drain() -> [Completion] {
-        lock.lock()
-        defer { lock.unlock() }
-        let out = items
-        items.removeAll(keepingCapacity: true)
-        return out
+        items.withLock { items in
+            let out = items
+            items.removeAll(keepingCapacity: true)
+            return out
+        }
     }
 }

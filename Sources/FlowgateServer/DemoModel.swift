@@ -23,6 +23,12 @@ public final class DemoModel: ServableModel {
 
     public func makeWorker() -> any ModelWorker { Worker() }
 
+    /// What its loops cost: 2 × 4 multiply-adds per action value, per step and candidate, plus 4 per
+    /// check sample. Nominal, but it grows with every setting as the budgets require.
+    public func flopsPerObservation(_ options: ActOptions) -> Double {
+        Double(16 * options.steps * options.candidates + (options.check ? 8 * options.samples : 0))
+    }
+
     final class Worker: ModelWorker {
         func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult {
             var r = ActResult(actions: [], confidence: [], energy: [], q: [], reliable: [])

@@ -1,4 +1,5 @@
 public import Logging
+import FlowgateCore
 
 /// Why a server could not be created.
 public enum ServerError: Error, CustomStringConvertible {
@@ -6,10 +7,13 @@ public enum ServerError: Error, CustomStringConvertible {
     case duplicateModel(String)
     case unknownDefaultModel(String, loaded: [String])
     case invalidConfiguration([String])
+    case unknownModel(String, loaded: [String])
 
     public var description: String {
         switch self {
         case .noModels: return "no models to serve"
+        case .unknownModel(let n, let loaded):
+            return "no model named '\(n)' is loaded, so there is nothing to replace (loaded: \(loaded.joined(separator: ", ")))"
         case .duplicateModel(let n): return "two models are named '\(n)'"
         case .unknownDefaultModel(let n, let loaded):
             return "default model '\(n)' is not loaded (loaded: \(loaded.joined(separator: ", ")))"
@@ -39,6 +43,7 @@ public final class InferenceServer: Sendable {
     ) throws {
         let problems = configuration.problems
         guard problems.isEmpty else { throw ServerError.invalidConfiguration(problems) }
+        _ = BLAS.configureForServing()
         loop = try SocketLoop(models: models, configuration: configuration, logger: logger)
         loop.metrics.register(models: loop.modelOrder)
         if let text = configuration.metricsAddress {
@@ -85,6 +90,27 @@ public final class InferenceServer: Sendable {
         wait()
     }
 
+    /// The server's CURVE public key (Z85) when CURVE is on; clients need it to connect.
+    public var curvePublicKey: String? { loop.zap?.keyPair.publicKey }
+
+    /// Re-reads the CURVE allowlist now (e.g. on SIGHUP; it is also re-read within about a second
+    /// of a change). Returns the number of allowlisted keys; throws and keeps the previous keys
+    /// when the new allowlist is invalid; returns nil when CURVE is off. Keys added are admitted at
+    /// their next handshake; removing a key refuses new connections only, not ones already open.
+    @discardableResult
+    public func reloadAllowlist() throws -> Int? {
+        guard let zap = loop.zap else { return nil }
+        return try zap.allowlist.reload()
+    }
+
+    /// Hot reload: replaces the loaded model of the same name with `model`, which the caller has
+    /// already loaded and validated (`PolicyServable(directory:)`). Requests admitted before the swap
+    /// finish on the old version; later ones use the new one; none fails. Returns at once (the socket
+    /// thread swaps it between two requests). Throws when no model of that name is loaded.
+    public func replaceModel(_ model: any ServableModel) throws {
+        try loop.replaceModel(model)
+    }
+
     /// Asks the server to drain and stop without waiting (e.g. from a signal handler's queue).
     public func requestShutdown() { loop.requestStop() }
 
@@ -92,6 +118,7 @@ public final class InferenceServer: Sendable {
     /// 503 during the whole drain).
     public func wait() {
         loop.wait()
+        loop.zap?.stop()
         http?.stop()
     }
 }

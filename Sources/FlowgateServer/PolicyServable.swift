@@ -5,7 +5,7 @@ public import FlowgateProtocol
 /// Serves a trained model directory: a `PolicyBundle` (flow policy, critic, optional energy model)
 /// behind the server's `ServableModel` interface. Weights are shared; each worker gets its own
 /// replicas and workspaces.
-public final class PolicyServable: ServableModel, @unchecked Sendable {
+public final class PolicyServable: ServableModel, Sendable {
     public let bundle: PolicyBundle
     public let modelDescription: ModelDescription
 
@@ -26,14 +26,20 @@ public final class PolicyServable: ServableModel, @unchecked Sendable {
             provenance: provenance)
     }
 
-    /// Loads and validates a model directory.
-    public convenience init(directory: String, checkerFactory: ((FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)?)? = nil) throws {
-        let model = try ModelDirectory.load(atPath: directory)
-        self.init(bundle: try PolicyBundle(model: model, checkerFactory: checkerFactory))
+    /// Loads and validates a model directory (`PolicyBundle.load(directory:)`, the validation
+    /// `flowgate inspect` runs too), with its energy check when it ships an energy model.
+    public convenience init(directory: String) throws {
+        self.init(bundle: try PolicyBundle.load(directory: directory))
+    }
+
+    public func flopsPerObservation(_ options: ActOptions) -> Double {
+        bundle.flopsPerObservation(
+            steps: options.steps, candidates: options.candidates, samples: options.samples,
+            check: options.check && bundle.makeChecker != nil)
     }
 
     public func makeWorker() -> any ModelWorker {
-        BLAS.setThreads(1)
+        // BLAS threading is set once by InferenceServer.init, before any worker starts.
         return PolicyWorker(selector: bundle.makeSelector(), defaults: bundle.defaultSettings)
     }
 }

@@ -52,6 +52,10 @@ public protocol ServableModel: AnyObject, Sendable {
     /// Returns an object owning preallocated workspaces. Called once per worker thread, on that
     /// thread; the worker is only ever used from it.
     func makeWorker() -> any ModelWorker
+    /// Estimated floating-point operations for one observation computed with `options`; the
+    /// server's work budgets (`max_request_gflop`, `max_queued_gflop`) count these. It must grow with
+    /// every setting that makes the computation longer.
+    func flopsPerObservation(_ options: ActOptions) -> Double
 }
 
 /// Per-thread compute state of a `ServableModel`. Never shared between threads.

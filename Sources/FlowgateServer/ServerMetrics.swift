@@ -53,6 +53,7 @@ final class ServerMetrics: Sendable {
     nonisolated(unsafe) private var requestCounters: [RequestKey: CoreMetrics.Counter] = [:]
     nonisolated(unsafe) private var modelCounters: [String: ModelCounters] = [:]
     nonisolated(unsafe) private var isReady = false
+    nonisolated(unsafe) private var refusedSeen = 0
 
     init() {
         var f = PrometheusMetricsFactory(registry: registry)
@@ -98,6 +99,16 @@ final class ServerMetrics: Sendable {
     /// A client whose CURVE key the ZAP handler refused.
     func refusedKey() { refusedKeys.increment() }
 
+    /// Brings `flowgate_refused_keys_total` up to `total`, the ZAP handler's own running count
+    /// (`CurveAccessCounters`); called from one thread, the socket thread's loop.
+    func syncRefusedKeys(total: Int) {
+        lock.lock()
+        let delta = total - refusedSeen
+        if delta > 0 { refusedSeen = total }
+        lock.unlock()
+        if delta > 0 { refusedKeys.increment(by: delta) }
+    }
+
     /// A finished `act` request, as `ServerStats.completed` sees it (`now`: monotonic nanoseconds).
     func completed(_ c: Completion, now: UInt64) {
         if let q = c.queueMicroseconds { queueLatency.recordMicroseconds(q) }
@@ -116,9 +127,9 @@ final class ServerMetrics: Sendable {
         if let b = c.batchSize { batchSize.record(b) }
     }
 
-    /// Requests waiting for a worker, and the work they add up to (0 until the queue measures
-    /// work). Call from one place, the socket thread's loop.
-    func setQueue(depth: Int, work: Int) {
+    /// Requests waiting for a worker, and the work they add up to (estimated floating-point
+    /// operations, `BatchQueue.work`). Call from one place, the socket thread's loop.
+    func setQueue(depth: Int, work: Double) {
         queueDepth.record(depth)
         queueWork.record(work)
     }

@@ -11,6 +11,8 @@ struct ServerStats {
     private(set) var reliable = 0
     private(set) var droppedReplies = 0
     private(set) var batches = 0
+    /// CURVE handshake counts (nil when CURVE is off), shared with the ZAP thread.
+    var access: CurveAccessCounters? = nil
     private var batchSizes: [Int: Int] = [:]
     private var queueLatency = ServerStats.makeHistogram()
     private var computeLatency = ServerStats.makeHistogram()
@@ -89,6 +91,20 @@ struct ServerStats {
             ),
             ("batches", .int(Int64(batches))),
             ("batch_size", batch),
+            ("auth", authValue),
         ])
+    }
+
+    /// `auth`: whether CURVE is on, handshakes admitted and refused by the ZAP handler, allowlist size.
+    private var authValue: MessagePackValue {
+        let s = access?.snapshot ?? (allowed: 0, refused: 0, handshakeFailures: 0, allowlistKeys: 0, reloads: 0, reloadErrors: 0)
+        var entries: [(String, MessagePackValue)] = [("curve", .bool(access != nil))]
+        entries.append(("allowed", .int(Int64(s.allowed))))
+        entries.append(("refused", .int(Int64(s.refused))))
+        entries.append(("handshake_failures", .int(Int64(s.handshakeFailures))))
+        entries.append(("allowlist_keys", .int(Int64(s.allowlistKeys))))
+        entries.append(("allowlist_reloads", .int(Int64(s.reloads))))
+        entries.append(("allowlist_errors", .int(Int64(s.reloadErrors))))
+        return .stringMap(entries)
     }
 }

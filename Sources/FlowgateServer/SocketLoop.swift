@@ -12,20 +12,30 @@ import Logging
 /// `completions`, which are thread-safe.
 final class SocketLoop: @unchecked Sendable {
     let configuration: ServerConfiguration
-    let models: [String: LoadedModel]
+    /// Loaded models by name; replaced on the socket thread by hot reloads (`replaceModel`).
+    private var models: [String: LoadedModel]
     let modelOrder: [String]
+    /// Models handed in by `replaceModel`, applied by the socket thread. Guarded by `stopLock`.
+    private var pendingReplacements: [any ServableModel] = []
     let defaultModel: String
     let logger: Logger
     let context: ZMQContext
     let boundEndpoint: String
     let boundTelemetryEndpoint: String?
     static let wakeupEndpoint = "inproc://flowgate-wakeup"
+    /// The ZAP handler deciding CURVE handshakes; nil when CURVE is off.
+    let zap: ZAPHandler?
 
     private let router: ZMQSocket
     private let pub: ZMQSocket?
     private let wakeup: ZMQSocket
     private let batchQueue: BatchQueue
     private let completions = CompletionQueue()
+    /// Decodes frames larger than `inlineDecodeBytes` off the socket thread.
+    private let decoder: DecodeThread
+    /// Largest `max_batch` and `obs_dim` of the loaded models: what `obs` may hold at most before
+    /// the per-model checks.
+    private var observationLimits: ObservationLimits
     private var workers: [WorkerThread] = []
     private var stats = ServerStats()
     /// Prometheus metrics and readiness; thread-safe (served by the metrics HTTP listener).
@@ -58,23 +68,35 @@ final class SocketLoop: @unchecked Sendable {
         self.modelOrder = order
         self.defaultModel = defaultName
         self.batchQueue = BatchQueue(
-            limit: configuration.queueLimit, maxDelayMicroseconds: configuration.maxDelayMicroseconds)
+            limit: configuration.queueLimit, workLimit: configuration.maxQueuedGflop * 1e9,
+            batchWorkLimit: configuration.maxRequestGflop * 1e9,
+            maxDelayMicroseconds: configuration.maxDelayMicroseconds)
+        observationLimits = Self.limits(of: byName)
 
         context = try ZMQContext()
+        // The ZAP handler binds before any CURVE socket, so no handshake happens without it.
+        if let secret = configuration.curveSecretKeyFile, let allow = configuration.curveAllow {
+            zap = try ZAPHandler(secretKeyFile: secret, allowlistPath: allow, context: context, logger: logger)
+        } else {
+            zap = nil
+        }
         let linger = Int32(clamping: configuration.lingerMilliseconds)
         let hwm = Int32(clamping: configuration.sendHighWaterMark)
         router = try ZMQSocket(context, .router)
         try router.setRouterMandatory()
         try router.setLinger(milliseconds: linger)
         try router.setSendHighWaterMark(hwm)
+        try router.setReceiveHighWaterMark(Int32(clamping: configuration.receiveHighWaterMark))
         let cap = Int64(configuration.maxMessageBytes)
         try router.setMaxMessageSize(cap.multipliedReportingOverflow(by: 2).overflow ? -1 : cap * 2 + 65536)
+        try zap?.secure(router, name: "router")
         try router.bind(configuration.endpoint)
         boundEndpoint = try router.lastEndpoint()
         if let endpoint = configuration.telemetryEndpoint {
             let p = try ZMQSocket(context, .pub)
             try p.setLinger(milliseconds: 0)
             try p.setSendHighWaterMark(hwm)
+            try zap?.secure(p, name: "pub")
             try p.bind(endpoint)
             boundTelemetryEndpoint = try p.lastEndpoint()
             pub = p
@@ -85,6 +107,14 @@ final class SocketLoop: @unchecked Sendable {
         wakeup = try ZMQSocket(context, .pull)
         try wakeup.setLinger(milliseconds: 0)
         try wakeup.bind(Self.wakeupEndpoint)
+        decoder = DecodeThread(
+            context: context, wakeupEndpoint: Self.wakeupEndpoint,
+            maxPendingBytes: max(4 * configuration.maxMessageBytes, 64 << 20), logger: logger)
+        stats.access = zap?.counters
+        zap?.start()
+        warnAboutExposedEndpoints(
+            [configuration.endpoint] + (configuration.telemetryEndpoint.map { [$0] } ?? []), curve: zap != nil,
+            logger: logger)
     }
 
     /// Starts the worker threads and the socket thread.
@@ -94,6 +124,7 @@ final class SocketLoop: @unchecked Sendable {
         started = true
         stopLock.unlock()
         guard !already else { return }
+        decoder.start()
         for i in 0..<configuration.workers {
             let w = WorkerThread(
                 index: i, queue: batchQueue, completions: completions, context: context,
@@ -104,6 +135,52 @@ final class SocketLoop: @unchecked Sendable {
         let thread = Thread { [self] in run() }
         thread.name = "flowgate-socket"
         thread.start()
+    }
+
+    private static func limits(of models: [String: LoadedModel]) -> ObservationLimits {
+        ObservationLimits(
+            maxObservations: models.values.map { $0.description.limits.maxBatch }.max() ?? 1,
+            maxObservationDim: models.values.map { $0.description.observationDim }.max() ?? 1)
+    }
+
+    /// Hands a new version of a loaded model to the socket thread, which swaps it in between two
+    /// requests: requests admitted before keep computing on the old version, later ones use the new
+    /// one. Safe from any thread; returns at once.
+    func replaceModel(_ model: any ServableModel) throws(ServerError) {
+        guard modelOrder.contains(model.modelDescription.name) else {
+            throw ServerError.unknownModel(model.modelDescription.name, loaded: modelOrder)
+        }
+        stopLock.lock()
+        pendingReplacements.append(model)
+        stopLock.unlock()
+        poke()
+    }
+
+    /// Swaps in pending replacements (socket thread).
+    private func applyReplacements() {
+        stopLock.lock()
+        let replacements = pendingReplacements
+        pendingReplacements.removeAll()
+        stopLock.unlock()
+        for model in replacements {
+            let loaded = LoadedModel(model, serverMaxBatch: configuration.maxBatch)
+            let old = models[loaded.name]
+            models[loaded.name] = loaded
+            observationLimits = Self.limits(of: models)
+            logger.notice(
+                "reloaded model \(loaded.name): version \(old?.description.version ?? "-") → \(loaded.description.version)",
+                metadata: ["obs_dim": "\(loaded.description.observationDim)", "act_dim": "\(loaded.description.actionDim)"])
+        }
+    }
+
+    /// Wakes the socket thread's poll.
+    private func poke() {
+        if let poke = try? ZMQSocket(context, .push) {
+            try? poke.setLinger(milliseconds: 1000)
+            try? poke.connect(Self.wakeupEndpoint)
+            try? poke.send([[]], dontWait: true)
+            poke.close()
+        }
     }
 
     /// Asks the socket thread to drain and stop; returns at once. Safe from any thread.
@@ -152,19 +229,24 @@ final class SocketLoop: @unchecked Sendable {
             let sockets = draining ? [wakeup] : [router, wakeup]
             let readable: [Bool]
             do {
-                readable = try ZMQSocket.pollReadable(sockets, timeoutMilliseconds: draining ? 10 : 100)
+                readable = try ZMQSocket.pollReadable(sockets, timeoutMilliseconds: pollTimeoutMilliseconds())
             } catch {
                 logger.critical("\(error); stopping")
                 break
             }
             if !draining && readable[0] { receiveRequests() }
             drainWakeups()
+            applyReplacements()
+            for d in decoder.drain() { decoded(d) }
             for c in completions.drain() { finish(c) }
-            metrics.setQueue(depth: batchQueue.depth, work: 0)
+            expireDeadlines()
+            metrics.setQueue(depth: batchQueue.depth, work: batchQueue.work)
             metrics.setInFlight(inFlight)
-            if draining && inFlight == 0 { break }
+            metrics.syncRefusedKeys(total: zap?.counters.snapshot.refused ?? 0)
+            if draining && inFlight == 0 && decoder.pending == 0 { break }
         }
         batchQueue.close()
+        decoder.stop()
         for w in workers { w.join() }
         for c in completions.drain() { finish(c) }
         router.close()
@@ -246,10 +328,31 @@ final class SocketLoop: @unchecked Sendable {
                     .tooLarge, "message of \(size) bytes exceeds the limit of \(configuration.maxMessageBytes) bytes"))
             return
         }
+        let body = frames[delimiter + 1]
+        if body.count > configuration.inlineDecodeBytes {
+            // Large bodies are decoded on the decode thread; the reply comes back through `decoded`.
+            if !decoder.submit(envelope: envelope, body: body, limits: observationLimits) {
+                send(
+                    envelope,
+                    ProtocolError(
+                        .overloaded,
+                        "\(decoder.pendingBytes) bytes of large requests are waiting to be decoded; retry later"))
+            }
+            return
+        }
+        dispatch(Result { () throws(ProtocolError) in try Request.decode(body, limits: observationLimits) }, envelope: envelope)
+    }
+
+    private func decoded(_ d: DecodedFrame) {
+        dispatch(d.result, envelope: d.envelope)
+    }
+
+    /// Answers or queues one decoded request (socket thread).
+    private func dispatch(_ result: Result<Request, ProtocolError>, envelope: [[UInt8]]) {
         let request: Request
-        do {
-            request = try Request.decode(frames[delimiter + 1])
-        } catch {
+        switch result {
+        case .success(let r): request = r
+        case .failure(let error):
             send(envelope, error)
             return
         }
@@ -261,7 +364,7 @@ final class SocketLoop: @unchecked Sendable {
         case .info:
             let info = InfoReply(
                 id: request.id, serverVersion: flowgateVersion, defaultModel: defaultModel,
-                models: modelOrder.map { models[$0]!.description })
+                models: modelOrder.map { models[$0]!.description.exposingProvenance(configuration.exposeProvenance) })
             send(envelope, MessagePack.encode(info.messagePackValue), error: nil)
         case .health:
             let health = HealthReply(id: request.id, ready: !draining, uptimeSeconds: uptime)
@@ -319,19 +422,78 @@ final class SocketLoop: @unchecked Sendable {
             return
         }
         let options = ActOptions(steps: steps, candidates: candidates, samples: samples, check: p.check ?? true)
-        let deadline = p.deadlineMilliseconds.map { arrival &+ UInt64(min($0 * 1e6, 1e18)) }
-        let pending = PendingRequest(
-            envelope: envelope, id: id, model: model, act: act, options: options,
-            seedBase: p.seed ?? UInt64.random(in: .min ... .max), arrival: arrival, deadline: deadline)
-        guard batchQueue.enqueue(pending) else {
+        let perObservation = model.model.flopsPerObservation(options)
+        let work = perObservation * Double(act.count)
+        let budget = configuration.maxRequestGflop * 1e9
+        guard work <= budget else {
             send(
                 envelope,
                 ProtocolError(
-                    .overloaded, "request queue is full (\(configuration.queueLimit) requests waiting); retry later",
+                    .tooLarge,
+                    "request needs \(gflop(work)) GFLOP (\(act.count) observation\(act.count == 1 ? "" : "s") × \(gflop(perObservation)) GFLOP at steps \(steps), candidates \(candidates), samples \(options.check ? samples : 0)), over the per-request work budget of \(gflop(budget)) GFLOP (max_request_gflop); lower steps, candidates, samples or the batch",
                     id: id))
             return
         }
+        let deadline = p.deadlineMilliseconds.map { arrival &+ UInt64(min($0 * 1e6, 1e18)) }
+        if let deadline, deadline <= monotonicNanoseconds() {
+            send(
+                envelope,
+                ProtocolError(
+                    .deadlineExceeded, "deadline_ms \(p.deadlineMilliseconds!) passed before the request could be queued",
+                    id: id))
+            return
+        }
+        var pending = PendingRequest(
+            envelope: envelope, id: id, model: model, act: act, options: options,
+            seedBase: p.seed ?? UInt64.random(in: .min ... .max), arrival: arrival, deadline: deadline)
+        pending.work = work
+        if let refusal = batchQueue.enqueue(pending) {
+            let message: String
+            switch refusal {
+            case .full(let limit): message = "request queue is full (\(limit) requests waiting); retry later"
+            case .workFull(let queued, let limit):
+                message = "request queue holds \(gflop(queued)) GFLOP of work and this request adds \(gflop(work)), over the queue budget of \(gflop(limit)) GFLOP (max_queued_gflop); retry later"
+            case .closed: message = "server is shutting down; retry on another replica"
+            }
+            send(envelope, ProtocolError(.overloaded, message, id: id))
+            return
+        }
+        if let deadline { nextDeadline = min(nextDeadline ?? deadline, deadline) }
         inFlight += 1
+    }
+
+    private func gflop(_ flops: Double) -> String {
+        let g = flops / 1e9
+        return g >= 10 ? String(format: "%.1f", g) : String(format: "%.3g", g)
+    }
+
+    /// Poll timeout: at most 100 ms (10 ms while draining), less when a queued deadline comes first.
+    private func pollTimeoutMilliseconds() -> Int {
+        let base = draining ? 10 : 100
+        guard let next = nextDeadline else { return base }
+        let now = monotonicNanoseconds()
+        guard next > now else { return 0 }
+        return min(base, Int((next - now + 999_999) / 1_000_000))
+    }
+
+    private var nextDeadline: UInt64?
+
+    /// Answers queued requests whose deadline has passed, at once (socket thread).
+    private func expireDeadlines() {
+        let now = monotonicNanoseconds()
+        guard let due = nextDeadline, now >= due else { return }
+        let (expired, next) = batchQueue.expire(now: now)
+        nextDeadline = next
+        for r in expired {
+            inFlight -= 1
+            let waited = microseconds(from: r.arrival, to: now)
+            let ms = Double(r.deadline! - r.arrival) / 1e6
+            send(
+                r.envelope,
+                ProtocolError(
+                    .deadlineExceeded,
+                    "deadline_ms \(ms) passed while the request waited in the queue (\(waited) us)", id: r.id))
+        }
     }
 
     private func finish(_ c: Completion) {

@@ -16,7 +16,9 @@ final class WorkerThread: @unchecked Sendable {
     private let context: ZMQContext
     private let wakeupEndpoint: String
     private let logger: Logger
-    private var modelWorkers: [String: any ModelWorker] = [:]
+    /// Per model name: the loaded version the worker state belongs to, and the state. A hot reload
+    /// replaces the entry (and frees the old workspaces) the first time the new version computes.
+    private var modelWorkers: [String: (generation: ObjectIdentifier, worker: any ModelWorker)] = [:]
     private let finished = DispatchSemaphore(value: 0)
 
     init(
@@ -108,11 +110,12 @@ final class WorkerThread: @unchecked Sendable {
             for i in 0..<r.count { seeds.append(r.seedBase &+ UInt64(i)) }
         }
         let worker: any ModelWorker
-        if let w = modelWorkers[model.name] {
-            worker = w
+        if let w = modelWorkers[model.name], w.generation == ObjectIdentifier(model) {
+            worker = w.worker
         } else {
+            modelWorkers[model.name] = nil
             worker = model.model.makeWorker()
-            modelWorkers[model.name] = worker
+            modelWorkers[model.name] = (ObjectIdentifier(model), worker)
         }
         let options = batch.key.options
         let computeStart = monotonicNanoseconds()

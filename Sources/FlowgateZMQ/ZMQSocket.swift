@@ -69,7 +69,7 @@ package final class ZMQContext: @unchecked Sendable {
 
 /// Socket types used by flowgate.
 package enum ZMQSocketType: Int32 {
-    case req = 3, dealer = 5, router = 6, pub = 1, sub = 2, push = 8, pull = 7
+    case pair = 0, req = 3, rep = 4, dealer = 5, router = 6, pub = 1, sub = 2, push = 8, pull = 7
 }
 
 /// One libzmq socket. NOT thread-safe: a socket is created, used and closed on one thread (or handed
@@ -118,6 +118,53 @@ package final class ZMQSocket {
     package func setRouterMandatory() throws(ZMQError) { try setOption(ZMQ_ROUTER_MANDATORY, 1) }
     package func setMaxMessageSize(_ n: Int64) throws(ZMQError) { try setOption(ZMQ_MAXMSGSIZE, int64: n) }
     package func subscribe(_ prefix: String) throws(ZMQError) { try setOption(ZMQ_SUBSCRIBE, bytes: Array(prefix.utf8)) }
+
+    // CURVE and ZAP (set before bind/connect; keys are 40-character Z85 strings, see CurveKeys).
+
+    /// CURVE server role with this secret key; handshakes go to the ZAP handler of `zapDomain`.
+    package func setCurveServer(secretKey: String, zapDomain: String) throws(ZMQError) {
+        try setOption(ZMQ_CURVE_SERVER, 1)
+        try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8))
+        try setOption(ZMQ_ZAP_DOMAIN, bytes: Array(zapDomain.utf8))
+        // ZMQ_ZAP_ENFORCE_DOMAIN (93) is a draft option: refuse clients when no ZAP handler answers.
+        // Debian's libzmq is built without draft options; the handler is always bound first anyway.
+        try? setOption(93, 1)
+    }
+
+    /// Publishes this socket's handshake protocol failures (mechanism mismatch, bad cryptography,
+    /// malformed commands) on a PAIR socket bound at `endpoint` (`inproc://…`), read with
+    /// `ZMQSocket.handshakeFailure(_:)`. Plain I/O errors during a handshake (a peer resetting the
+    /// connection, also after a ZAP refusal) are not included.
+    package func monitorHandshakeFailures(_ endpoint: String) throws(ZMQError) {
+        let events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+        try zmqCall("zmq_socket_monitor(\(endpoint))") { zmq_socket_monitor(handle, endpoint, events) }
+    }
+
+    /// Decodes one monitor event (two frames: 2-byte event, 4-byte value; endpoint) into a reason.
+    package static func handshakeFailure(_ frames: [[UInt8]]) -> (reason: String, endpoint: String)? {
+        guard frames.count >= 2, frames[0].count >= 6 else { return nil }
+        let f = frames[0]
+        let event = Int32(UInt16(f[0]) | UInt16(f[1]) << 8)
+        let value = UInt32(f[2]) | UInt32(f[3]) << 8 | UInt32(f[4]) << 16 | UInt32(f[5]) << 24
+        let endpoint = String(decoding: frames[1], as: UTF8.self)
+        switch event {
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            switch Int32(bitPattern: value) {
+            case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: return ("security mechanism mismatch (a plaintext client?)", endpoint)
+            case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: return ("cryptographic error (the client has a wrong server key?)", endpoint)
+            default: return ("protocol error 0x\(String(value, radix: 16))", endpoint)
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// CURVE client role: the server's public key and this client's keypair.
+    package func setCurveClient(serverKey: String, publicKey: String, secretKey: String) throws(ZMQError) {
+        try setOption(ZMQ_CURVE_SERVERKEY, bytes: Array(serverKey.utf8))
+        try setOption(ZMQ_CURVE_PUBLICKEY, bytes: Array(publicKey.utf8))
+        try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8))
+    }
 
     /// The endpoint actually bound (resolves `tcp://host:*` to a port).
     package func lastEndpoint() throws(ZMQError) -> String {

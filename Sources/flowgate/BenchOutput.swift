@@ -75,8 +75,11 @@ struct MachineInfo: Codable {
 }
 
 /// A comma-separated list of positive integers ("1,8"); repeated values are accepted too.
-struct IntList: ExpressibleByArgument {
+struct IntList: ExpressibleByArgument, CustomStringConvertible {
     var values: [Int]
+    /// How help shows a default: `1,8`, not the Swift value.
+    var description: String { values.map(String.init).joined(separator: ",") }
+    var defaultValueDescription: String { description }
     init?(argument: String) {
         let parts = argument.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }

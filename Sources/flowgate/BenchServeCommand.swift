@@ -154,7 +154,7 @@ struct BenchServeCommand: ParsableCommand {
     func loadModel() throws -> (any ServableModel, String) {
         if demo { return (DemoModel(), "built-in demo model (no network; serving overhead only)") }
         if let dir = model ?? defaultModelDirectory() {
-            return (try PolicyServable(directory: dir, checkerFactory: energyCheckerFactory), "model directory \(dir)")
+            return (try PolicyServable(directory: dir), "model directory \(dir)")
         }
         if let dataset {
             let t0 = DenseBenchmark.monotonicSeconds()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlowgateAlgorithms
 import FlowgateCore
 import Foundation
 
@@ -33,7 +34,10 @@ struct InspectCommand: ParsableCommand {
             }
             if isDirectory.boolValue {
                 guard !values else { throw ValidationError("--values applies to a .safetensors file, not a model directory") }
+                // The same validation `flowgate serve` runs: files, tensors, and the networks built
+                // against the manifest's dimensions.
                 let model = try ModelDirectory.load(at: url)
+                _ = try PolicyBundle(model: model, checkerFactory: EnergyTransitionModel.checkerFactory)
                 print(json ? try InspectFormat.json(model.summary()) : InspectFormat.text(model.summary()))
             } else {
                 let file = try Safetensors.read(contentsOf: url)

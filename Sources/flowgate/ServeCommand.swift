@@ -14,9 +14,16 @@ struct ServeCommand: ParsableCommand {
             Binds a ROUTER socket (REQ and DEALER clients) and, with --pub, a PUB socket for \
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
-            send_hwm, linger_ms, default_model, metrics_address), then flags. With --metrics-address \
-            HOST:PORT an HTTP listener serves /metrics (Prometheus), /healthz and /readyz. SIGTERM/SIGINT stop accepting \
-            requests, answer every queued one and exit 0.
+            send_hwm, recv_hwm, max_request_gflop, max_queued_gflop, inline_decode_bytes, linger_ms, \
+            default_model, curve_secret_key, curve_allow, expose_provenance, metrics_address; unknown keys \
+            are an error), then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and \
+            exit 0. SIGHUP reloads every model directory (through its symlinks) and swaps each valid \
+            one in without dropping a request; an invalid one is refused with its reason logged and \
+            the loaded version keeps serving. With --curve-secret-key and --curve-allow, both sockets \
+            use CURVE and admit only allowlisted client keys; the allowlist is re-read when it changes \
+            and on SIGHUP (docs/operations.md).
+            With --metrics-address HOST:PORT an HTTP listener serves /metrics (Prometheus), /healthz \
+            and /readyz.
             """)
 
     @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc). Default: tcp://127.0.0.1:5555")
@@ -30,7 +37,7 @@ struct ServeCommand: ParsableCommand {
 
     @Option(
         name: .customLong("max-delay-us"),
-        help: "Batching window in microseconds, counted from a batch's first request. Default: 500")
+        help: "How long a free worker waits for more requests before starting a batch, in microseconds. Default: 0 (start at once; batches form while workers are busy)")
     var maxDelayMicroseconds: Int?
 
     @Option(help: "Worker threads running forward passes. Default: number of cores")
@@ -42,8 +49,29 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("max-message-bytes"), help: "Largest request frame before 'too_large'. Default: 16777216")
     var maxMessageBytes: Int?
 
+    @Option(name: .customLong("max-request-gflop"), help: "Work budget of one act request in GFLOP before 'too_large'. Default: 16")
+    var maxRequestGflop: Double?
+
+    @Option(name: .customLong("max-queued-gflop"), help: "Work budget of the whole queue in GFLOP before 'overloaded'. Default: 64")
+    var maxQueuedGflop: Double?
+
     @Option(name: .customLong("default-model"), help: "Model used when a request names none. Default: the first")
     var defaultModel: String?
+
+    @Option(
+        name: .customLong("curve-secret-key"),
+        help: "Server keypair file from `flowgate keygen` (mode 0600). Turns on CURVE; needs --curve-allow.")
+    var curveSecretKey: String?
+
+    @Option(
+        name: .customLong("curve-allow"),
+        help: "Allowlisted client public keys: a directory of *.pub files or one file of keys. Re-read on change and SIGHUP.")
+    var curveAllow: String?
+
+    @Flag(
+        name: .customLong("expose-provenance"),
+        help: "Include each model's provenance (dataset, seed, git commit) in 'info' replies. Default: off")
+    var exposeProvenance = false
 
     @Option(
         name: .customLong("metrics-address"),
@@ -56,7 +84,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    @Flag(help: "Also serve the built-in 'demo' toy model (obs_dim 4, act_dim 2) for smoke and interop tests.")
+    @Flag(help: "Serve the built-in 'demo' toy model (obs_dim 4, act_dim 2; not a policy) for smoke and interop tests: alone (and so the default) when no MODEL_DIR is given, else after the given models, which keep the default.")
     var demo = false
 
     @Argument(help: "Model directories to serve (default: the shipped models/hopper-medium).")
@@ -87,7 +115,12 @@ struct ServeCommand: ParsableCommand {
         if let workers { c.workers = workers }
         if let queueLimit { c.queueLimit = queueLimit }
         if let maxMessageBytes { c.maxMessageBytes = maxMessageBytes }
+        if let maxRequestGflop { c.maxRequestGflop = maxRequestGflop }
+        if let maxQueuedGflop { c.maxQueuedGflop = maxQueuedGflop }
         if let defaultModel { c.defaultModel = defaultModel }
+        if let curveSecretKey { c.curveSecretKeyFile = curveSecretKey }
+        if let curveAllow { c.curveAllow = curveAllow }
+        if exposeProvenance { c.exposeProvenance = true }
         if let metricsAddress { c.metricsAddress = metricsAddress }
         return c
     }
@@ -109,7 +142,7 @@ struct ServeCommand: ParsableCommand {
             directories = [d]
         }
         var models = try loadServableModels(from: directories, logger: logger)
-        if demo { models.insert(DemoModel(), at: 0) }
+        if demo { models.append(DemoModel()) }  // never displaces the default (first) model
         let server = try InferenceServer(models: models, configuration: configuration, logger: logger)
 
         // Signals are handled on a dispatch queue, not in an async-signal context.
@@ -124,9 +157,42 @@ struct ServeCommand: ParsableCommand {
             source.resume()
             sources.append(source)
         }
+        // SIGHUP: hot reload of the model directories and of the CURVE allowlist. Each model
+        // directory is loaded and validated again, off the serving path; a valid one is swapped in
+        // between two requests, an invalid one is refused with its reason logged while the loaded
+        // version keeps serving. SIGHUP never kills the server (`systemctl reload`).
+        let reloadQueue = DispatchQueue(label: "flowgate.reload")
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: reloadQueue)
+        hup.setEventHandler {
+            if configuration.curveEnabled {
+                logger.info("received SIGHUP; reloading the CURVE allowlist")
+                _ = try? server.reloadAllowlist()  // failures are logged; the old keys stay
+            }
+            logger.notice("received SIGHUP; reloading \(directories.count) model director\(directories.count == 1 ? "y" : "ies")")
+            for dir in directories {
+                reloadModel(directory: dir, into: server, logger: logger)
+            }
+        }
+        hup.resume()
+        sources.append(hup)
         server.start()
         server.wait()
         sources.forEach { $0.cancel() }
+    }
+}
+
+/// Loads `directory` again (through its symlinks as they are now, so a directory swapped by an
+/// atomic rename or symlink flip is read whole from one version) and swaps it into `server`; on any
+/// error logs the reason and leaves the loaded version serving.
+func reloadModel(directory: String, into server: InferenceServer, logger: Logger) {
+    let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+    do {
+        let model = try PolicyServable(directory: resolved)
+        try server.replaceModel(model)
+        logger.notice("reload of \(directory) accepted: \(model.modelDescription.name) version \(model.modelDescription.version) (from \(resolved))")
+    } catch {
+        logger.error("reload of \(directory) refused, the loaded version keeps serving: \(error)")
     }
 }
 
@@ -134,7 +200,7 @@ struct ServeCommand: ParsableCommand {
 /// stops the server from starting, with the file and problem named).
 func loadServableModels(from directories: [String], logger: Logger) throws -> [any ServableModel] {
     try directories.map { dir in
-        let model = try PolicyServable(directory: dir, checkerFactory: energyCheckerFactory)
+        let model = try PolicyServable(directory: dir)
         let d = model.modelDescription
         logger.info("loaded model \(d.name) v\(d.version) from \(dir): obs_dim \(d.observationDim), act_dim \(d.actionDim), energy check \(model.bundle.makeChecker == nil ? "absent" : "on")")
         return model
@@ -152,8 +218,3 @@ func defaultModelDirectory() -> String? {
     return candidates.first { FileManager.default.fileExists(atPath: $0 + "/manifest.json") }
 }
 
-/// Builds per-thread energy checkers for models that ship an energy network; nil means the model
-/// has none and actions are served without the reliability check.
-func energyCheckerFactory(_ model: FlowgateCore.LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
-    try EnergyTransitionModel.checkerFactory(model)
-}

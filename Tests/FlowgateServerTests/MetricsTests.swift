@@ -173,6 +173,8 @@ final class GatedModel: ServableModel, @unchecked Sendable {
 
     func makeWorker() -> any ModelWorker { Worker(self) }
 
+    func flopsPerObservation(_ options: ActOptions) -> Double { inner.flopsPerObservation(options) }
+
     func waitUntilEntered(seconds: Double) -> Bool { entered.wait(timeout: .now() + seconds) == .success }
 
     /// Lets every waiting and later `act` through (idempotent).

@@ -14,10 +14,13 @@ final class LinearTestModel: ServableModel {
     let modelDescription: ModelDescription
     let delay: TimeInterval
 
-    init(name: String = "test", observationDim: Int = 3, actionDim: Int = 2, maxBatch: Int = 256, delay: TimeInterval = 0) {
+    init(
+        name: String = "test", version: String = "test-1", observationDim: Int = 3, actionDim: Int = 2, maxBatch: Int = 256,
+        delay: TimeInterval = 0
+    ) {
         self.delay = delay
         modelDescription = ModelDescription(
-            name: name, version: "test-1", observationDim: observationDim, actionDim: actionDim,
+            name: name, version: version, observationDim: observationDim, actionDim: actionDim,
             actionLow: Array(repeating: -1, count: actionDim), actionHigh: Array(repeating: 1, count: actionDim),
             defaults: SamplingSettings(steps: 4, candidates: 8, samples: 4),
             limits: SamplingLimits(maxSteps: 32, maxCandidates: 64, maxSamples: 16, maxBatch: maxBatch),
@@ -25,6 +28,11 @@ final class LinearTestModel: ServableModel {
     }
 
     func makeWorker() -> any ModelWorker { Worker(modelDescription, delay: delay) }
+
+    /// 1 MFLOP per step and candidate, plus 1 MFLOP per check sample: round numbers for budget tests.
+    func flopsPerObservation(_ options: ActOptions) -> Double {
+        1e6 * Double(options.steps * options.candidates + (options.check ? options.samples : 0))
+    }
 
     final class Worker: ModelWorker {
         let d: ModelDescription

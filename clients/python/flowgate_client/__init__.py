@@ -7,7 +7,9 @@
 from .client import (ActResult, Client, DEFAULT_ENDPOINT, DEFAULT_TELEMETRY, ERROR_CODES, FlowgateError,
                      FlowgateTimeout, Monitor, MonitorEvent)
 from .codec import decode_ndarray, encode_ndarray
+from .curve import CurveCredentials, KeyFileError, KeyPair, read_keypair, read_public_key
 
 __version__ = "0.1.0"
 __all__ = ["ActResult", "Client", "DEFAULT_ENDPOINT", "DEFAULT_TELEMETRY", "ERROR_CODES", "FlowgateError",
-           "FlowgateTimeout", "Monitor", "MonitorEvent", "decode_ndarray", "encode_ndarray", "__version__"]
+           "FlowgateTimeout", "Monitor", "MonitorEvent", "decode_ndarray", "encode_ndarray", "__version__",
+           "CurveCredentials", "KeyFileError", "KeyPair", "read_keypair", "read_public_key"]

@@ -1,8 +1,10 @@
 """Command line: ``python -m flowgate_client.cli act|info|health|stats|monitor --endpoint ...``.
 
     python -m flowgate_client.cli info
+    python -m flowgate_client.cli wait --wait-s 900                    # until the server is ready
     python -m flowgate_client.cli act --obs "[0.1, 0.2, ...]"          # or --obs-file obs.npy, --random-obs
     python -m flowgate_client.cli monitor --telemetry tcp://127.0.0.1:5556 --only-unreliable
+    python -m flowgate_client.cli info --server-key keys/server.pub --client-key keys/robot1.secret   # CURVE
 """
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ def _dump(obj) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flowgate_client.cli", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["act", "info", "health", "stats", "monitor"])
+    ap.add_argument("command", choices=["act", "info", "health", "stats", "monitor", "wait"],
+                    help="wait: poll health until the server is ready (e.g. while it builds and starts)")
+    ap.add_argument("--wait-s", type=float, default=900.0, help="wait: give up after this many seconds")
     ap.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     ap.add_argument("--telemetry", default=DEFAULT_TELEMETRY, help="PUB endpoint (monitor)")
     ap.add_argument("--timeout-ms", type=int, default=5000)
@@ -51,11 +55,22 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline-ms", type=int)
     ap.add_argument("--only-unreliable", action="store_true")
     ap.add_argument("--count", type=int, default=0, help="monitor: stop after N events (0: no limit)")
+    ap.add_argument("--server-key", help="CURVE: the server's public key file (NAME.pub from flowgate keygen)")
+    ap.add_argument("--client-key", help="CURVE: this client's keypair file (NAME.secret, mode 0600)")
     a = ap.parse_args(argv)
+    if (a.server_key is None) != (a.client_key is None):
+        ap.error("CURVE needs both --server-key and --client-key")
+    keys = {"server_key": a.server_key, "client_key": a.client_key}
+    try:
+        from .curve import credentials
+        credentials(**keys)  # fail early, with the file named, on a bad key file
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     if a.command == "monitor":
         n = 0
-        with Monitor(a.telemetry, only_unreliable=a.only_unreliable, model=a.model, timeout_ms=None) as m:
+        with Monitor(a.telemetry, only_unreliable=a.only_unreliable, model=a.model, timeout_ms=None, **keys) as m:
             for ev in m:
                 print(json.dumps({"topic": ev.topic, **ev.raw}, default=_jsonable), flush=True)
                 n += 1
@@ -65,7 +80,10 @@ def main(argv=None) -> int:
 
     try:
         with Client(a.endpoint, timeout_ms=a.timeout_ms, retries=a.retries, model=a.model,
-                    socket_type=a.socket, encoding=a.encoding) as c:
+                    socket_type=a.socket, encoding=a.encoding, **keys) as c:
+            if a.command == "wait":
+                _dump(c.wait_ready(timeout_s=a.wait_s))
+                return 0
             if a.command in ("info", "health", "stats"):
                 _dump(getattr(c, a.command)())
                 return 0

@@ -11,6 +11,7 @@ import numpy as np
 import zmq
 
 from .codec import decode_arrays, encode_ndarray, pack, unpack
+from .curve import credentials as _curve_credentials
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_TELEMETRY = "tcp://127.0.0.1:5556"
@@ -75,11 +76,17 @@ class Client:
     ``retries`` times, then raise FlowgateTimeout.  "dealer" sends an empty delimiter frame before
     the body and drops replies whose ``id`` does not match the pending request (late replies to
     earlier attempts).  ``encoding`` "ndarray" (default, ``dtype`` "<f4") or "plain" (lists).
+
+    Against a CURVE server pass ``server_key`` (the server's public key file ``NAME.pub`` or its
+    Z85 text) and ``client_key`` (this client's keypair file ``NAME.secret`` from ``flowgate
+    keygen``, whose public key must be in the server's allowlist).  A refused or plaintext client
+    gets no reply at all, so it times out (docs/operations.md).
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_ms: int = 5000, retries: int = 3,
                  model: Optional[str] = None, socket_type: str = "req", encoding: str = "ndarray",
-                 dtype: str = "<f4", context: Optional[zmq.Context] = None):
+                 dtype: str = "<f4", context: Optional[zmq.Context] = None,
+                 server_key=None, client_key=None):
         if socket_type not in ("req", "dealer"):
             raise ValueError("socket_type must be 'req' or 'dealer'")
         if encoding not in ("ndarray", "plain"):
@@ -91,6 +98,7 @@ class Client:
         self.socket_type = socket_type
         self.encoding = encoding
         self.dtype = dtype
+        self.curve = _curve_credentials(server_key, client_key)
         self._ctx = context or zmq.Context.instance()
         self._sock: Optional[zmq.Socket] = None
         self._ids = itertools.count(1)
@@ -102,6 +110,8 @@ class Client:
         if self._sock is None:
             s = self._ctx.socket(zmq.REQ if self.socket_type == "req" else zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
+            if self.curve is not None:
+                self.curve.apply(s)
             s.connect(self.endpoint)
             self._sock = s
         return self._sock
@@ -254,17 +264,21 @@ class Monitor:
 
     Topics are ``reliable/<model>`` and ``unreliable/<model>``; ``only_unreliable`` subscribes to
     the unreliable prefix only, ``model`` narrows to one model.  Iterating yields MonitorEvent
-    and stops once no event arrived for ``timeout_ms`` (None: wait forever).
+    and stops once no event arrived for ``timeout_ms`` (None: wait forever).  ``server_key`` and
+    ``client_key`` as for Client, when the server uses CURVE.
     """
 
     def __init__(self, endpoint: str = DEFAULT_TELEMETRY, only_unreliable: bool = False,
                  model: Optional[str] = None, timeout_ms: Optional[int] = 1000,
-                 context: Optional[zmq.Context] = None):
+                 context: Optional[zmq.Context] = None, server_key=None, client_key=None):
         self.endpoint = endpoint
         self.timeout_ms = timeout_ms
+        curve = _curve_credentials(server_key, client_key)
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._sock)
         kinds = ["unreliable/"] if only_unreliable else ["reliable/", "unreliable/"]
         for k in kinds:
             topic = k + model if model else k
