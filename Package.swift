@@ -19,6 +19,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // Prometheus /metrics: swift-metrics API, swift-prometheus registry, SwiftNIO's HTTP/1 codec
+        // for the listener (see docs/architecture.md for why not FlyingFox or Hummingbird).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C system libraries (Debian packages; found through pkg-config).
@@ -41,13 +46,18 @@ let package = Package(
         .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
         // One thin libzmq wrapper (sockets, contexts, errors naming the failing call), package-internal.
         .target(name: "FlowgateZMQ", dependencies: ["CZeroMQ"]),
-        // Server: ZeroMQ sockets, dynamic batching, worker pool, telemetry.
+        // Server: ZeroMQ sockets, dynamic batching, worker pool, telemetry, Prometheus metrics and probes.
         .target(
             name: "FlowgateServer",
             dependencies: [
                 "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // Client library (used by tests and the load tester).
         .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),

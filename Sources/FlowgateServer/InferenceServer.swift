@@ -32,6 +32,7 @@ public enum ServerError: Error, CustomStringConvertible {
 /// ```
 public final class InferenceServer: Sendable {
     private let loop: SocketLoop
+    private let http: MetricsHTTPServer?
 
     /// Creates the server and binds its sockets (so bind errors surface here).
     ///
@@ -44,7 +45,28 @@ public final class InferenceServer: Sendable {
         guard problems.isEmpty else { throw ServerError.invalidConfiguration(problems) }
         _ = BLAS.configureForServing()
         loop = try SocketLoop(models: models, configuration: configuration, logger: logger)
+        loop.metrics.register(models: loop.modelOrder)
+        if let text = configuration.metricsAddress {
+            let address = try MetricsAddress.parse(text).get()
+            let server = try MetricsHTTPServer(address: address, metrics: loop.metrics, logger: logger)
+            logger.info("metrics on http://\(server.boundAddress)/metrics, probes /healthz and /readyz")
+            if !address.isLoopback {
+                logger.warning("metrics_address \(address) is not loopback: /metrics is open to the network without authentication")
+            }
+            http = server
+        } else {
+            http = nil
+        }
     }
+
+    deinit { http?.stop() }
+
+    /// The `host:port` the metrics and probe listener is bound to (the real port when configured
+    /// with port 0), or nil when `metricsAddress` is off.
+    public var metricsAddress: String? { http?.boundAddress }
+
+    /// The Prometheus text exposition that `/metrics` serves (available with metrics off too).
+    public var metricsExposition: String { String(decoding: loop.metrics.exposition(), as: UTF8.self) }
 
     /// The endpoint the ROUTER is bound to, with the real port when bound to `tcp://host:*`.
     public var endpoint: String { loop.boundEndpoint }
@@ -65,8 +87,7 @@ public final class InferenceServer: Sendable {
     /// sockets and returns. Safe to call from any thread, more than once.
     public func shutdown() {
         loop.requestStop()
-        loop.wait()
-        loop.zap?.stop()
+        wait()
     }
 
     /// The server's CURVE public key (Z85) when CURVE is on; clients need it to connect.
@@ -93,9 +114,11 @@ public final class InferenceServer: Sendable {
     /// Asks the server to drain and stop without waiting (e.g. from a signal handler's queue).
     public func requestShutdown() { loop.requestStop() }
 
-    /// Blocks until the server has stopped.
+    /// Blocks until the server has stopped (the metrics listener stops last, so `/readyz` answers
+    /// 503 during the whole drain).
     public func wait() {
         loop.wait()
         loop.zap?.stop()
+        http?.stop()
     }
 }

@@ -49,6 +49,9 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     /// Whether `info` includes each model's provenance (dataset, seed, git commit, ...); off by
     /// default so that clients do not learn how a model was made.
     public var exposeProvenance: Bool = false
+    /// `host:port` of the HTTP listener for Prometheus `/metrics` and the `/healthz` and `/readyz`
+    /// probes (e.g. `127.0.0.1:9464`; port 0 picks a free port; `[::1]:9464` for IPv6); `nil`: off.
+    public var metricsAddress: String? = nil
 
     public init() {}
 
@@ -73,6 +76,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         case curveSecretKeyFile = "curve_secret_key"
         case curveAllow = "curve_allow"
         case exposeProvenance = "expose_provenance"
+        case metricsAddress = "metrics_address"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -105,6 +109,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         s.curveSecretKeyFile = try c.decodeIfPresent(String.self, forKey: .curveSecretKeyFile)
         s.curveAllow = try c.decodeIfPresent(String.self, forKey: .curveAllow)
         s.exposeProvenance = try c.decodeIfPresent(Bool.self, forKey: .exposeProvenance) ?? s.exposeProvenance
+        s.metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress)
         self = s
     }
 
@@ -126,6 +131,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
             p.append(
                 "curve_secret_key and curve_allow go together (a CURVE server without an allowlist would admit any client that knows its public key)")
         }
+        if let metricsAddress, case .failure(let problem) = MetricsAddress.parse(metricsAddress) { p.append(problem.description) }
         return p
     }
 }

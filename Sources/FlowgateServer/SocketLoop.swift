@@ -38,6 +38,10 @@ final class SocketLoop: @unchecked Sendable {
     private var observationLimits: ObservationLimits
     private var workers: [WorkerThread] = []
     private var stats = ServerStats()
+    /// Prometheus metrics and readiness; thread-safe (served by the metrics HTTP listener).
+    let metrics = ServerMetrics()
+    /// Operation of the request being answered, for the metrics' `op` label (nil: not decoded).
+    private var currentOp: FlowgateProtocol.Operation?
     private var inFlight = 0
     private var draining = false
     private let startTime = monotonicNanoseconds()
@@ -214,9 +218,11 @@ final class SocketLoop: @unchecked Sendable {
         logger.info(
             "serving \(modelOrder.joined(separator: ", ")) on \(boundEndpoint)",
             metadata: ["telemetry": "\(boundTelemetryEndpoint ?? "off")", "workers": "\(configuration.workers)"])
+        metrics.setReady(true)
         while true {
             if !draining && shouldStop {
                 draining = true
+                metrics.setReady(false)
                 batchQueue.close()
                 logger.info("draining \(inFlight) requests")
             }
@@ -234,6 +240,9 @@ final class SocketLoop: @unchecked Sendable {
             for d in decoder.drain() { decoded(d) }
             for c in completions.drain() { finish(c) }
             expireDeadlines()
+            metrics.setQueue(depth: batchQueue.depth, work: batchQueue.work)
+            metrics.setInFlight(inFlight)
+            metrics.syncRefusedKeys(total: zap?.counters.snapshot.refused ?? 0)
             if draining && inFlight == 0 && decoder.pending == 0 { break }
         }
         batchQueue.close()
@@ -277,10 +286,12 @@ final class SocketLoop: @unchecked Sendable {
 
     private func send(_ envelope: [[UInt8]], _ body: [UInt8], error: ErrorCode?) {
         stats.replied(error)
+        metrics.replied(op: currentOp, error: error)
         do {
             try router.send(envelope + [body], dontWait: true)
         } catch {
             stats.dropped()
+            metrics.droppedReply()
             if error.isUnroutable || error.wouldBlock {
                 logger.debug("dropped a reply to a vanished or slow client: \(error)")
             } else {
@@ -296,6 +307,7 @@ final class SocketLoop: @unchecked Sendable {
 
     private func handle(frames: [[UInt8]], sizes: [Int], large: ZMQMessage?) {
         guard !frames.isEmpty else { return }
+        currentOp = nil
         guard let delimiter = sizes.indices.dropFirst().first(where: { sizes[$0] == 0 }) else {
             send([frames[0]], ProtocolError(.badRequest, "missing the empty delimiter frame before the body"))
             return
@@ -341,6 +353,7 @@ final class SocketLoop: @unchecked Sendable {
 
     /// Answers or queues one decoded request (socket thread).
     private func dispatch(_ result: Result<Request, ProtocolError>, envelope: [[UInt8]]) {
+        currentOp = nil  // until decoded: also for frames that come back from the decode thread
         let request: Request
         switch result {
         case .success(let r): request = r
@@ -349,6 +362,7 @@ final class SocketLoop: @unchecked Sendable {
             return
         }
         stats.received(request.op)
+        currentOp = request.op
         switch request.op {
         case .act:
             handleAct(request, envelope: envelope)
@@ -475,6 +489,7 @@ final class SocketLoop: @unchecked Sendable {
         guard let due = nextDeadline, now >= due else { return }
         let (expired, next) = batchQueue.expire(now: now)
         nextDeadline = next
+        currentOp = .act
         for r in expired {
             inFlight -= 1
             let waited = microseconds(from: r.arrival, to: now)
@@ -491,6 +506,8 @@ final class SocketLoop: @unchecked Sendable {
         inFlight -= 1
         let now = monotonicNanoseconds()
         stats.completed(c, now: now)
+        metrics.completed(c, now: now)
+        currentOp = .act
         send(c.envelope, c.reply, error: c.error)
         guard let pub else { return }
         for event in c.telemetry {

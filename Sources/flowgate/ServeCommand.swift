@@ -15,13 +15,15 @@ struct ServeCommand: ParsableCommand {
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
             send_hwm, recv_hwm, max_request_gflop, max_queued_gflop, inline_decode_bytes, linger_ms, \
-            default_model, curve_secret_key, curve_allow, expose_provenance; unknown keys are an \
-            error), then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and \
+            default_model, curve_secret_key, curve_allow, expose_provenance, metrics_address; unknown keys \
+            are an error), then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and \
             exit 0. SIGHUP reloads every model directory (through its symlinks) and swaps each valid \
             one in without dropping a request; an invalid one is refused with its reason logged and \
             the loaded version keeps serving. With --curve-secret-key and --curve-allow, both sockets \
             use CURVE and admit only allowlisted client keys; the allowlist is re-read when it changes \
             and on SIGHUP (docs/operations.md).
+            With --metrics-address HOST:PORT an HTTP listener serves /metrics (Prometheus), /healthz \
+            and /readyz.
             """)
 
     @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc). Default: tcp://127.0.0.1:5555")
@@ -71,6 +73,11 @@ struct ServeCommand: ParsableCommand {
         help: "Include each model's provenance (dataset, seed, git commit) in 'info' replies. Default: off")
     var exposeProvenance = false
 
+    @Option(
+        name: .customLong("metrics-address"),
+        help: "HOST:PORT of the HTTP listener for /metrics, /healthz and /readyz, e.g. 127.0.0.1:9464. Default: off")
+    var metricsAddress: String?
+
     @Option(help: "JSON file with server settings (flags override it).")
     var config: String?
 
@@ -114,6 +121,7 @@ struct ServeCommand: ParsableCommand {
         if let curveSecretKey { c.curveSecretKeyFile = curveSecretKey }
         if let curveAllow { c.curveAllow = curveAllow }
         if exposeProvenance { c.exposeProvenance = true }
+        if let metricsAddress { c.metricsAddress = metricsAddress }
         return c
     }
 
