@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(
             name: "FlowgateTrainingTests",
             dependencies: ["FlowgateTraining", "FlowgateAlgorithms", "FlowgateCore", "FlowgateTestSupport"]),
-        .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol"]),
+        .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol", "FlowgateCore"]),
         .testTarget(
             name: "FlowgateServerTests",
             dependencies: [

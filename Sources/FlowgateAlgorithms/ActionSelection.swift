@@ -1,13 +1,5 @@
 import FlowgateCore
 
-/// How the served action is chosen among the M candidates.
-public enum CandidateSelection: String, Codable, Sendable, CaseIterable {
-    /// The candidate with the highest twin-min Q.
-    case argmax
-    /// A sample from softmax(Q / temperature) over the candidates.
-    case softmax
-}
-
 /// Per-call sampling settings (defaults come from the model manifest; the server enforces limits).
 public struct SamplingSettings: Sendable, Hashable {
     /// Flow steps K.
@@ -18,18 +10,12 @@ public struct SamplingSettings: Sendable, Hashable {
     public var samples: Int
     /// Run the energy check.
     public var check: Bool
-    public var solver: FlowSolver
-    public var selection: CandidateSelection
-    public var temperature: Float
 
-    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true, solver: FlowSolver = .euler, selection: CandidateSelection = .argmax, temperature: Float = 1) {
+    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true) {
         self.steps = steps
         self.candidates = candidates
         self.samples = samples
         self.check = check
-        self.solver = solver
-        self.selection = selection
-        self.temperature = temperature
     }
 }
 
@@ -130,7 +116,7 @@ public final class ActionSelector {
             for j in 0..<m { rngs.append(base.derived(UInt64(j))) }
         }
         let candidates = sampler.sample(
-            observations: normObs.pointer, count: count, perObservation: m, steps: settings.steps, solver: settings.solver,
+            observations: normObs.pointer, count: count, perObservation: m, steps: settings.steps,
             rngs: &rngs)
         rowObs.reserve(count * m * od)
         for i in 0..<count {
@@ -149,19 +135,7 @@ public final class ActionSelector {
         var qChosen = [Float](repeating: 0, count: count)
         for i in 0..<count {
             var best = 0
-            switch settings.selection {
-            case .argmax:
-                for j in 1..<max(m, 1) where q[i * m + j] > q[i * m + best] { best = j }
-            case .softmax:
-                var mx = -Float.infinity
-                for j in 0..<m { mx = max(mx, q[i * m + j] / settings.temperature) }
-                var cumulative = [Float](repeating: 0, count: m)
-                var z: Float = 0
-                for j in 0..<m { z += expf(q[i * m + j] / settings.temperature - mx); cumulative[j] = z }
-                var pick = RNG(seed: seeds[i]).derived(1 << 40)
-                let u = pick.uniform() * z
-                best = cumulative.firstIndex { $0 > u } ?? (m - 1)
-            }
+            for j in 1..<max(m, 1) where q[i * m + j] > q[i * m + best] { best = j }
             qChosen[i] = q[i * m + best]
             (chosen.pointer + i * ad).update(from: candidates + (i * m + best) * ad, count: ad)
         }

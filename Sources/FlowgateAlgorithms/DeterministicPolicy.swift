@@ -29,7 +29,7 @@ public protocol CandidateSampler: AnyObject {
     var actionDim: Int { get }
     /// `(count · perObservation) × actionDim` scaled actions, row `i · perObservation + j`.
     func sample(
-        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, solver: FlowSolver, rngs: inout [RNG]
+        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, rngs: inout [RNG]
     ) -> UnsafeMutablePointer<Float>
 }
 
@@ -37,9 +37,9 @@ extension FlowSampler: CandidateSampler {
     public var observationDim: Int { policy.spec.observationDim }
     public var actionDim: Int { policy.spec.actionDim }
     public func sample(
-        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, solver: FlowSolver, rngs: inout [RNG]
+        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, rngs: inout [RNG]
     ) -> UnsafeMutablePointer<Float> {
-        sample(observations: observations, count: count, perObservation: perObservation, steps: steps, solver: solver, rngs: &rngs, clip: true)
+        sample(observations: observations, count: count, perObservation: perObservation, steps: steps, rngs: &rngs, clip: true)
     }
 }
 
@@ -52,7 +52,7 @@ public final class DeterministicSampler: CandidateSampler {
     public var actionDim: Int { policy.net.outputDim }
 
     public func sample(
-        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, solver: FlowSolver, rngs: inout [RNG]
+        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, rngs: inout [RNG]
     ) -> UnsafeMutablePointer<Float> {
         let ad = actionDim
         let a = policy.net.forward(observations, batch: count)

@@ -42,14 +42,6 @@ public struct FlowPolicySpec: Codable, Sendable, Equatable {
     public static let frequencyTensor = "time.frequencies"
 }
 
-/// ODE solver used to integrate the velocity field from t = 0 to 1.
-public enum FlowSolver: String, Codable, Sendable, CaseIterable {
-    /// `x += v(x, t) · h`.
-    case euler
-    /// `x += v(x + v(x, t)·h/2, t + h/2) · h` (second order; two evaluations per step).
-    case midpoint
-}
-
 /// The flow policy network (rectified/OT path): `x_t = (1 − t)·x0 + t·a`, target velocity `a − x0`.
 ///
 /// Observations are normalised and actions scaled to [-1, 1] by the caller (`PolicyBundle`).

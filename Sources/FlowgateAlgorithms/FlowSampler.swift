@@ -1,7 +1,7 @@
 import FlowgateCore
 
 /// Few-step sampling from a `FlowPolicy`: integrates `dx/dt = v(s, x, t)` from noise at t = 0 to
-/// an action at t = 1 in K steps, for many rows at once (every observation × candidate is one row
+/// an action at t = 1 in K Euler steps (`x += v(x, t) · h`), for many rows at once (every observation × candidate is one row
 /// of each matrix product).
 ///
 /// Noise comes from one RNG per row, so a row's sample does not depend on the batch it is computed
@@ -9,7 +9,6 @@ import FlowgateCore
 public final class FlowSampler {
     public let policy: FlowPolicy
     private let x = FloatBuffer()
-    private let xMid = FloatBuffer()
     private let times = FloatBuffer()
     private let obsRows = FloatBuffer()
 
@@ -25,7 +24,7 @@ public final class FlowSampler {
     ///   [-1, 1]), row `i · perObservation + j` for candidate j of observation i; valid until the
     ///   next call.
     public func sample(
-        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, solver: FlowSolver = .euler,
+        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int,
         rngs: inout [RNG], clip: Bool = true
     ) -> UnsafeMutablePointer<Float> {
         let od = policy.spec.observationDim, ad = policy.spec.actionDim
@@ -39,7 +38,6 @@ public final class FlowSampler {
             }
         }
         x.reserve(rows * ad)
-        xMid.reserve(rows * ad)
         times.reserve(rows)
         for r in 0..<rows {
             rngs[r].fillNormal(UnsafeMutableBufferPointer(start: x.pointer + r * ad, count: ad))
@@ -48,19 +46,9 @@ public final class FlowSampler {
         let obs = UnsafePointer(obsRows.pointer)
         for k in 0..<steps {
             let t0 = Float(k) * h
-            switch solver {
-            case .euler:
-                for r in 0..<rows { times.pointer[r] = t0 }
-                let v = policy.velocity(obs: obs, x: x.pointer, t: times.pointer, batch: rows)
-                for i in 0..<(rows * ad) { x.pointer[i] += h * v[i] }
-            case .midpoint:
-                for r in 0..<rows { times.pointer[r] = t0 }
-                let v1 = policy.velocity(obs: obs, x: x.pointer, t: times.pointer, batch: rows)
-                for i in 0..<(rows * ad) { xMid.pointer[i] = x.pointer[i] + 0.5 * h * v1[i] }
-                for r in 0..<rows { times.pointer[r] = t0 + 0.5 * h }
-                let v2 = policy.velocity(obs: obs, x: xMid.pointer, t: times.pointer, batch: rows)
-                for i in 0..<(rows * ad) { x.pointer[i] += h * v2[i] }
-            }
+            for r in 0..<rows { times.pointer[r] = t0 }
+            let v = policy.velocity(obs: obs, x: x.pointer, t: times.pointer, batch: rows)
+            for i in 0..<(rows * ad) { x.pointer[i] += h * v[i] }
         }
         if clip { for i in 0..<(rows * ad) { x.pointer[i] = min(max(x.pointer[i], -1), 1) } }
         return x.pointer

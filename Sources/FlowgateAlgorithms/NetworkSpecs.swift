@@ -52,11 +52,3 @@ extension CriticSpec {
     }
 }
 
-extension FlowSolver {
-    public init(_ s: Manifest.Sampling.Solver) { self = s == .euler ? .euler : .midpoint }
-    public var manifestValue: Manifest.Sampling.Solver { self == .euler ? .euler : .midpoint }
-}
-
-extension CandidateSelection {
-    public init(_ s: Manifest.Sampling.Selection) { self = s == .argmax ? .argmax : .softmax }
-}

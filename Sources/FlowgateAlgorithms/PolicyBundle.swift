@@ -90,8 +90,7 @@ public final class PolicyBundle: Sendable {
     public var defaultSettings: SamplingSettings {
         let s = manifest.sampling
         return SamplingSettings(
-            steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil, solver: FlowSolver(s.solver),
-            selection: CandidateSelection(s.selection), temperature: s.softmaxTemperature)
+            steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil)
     }
 
     /// Floating-point operations for one observation (the server's work budgets): K flow steps of M

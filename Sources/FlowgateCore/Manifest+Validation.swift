@@ -107,6 +107,12 @@ extension Manifest {
             (0...max(0, s.maxSamples)).contains(s.samples),
             "sampling.samples \(s.samples) must be in 0...maxSamples (\(s.maxSamples))")
         problems.check(
+            s.solver == .euler,
+            "sampling.solver '\(s.solver.rawValue)' is not supported: flowgate integrates the flow with Euler steps (request more steps instead)")
+        problems.check(
+            s.selection == .argmax,
+            "sampling.selection '\(s.selection.rawValue)' is not supported: flowgate serves the candidate with the highest Q")
+        problems.check(
             s.softmaxTemperature.isFinite && s.softmaxTemperature > 0,
             "sampling.softmaxTemperature \(s.softmaxTemperature) must be finite and positive")
     }

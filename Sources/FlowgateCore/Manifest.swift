@@ -78,7 +78,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     /// Sampling defaults (what a request gets when it does not say) and the limits a request may ask for.
     public struct Sampling: Codable, Sendable, Equatable {
-        /// ODE solver for the flow.
+        /// ODE solver for the flow: only `euler` is served (`midpoint` is read, then refused by `validate`).
         public enum Solver: String, Codable, Sendable, CaseIterable { case euler, midpoint }
         /// How the action is picked among candidates.
         public enum Selection: String, Codable, Sendable, CaseIterable { case argmax, softmax }

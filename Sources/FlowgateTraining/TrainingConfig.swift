@@ -89,7 +89,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         public var steps: Int = 4
         public var candidates: Int = 16
         public var samples: Int = 8
-        public var solver: FlowSolver = .euler
         public init() {}
     }
 

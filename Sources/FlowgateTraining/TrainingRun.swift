@@ -211,7 +211,7 @@ public final class TrainingRun {
             normalization: .init(observationMean: data.observationMean, observationStd: data.observationStd, rewardScale: data.rewardScale),
             networks: [FlowPolicySpec.role: policy.spec.networkSpec, CriticSpec.role: critic.spec.networkSpec],
             sampling: .init(
-                steps: s.steps, candidates: s.candidates, samples: s.samples, solver: s.solver.manifestValue, selection: .argmax,
+                steps: s.steps, candidates: s.candidates, samples: s.samples, solver: .euler, selection: .argmax,
                 softmaxTemperature: 1, maxSteps: 64, maxCandidates: 256, maxSamples: 64, maxBatch: 1024),
             reliability: nil,
             provenance: .init(

@@ -17,8 +17,7 @@ enum InspectFormat {
         row(
             "sampling",
             "steps \(p.steps) (max \(p.maxSteps)), candidates \(p.candidates) (max \(p.maxCandidates)), "
-                + "samples \(p.samples) (max \(p.maxSamples)), solver \(p.solver.rawValue), selection \(p.selection.rawValue)"
-                + (p.selection == .softmax ? " (T=\(p.softmaxTemperature))" : "") + ", maxBatch \(p.maxBatch)")
+                + "samples \(p.samples) (max \(p.maxSamples)), maxBatch \(p.maxBatch)")
         if let r = m.reliability {
             row("reliability", "threshold \(r.threshold) at quantile \(r.quantile), calibration \(r.calibration.count) values from \(r.heldOutCount) held out")
         } else {

@@ -58,10 +58,27 @@ struct ManifestTests {
 
     @Test func unknownSolverIsRejected() throws {
         let text = String(decoding: try sampleModel().manifest.encoded(), as: UTF8.self)
-            .replacingOccurrences(of: #""midpoint""#, with: #""rk4""#)
+            .replacingOccurrences(of: #""euler""#, with: #""rk4""#)
         let error = #expect(throws: ModelFileError.self) { try Manifest.decode(Data(text.utf8)) }
         guard case .invalidManifest(let message) = error?.problem else { return }
         #expect(message.contains("sampling.solver"))
+    }
+
+    /// The midpoint solver and softmax selection were removed (untested, not selectable per request):
+    /// manifests naming them still decode but fail validation with a message naming the key.
+    @Test func removedSolverAndSelectionAreRefusedByName() throws {
+        var m = sampleModel().manifest
+        #expect(throws: Never.self) { try m.validate() }
+        m.sampling.solver = .midpoint
+        let solver = #expect(throws: ModelFileError.self) { try m.validate() }
+        #expect(solver.map { "\($0)" }?.contains("sampling.solver 'midpoint' is not supported") == true, "\(String(describing: solver))")
+        m.sampling.solver = .euler
+        m.sampling.selection = .softmax
+        let selection = #expect(throws: ModelFileError.self) { try m.validate() }
+        #expect(selection.map { "\($0)" }?.contains("sampling.selection 'softmax' is not supported") == true, "\(String(describing: selection))")
+        let text = String(decoding: try sampleModel().manifest.encoded(), as: UTF8.self)
+            .replacingOccurrences(of: #""euler""#, with: #""midpoint""#)
+        #expect(throws: ModelFileError.self) { try Manifest.decode(Data(text.utf8)) }
     }
 
     @Test func consistencyChecks() {

@@ -79,7 +79,7 @@ func sampleModel(seed: UInt64 = 42) -> LoadedModel {
         normalization: .init(observationMean: [0.1, 0.2, 0.3], observationStd: [1, 2, 0.5], rewardScale: 0.1),
         networks: ["policy": policy, "critic": critic],
         sampling: .init(
-            steps: 4, candidates: 8, samples: 16, solver: .midpoint, selection: .softmax, softmaxTemperature: 0.5,
+            steps: 4, candidates: 8, samples: 16, solver: .euler, selection: .argmax, softmaxTemperature: 0.5,
             maxSteps: 32, maxCandidates: 64, maxSamples: 128, maxBatch: 256),
         reliability: .init(threshold: 2.5, quantile: 0.95, calibration: [-1, 0, 0.5, 2.5, 3], heldOutCount: 1000),
         provenance: .init(

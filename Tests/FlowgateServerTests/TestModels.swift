@@ -9,16 +9,20 @@ import Foundation
 /// - energy = |obs|², reliable = energy ≤ threshold (4), confidence = exp(-energy / threshold)
 /// - q = -|action|² - 0.01 · candidates
 /// - an observation containing `poison` (12345) makes `act` throw (to produce `internal` errors)
+/// - a batch containing `hold` (777) waits in `gate` until the test opens it
 final class LinearTestModel: ServableModel {
     static let poison: Float = 12345
+    static let hold: Float = 777
     let modelDescription: ModelDescription
     let delay: TimeInterval
+    let gate: Gate?
 
     init(
         name: String = "test", version: String = "test-1", observationDim: Int = 3, actionDim: Int = 2, maxBatch: Int = 256,
-        delay: TimeInterval = 0
+        delay: TimeInterval = 0, gate: Gate? = nil
     ) {
         self.delay = delay
+        self.gate = gate
         modelDescription = ModelDescription(
             name: name, version: version, observationDim: observationDim, actionDim: actionDim,
             actionLow: Array(repeating: -1, count: actionDim), actionHigh: Array(repeating: 1, count: actionDim),
@@ -27,7 +31,7 @@ final class LinearTestModel: ServableModel {
             threshold: 4, calibrationQuantile: 0.95, provenance: ["kind": "test double"])
     }
 
-    func makeWorker() -> any ModelWorker { Worker(modelDescription, delay: delay) }
+    func makeWorker() -> any ModelWorker { Worker(modelDescription, delay: delay, gate: gate) }
 
     /// 1 MFLOP per step and candidate, plus 1 MFLOP per check sample: round numbers for budget tests.
     func flopsPerObservation(_ options: ActOptions) -> Double {
@@ -37,14 +41,17 @@ final class LinearTestModel: ServableModel {
     final class Worker: ModelWorker {
         let d: ModelDescription
         let delay: TimeInterval
-        init(_ d: ModelDescription, delay: TimeInterval) {
+        let gate: Gate?
+        init(_ d: ModelDescription, delay: TimeInterval, gate: Gate?) {
             self.d = d
             self.delay = delay
+            self.gate = gate
         }
 
         func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult {
             struct Poisoned: Error {}
             if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+            if let gate, observations.contains(LinearTestModel.hold) { gate.pass() }
             if observations.contains(LinearTestModel.poison) { throw Poisoned() }
             let n = d.observationDim, m = d.actionDim
             var result = ActResult(actions: [], confidence: [], energy: [], q: [], reliable: [])
@@ -68,6 +75,42 @@ final class LinearTestModel: ServableModel {
             }
             return result
         }
+    }
+}
+
+/// Holds a worker inside `act` until the test opens it, so a test can fill the queue behind a busy
+/// worker without relying on timing. Its state is guarded by `condition`'s lock.
+final class Gate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var isOpen = false
+    private var waiting = 0
+
+    /// Called by a worker: blocks until `open()`.
+    func pass() {
+        condition.lock()
+        defer { condition.unlock() }
+        waiting += 1
+        condition.broadcast()
+        while !isOpen { condition.wait() }
+    }
+
+    /// Waits (at most `timeout` seconds, a generous bound) until a worker is held; false on timeout.
+    func waitForWorker(timeout: TimeInterval = 20) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let limit = Date(timeIntervalSinceNow: timeout)
+        while waiting == 0 {
+            if !condition.wait(until: limit) { return waiting > 0 }
+        }
+        return true
+    }
+
+    /// Lets every held and future worker through.
+    func open() {
+        condition.lock()
+        isOpen = true
+        condition.broadcast()
+        condition.unlock()
     }
 }
 

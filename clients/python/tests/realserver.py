@@ -17,15 +17,17 @@ BIN = os.environ.get("FLOWGATE_BIN")
 MODEL = os.environ.get("FLOWGATE_MODEL") or str(REPO / "models" / "hopper-medium")
 
 
-def require_real_server():
-    """Call at module level: the binary and the model must exist (a failure in CI, a skip elsewhere)."""
-    if os.environ.get("CI") and not (BIN and os.path.isdir(MODEL)):
-        pytest.fail(f"CI: FLOWGATE_BIN={BIN!r} and model directory {MODEL} are required", pytrace=False)
+def require_real_server(model: bool = True):
+    """Call at module level: the binary (and, with ``model``, the model directory) must exist —
+    a failure in CI, a skip elsewhere."""
+    if os.environ.get("CI") and not (BIN and (not model or os.path.isdir(MODEL))):
+        needs = f"FLOWGATE_BIN={BIN!r}" + (f" and model directory {MODEL}" if model else "")
+        pytest.fail(f"CI: {needs} required", pytrace=False)
     if not BIN:
         pytest.skip("FLOWGATE_BIN is not set (path to the built flowgate binary)", allow_module_level=True)
     if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
         pytest.skip(f"FLOWGATE_BIN={BIN} is not an executable file", allow_module_level=True)
-    if not os.path.isdir(MODEL):
+    if model and not os.path.isdir(MODEL):
         pytest.skip(f"model directory {MODEL} does not exist (set FLOWGATE_MODEL)", allow_module_level=True)
 
 

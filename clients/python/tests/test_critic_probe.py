@@ -4,7 +4,6 @@ The server's reply carries Q of the action it chose; the probe must compute the 
 model files, LayerNorm included (the shipped inverted-double-pendulum-medium critic has it), or
 its diagnosis would describe some other function.
 """
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +12,15 @@ import pytest
 from flowgate_client import Client
 from flowgate_client.critic_probe import Critic, main, probe
 from flowgate_client.evaluate import Server
+from realserver import BIN, require_real_server
 
 REPO = Path(__file__).resolve().parents[3]
-BIN = os.environ.get("FLOWGATE_BIN")
 MODELS = [REPO / "models" / "inverted-double-pendulum-medium", REPO / "models" / "hopper-medium"]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda p: p.name)
 def test_numpy_critic_matches_the_served_q(model):
-    if not BIN:
-        if os.environ.get("CI"):
-            pytest.fail("CI: FLOWGATE_BIN is required", pytrace=False)
-        pytest.skip("FLOWGATE_BIN is not set")
+    require_real_server(model=False)
     critic = Critic(model)
     rng = np.random.default_rng(1)
     obs = critic.mean + 0.5 * critic.std * rng.standard_normal((64, len(critic.mean)))

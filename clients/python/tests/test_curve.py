@@ -8,7 +8,6 @@ keygen`; the server serves the built-in demo model (`--demo`) with `--curve-secr
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -22,23 +21,12 @@ import zmq
 from flowgate_client import Client, FlowgateError, FlowgateTimeout, Monitor
 from flowgate_client.codec import pack, unpack
 from flowgate_client.curve import KeyFileError, KeyPair, parse, read_keypair, read_public_key
+from realserver import BIN, free_port, require_real_server
 
-BIN = os.environ.get("FLOWGATE_BIN")
-if os.environ.get("CI") and not BIN:
-    pytest.fail("CI: FLOWGATE_BIN is required", pytrace=False)
-if not BIN:
-    pytest.skip("FLOWGATE_BIN is not set (path to the built flowgate binary)", allow_module_level=True)
-if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-    pytest.skip(f"FLOWGATE_BIN={BIN} is not an executable file", allow_module_level=True)
+require_real_server(model=False)
 
 REFUSED_WAIT_MS = 1500
 OBS = [0.1, 0.2, 0.3, 0.4]  # the demo model's obs_dim is 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def keygen(prefix: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -1,20 +1,16 @@
 """`flowgate inspect` on the shipped model and on broken copies of it (the real binary)."""
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-BIN = os.environ.get("FLOWGATE_BIN")
-MODEL = Path(os.environ.get("FLOWGATE_MODEL") or REPO / "models" / "hopper-medium")
+from realserver import BIN, require_real_server
+from realserver import MODEL as MODEL_DIR
 
-if os.environ.get("CI") and not (BIN and MODEL.is_dir()):
-    pytest.fail(f"CI: FLOWGATE_BIN={BIN!r} and model directory {MODEL} are required", pytrace=False)
-if not BIN or not MODEL.is_dir():
-    pytest.skip("needs FLOWGATE_BIN and a model directory", allow_module_level=True)
+require_real_server()
+MODEL = Path(MODEL_DIR)
 
 
 def inspect(*args):

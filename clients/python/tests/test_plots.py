@@ -1,6 +1,24 @@
 import json
 
-PNG = b"\x89PNG\r\n\x1a\n"
+import numpy as np
+
+# matplotlib's default colour cycle: C0, C1, C2 (the plots draw their series in these).
+C0, C1, C2 = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E), (0x2C, 0xA0, 0x2C)
+
+
+def check_png(path, size, colours, min_pixels=30):
+    """Decodes the PNG (Pillow, matplotlib's reader) and checks its size in pixels, that it is not
+    blank, and that each series colour is drawn (at least `min_pixels` pixels of exactly it)."""
+    from PIL import Image
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        assert im.size == size, f"{path}: {im.size}, expected {size}"
+        rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+    assert rgb.std() > 10, f"{path}: nearly uniform image (std {rgb.std():.1f})"
+    assert (rgb != 255).any(axis=2).mean() > 0.01, f"{path}: almost nothing drawn on white"
+    for c in colours:
+        n = int((rgb == c).all(axis=2).sum())
+        assert n >= min_pixels, f"{path}: colour #{c[0]:02x}{c[1]:02x}{c[2]:02x} on {n} pixels"
 
 
 def test_training_plot(tmp_path):
@@ -14,7 +32,8 @@ def test_training_plot(tmp_path):
         f.write('{"phase": "critic", "step": 2')  # truncated last line of a live log
     out = tmp_path / "curve.png"
     assert plots.main(["training", str(log), "--out", str(out)]) == 0
-    assert out.read_bytes()[:8] == PNG
+    # fields loss, lr, q_mean: 3 panels of 5 x 3.2 in at 110 dpi; phases behavior (C0) and critic (C1)
+    check_png(out, (1650, 352), [C0, C1])
 
 
 def _report(path, kind, scale, share, lat):
@@ -32,7 +51,10 @@ def test_latency_and_reliability_plots(tmp_path):
     for kind in ("latency", "reliability"):
         out = tmp_path / f"{kind}.png"
         assert plots.main([kind, *reps, "--out", str(out)]) == 0
-        assert out.read_bytes()[:8] == PNG
+    # latency: bars p50, p90, p99 (C0, C1, C2), 5 reports -> max(5, 1.3 * 5 + 2) x 4 in at 110 dpi
+    check_png(tmp_path / "latency.png", (935, 440), [C0, C1, C2])
+    # reliability: curves obs-noise (C0) and push (C1) on two 10 x 4 in panels at 110 dpi
+    check_png(tmp_path / "reliability.png", (1100, 440), [C0, C1])
 
 
 def test_bench_plot(tmp_path):
@@ -43,7 +65,8 @@ def test_bench_plot(tmp_path):
     rep.write_text(json.dumps({"benchmark": "serve", "model": "m v1", "results": rows}))
     out = tmp_path / "serve.png"
     assert plots.main(["bench", str(rep), "--out", str(out)]) == 0
-    assert out.read_bytes()[:8] == PNG
+    # concurrency 1 (C0) and 8 (C1), 6 x 4 in at 90 dpi
+    check_png(out, (540, 360), [C0, C1])
 
 
 def test_restarted_phase_keeps_only_its_last_attempt():

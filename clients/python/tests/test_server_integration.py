@@ -8,61 +8,25 @@ waits for `health`, checks act/info/stats/error replies, then stops it with SIGT
 import os
 import shlex
 import signal
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from flowgate_client import Client, FlowgateError
+from flowgate_client.codec import pack, unpack
+from realserver import MODEL, require_real_server, running_server
 
-REPO = Path(__file__).resolve().parents[3]
-BIN = os.environ.get("FLOWGATE_BIN")
-MODEL = os.environ.get("FLOWGATE_MODEL") or str(REPO / "models" / "hopper-medium")
-
-if os.environ.get("CI") and not (BIN and os.path.isdir(MODEL)):
-    # In CI the real-server tests must run: a missing binary or shipped model is a failure, not a skip.
-    pytest.fail(f"CI: FLOWGATE_BIN={BIN!r} and model directory {MODEL} are required", pytrace=False)
-if not BIN:
-    pytest.skip("FLOWGATE_BIN is not set (path to the built flowgate binary)", allow_module_level=True)
-if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-    pytest.skip(f"FLOWGATE_BIN={BIN} is not an executable file", allow_module_level=True)
-if not os.path.isdir(MODEL):
-    pytest.skip(f"model directory {MODEL} does not exist (set FLOWGATE_MODEL)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+require_real_server()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
-    endpoint = f"tcp://127.0.0.1:{port}"
     extra = shlex.split(os.environ.get("FLOWGATE_SERVE_ARGS", ""))
-    cmd = [BIN, "serve", "--endpoint", endpoint, *extra, MODEL]
     log = tmp_path_factory.mktemp("flowgate") / "serve.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
-    try:
-        with Client(endpoint, timeout_ms=1000, retries=0) as c:
-            try:
-                c.wait_ready(timeout_s=60)
-            except FlowgateError as e:
-                pytest.fail(f"server not ready: {e}\ncommand: {shlex.join(cmd)}\nlog:\n{log.read_text(errors='replace')[-4000:]}")
-        yield {"endpoint": endpoint, "proc": proc, "log": log, "cmd": cmd}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running_server(log, *extra, MODEL) as (endpoint, proc, log_path):
+        yield {"endpoint": endpoint, "proc": proc, "log": log_path}
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +103,38 @@ def test_stats(server, model_info):
     assert s["ok"] is True
 
 
-def test_sigterm_shuts_down(server):
-    # runs last in this module (pytest keeps file order)
-    proc = server["proc"]
-    assert proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
-    t0 = time.monotonic()
-    rc = proc.wait(timeout=15)
-    assert time.monotonic() - t0 < 15
-    assert rc in (0, -signal.SIGTERM, 128 + signal.SIGTERM), f"exit code {rc}"
+def test_sigterm_answers_in_flight_requests_then_exits_0(tmp_path):
+    """SIGTERM with a backlog behind one busy worker: every request already read is answered `ok`
+    and the process exits with status 0 (docs/protocol.md §6). Death by the signal, a lost reply or
+    an error reply fails."""
+    n = 6  # 6 × ~8.7 GFLOP: under the 16 GFLOP per-request and 64 GFLOP queued budgets
+    with running_server(tmp_path / "serve.log", "--workers", "1", MODEL) as (endpoint, proc, log):
+        with Client(endpoint, timeout_ms=5000) as c:
+            od = c.info()["models"][0]["obs_dim"]
+        obs = np.random.default_rng(2).standard_normal((32, od)).astype(np.float32) * 0.1
+        dealer = zmq.Context.instance().socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(endpoint)
+        try:
+            for i in range(n):  # each request is seconds of work for one worker: a backlog
+                dealer.send_multipart([b"", pack({"op": "act", "id": i, "obs": obs.tolist(), "steps": 8,
+                                                  "candidates": 32, "seed": i})])
+            with Client(endpoint, timeout_ms=5000) as c:
+                deadline = time.monotonic() + 60  # a bound, not a timing assumption
+                while (s := c.stats())["requests"]["act"] < n:
+                    assert time.monotonic() < deadline, s
+                    time.sleep(0.01)
+            backlog = s["queue_depth"] + s["in_flight"]
+            assert backlog >= 2, f"the server should still hold work when signalled: {s}"
+            proc.send_signal(signal.SIGTERM)
+            replies = {}
+            while len(replies) < n and dealer.poll(120_000):
+                r = unpack(dealer.recv_multipart()[-1])
+                replies[r["id"]] = r
+            rc = proc.wait(timeout=60)
+        finally:
+            dealer.close()
+        tail = log.read_text(errors="replace")[-2000:]
+    assert sorted(replies) == list(range(n)), f"answered {sorted(replies)} of {n}\n{tail}"
+    assert all(r["ok"] is True for r in replies.values()), [r.get("error") for r in replies.values()]
+    assert rc == 0, f"exit code {rc} after SIGTERM\n{tail}"
