@@ -52,6 +52,10 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     /// `host:port` of the HTTP listener for Prometheus `/metrics` and the `/healthz` and `/readyz`
     /// probes (e.g. `127.0.0.1:9464`; port 0 picks a free port; `[::1]:9464` for IPv6); `nil`: off.
     public var metricsAddress: String? = nil
+    /// Each worker computes one full batch at every model's defaults before taking requests, so its
+    /// workspaces reach their steady size at start (RSS flat from the first request, not stepping
+    /// up the first time a large batch arrives).
+    public var warmup: Bool = true
 
     public init() {}
 
@@ -77,6 +81,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         case curveAllow = "curve_allow"
         case exposeProvenance = "expose_provenance"
         case metricsAddress = "metrics_address"
+        case warmup
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,6 +115,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         s.curveAllow = try c.decodeIfPresent(String.self, forKey: .curveAllow)
         s.exposeProvenance = try c.decodeIfPresent(Bool.self, forKey: .exposeProvenance) ?? s.exposeProvenance
         s.metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress)
+        s.warmup = try c.decodeIfPresent(Bool.self, forKey: .warmup) ?? s.warmup
         self = s
     }
 

@@ -128,7 +128,8 @@ final class SocketLoop: @unchecked Sendable {
         for i in 0..<configuration.workers {
             let w = WorkerThread(
                 index: i, queue: batchQueue, completions: completions, context: context,
-                wakeupEndpoint: Self.wakeupEndpoint, logger: logger)
+                wakeupEndpoint: Self.wakeupEndpoint, logger: logger,
+                warmup: configuration.warmup ? modelOrder.map { models[$0]! } : [])
             workers.append(w)
             w.start()
         }

@@ -20,11 +20,13 @@ final class WorkerThread: @unchecked Sendable {
     /// replaces the entry (and frees the old workspaces) the first time the new version computes.
     private var modelWorkers: [String: (generation: ObjectIdentifier, worker: any ModelWorker)] = [:]
     private let finished = DispatchSemaphore(value: 0)
+    private let warmup: [LoadedModel]
 
     init(
         index: Int, queue: BatchQueue, completions: CompletionQueue, context: ZMQContext,
-        wakeupEndpoint: String, logger: Logger
+        wakeupEndpoint: String, logger: Logger, warmup: [LoadedModel] = []
     ) {
+        self.warmup = warmup
         self.index = index
         self.queue = queue
         self.completions = completions
@@ -55,6 +57,7 @@ final class WorkerThread: @unchecked Sendable {
             return
         }
         defer { wakeup.close() }
+        warmUp()
         while let batch = queue.next() {
             completions.push(process(batch))
             do {
@@ -63,6 +66,26 @@ final class WorkerThread: @unchecked Sendable {
                 // A full wakeup pipe means the socket thread has wakeups pending anyway.
                 if !error.wouldBlock { logger.error("worker \(index) wakeup failed: \(error)") }
             }
+        }
+    }
+
+    /// One full batch (the model's batch cap) of zero observations at each model's defaults, with
+    /// the check, so the workspaces are sized before the first request.
+    private func warmUp() {
+        for model in warmup {
+            let d = model.description
+            let count = model.batchCap
+            let options = ActOptions(
+                steps: d.defaults.steps, candidates: d.defaults.candidates, samples: max(d.defaults.samples, 1), check: true)
+            let worker = model.model.makeWorker()
+            do {
+                _ = try worker.act(
+                    observations: [Float](repeating: 0, count: count * d.observationDim), count: count,
+                    seeds: (0..<count).map { UInt64($0) }, options: options)
+            } catch {
+                logger.warning("worker \(index): warm-up of model '\(model.name)' failed: \(error)")
+            }
+            modelWorkers[model.name] = (ObjectIdentifier(model), worker)
         }
     }
 

@@ -15,7 +15,7 @@ struct ServeCommand: ParsableCommand {
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
             send_hwm, recv_hwm, max_request_gflop, max_queued_gflop, inline_decode_bytes, linger_ms, \
-            default_model, curve_secret_key, curve_allow, expose_provenance, metrics_address; unknown keys \
+            default_model, curve_secret_key, curve_allow, expose_provenance, metrics_address, warmup; unknown keys \
             are an error), then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and \
             exit 0. SIGHUP reloads every model directory (through its symlinks) and swaps each valid \
             one in without dropping a request; an invalid one is refused with its reason logged and \

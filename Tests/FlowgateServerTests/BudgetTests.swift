@@ -179,3 +179,44 @@ import Testing
         }
     }
 }
+
+/// Warm-up: each worker computes one full batch at the defaults before serving.
+@Suite struct WarmupTests {
+    /// Counts the rows each worker was asked to compute.
+    final class Counting: ServableModel, @unchecked Sendable {
+        let inner = LinearTestModel(maxBatch: 8)
+        let lock = NSLock()
+        var batches: [Int] = []
+        var modelDescription: ModelDescription { inner.modelDescription }
+        func flopsPerObservation(_ options: ActOptions) -> Double { inner.flopsPerObservation(options) }
+        func makeWorker() -> any ModelWorker { Worker(self) }
+        final class Worker: ModelWorker {
+            let owner: Counting
+            let inner: any ModelWorker
+            init(_ owner: Counting) { self.owner = owner; inner = owner.inner.makeWorker() }
+            func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult {
+                owner.lock.withLock { owner.batches.append(count) }
+                return try inner.act(observations: observations, count: count, seeds: seeds, options: options)
+            }
+        }
+    }
+
+    @Test func everyWorkerComputesAFullBatchBeforeServing() throws {
+        let model = Counting()
+        try withServer(models: [model], configure: { $0.warmup = true; $0.workers = 2 }) { server in
+            let client = try FlowgateClient(server)
+            _ = try client.act(observation: [0, 0, 0])
+            // Each worker warms up (a batch of the model's cap, 8) before its loop takes requests,
+            // so a warm-up batch precedes the request's batch of 1; both workers warm up.
+            var batches: [Int] = []
+            for _ in 0..<1000 {
+                batches = model.lock.withLock { model.batches }
+                if batches.filter({ $0 == 8 }).count == 2 { break }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            #expect(batches.filter { $0 == 8 }.count == 2, "\(batches)")
+            let firstRequest = try #require(batches.firstIndex(of: 1))
+            #expect(batches[..<firstRequest].contains(8), "\(batches)")
+        }
+    }
+}

@@ -15,6 +15,7 @@ func withServer<T>(
     config.telemetryEndpoint = telemetry ? "tcp://127.0.0.1:*" : nil
     config.workers = 2
     config.maxDelayMicroseconds = 200
+    config.warmup = false  // test doubles with delays would hold each worker at start
     configure(&config)
     var logger = Logger(label: "flowgate.test")
     logger.logLevel = .warning

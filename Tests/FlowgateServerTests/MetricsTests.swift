@@ -87,6 +87,7 @@ import Glibc
         config.workers = 1
         config.maxDelayMicroseconds = 0
         config.metricsAddress = "127.0.0.1:0"
+        config.warmup = false  // the test model blocks or sleeps
         var logger = Logger(label: "flowgate.test")
         logger.logLevel = .warning
         let gate = GatedModel()

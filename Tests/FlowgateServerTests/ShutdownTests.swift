@@ -11,6 +11,7 @@ import Testing
         config.endpoint = "tcp://127.0.0.1:*"
         config.workers = 1
         config.maxDelayMicroseconds = 0
+        config.warmup = false  // the test model blocks or sleeps
         var logger = Logger(label: "flowgate.test")
         logger.logLevel = .warning
         let server = try InferenceServer(models: [LinearTestModel(maxBatch: 1, delay: 0.05)], configuration: config, logger: logger)
