@@ -17,6 +17,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// ZMTP heartbeat interval towards the replicas in milliseconds; a replica silent for three
     /// intervals is dropped (so a dead host stops receiving requests). 0 turns heartbeats off.
     public var heartbeatMilliseconds: Int = 1000
+    /// Keypair file of the broker (`flowgate keygen`, mode 0600). With `curveAllow` the frontend
+    /// uses CURVE and admits only allowlisted client keys, exactly as `flowgate serve` does.
+    public var curveSecretKeyFile: String? = nil
+    /// Allowlisted client public keys: a directory of `*.pub` files or one file of keys; re-read
+    /// when it changes and by `reloadAllowlist()`.
+    public var curveAllow: String? = nil
 
     public init() {}
 
@@ -32,6 +38,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
         if highWaterMark < 0 { p.append("hwm must be >= 0 (got \(highWaterMark))") }
         if maxMessageBytes < 64 { p.append("max_message_bytes must be >= 64 (got \(maxMessageBytes))") }
         if heartbeatMilliseconds < 0 { p.append("heartbeat_ms must be >= 0 (got \(heartbeatMilliseconds))") }
+        if (curveSecretKeyFile == nil) != (curveAllow == nil) {
+            p.append(
+                "curve_secret_key and curve_allow go together (a CURVE server without an allowlist would admit any client that knows its public key)")
+        }
         return p
     }
 }
@@ -62,6 +72,8 @@ public final class Broker: @unchecked Sendable {
     private let backend: ZMQSocket
     private let control: ZMQSocket
     private let controlEndpoint = "inproc://flowgate-broker-control-\(UUID().uuidString)"
+    /// Decides the frontend's CURVE handshakes; nil when CURVE is off.
+    private let zap: ZAPHandler?
 
     /// Creates the sockets and binds both endpoints (so bind errors surface here).
     ///
@@ -73,6 +85,12 @@ public final class Broker: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         context = try ZMQContext()
+        // The ZAP handler binds before the CURVE socket, so no handshake happens without it.
+        if let secret = configuration.curveSecretKeyFile, let allow = configuration.curveAllow {
+            zap = try ZAPHandler(secretKeyFile: secret, allowlistPath: allow, context: context, logger: logger)
+        } else {
+            zap = nil
+        }
         let hwm = Int32(clamping: configuration.highWaterMark)
 
         // No ROUTER_MANDATORY here: the proxy treats any send error as fatal, so a reply to a
@@ -83,6 +101,7 @@ public final class Broker: @unchecked Sendable {
         try frontend.setReceiveHighWaterMark(hwm)
         let cap = Int64(configuration.maxMessageBytes)
         try frontend.setMaxMessageSize(cap.multipliedReportingOverflow(by: 2).overflow ? -1 : cap * 2 + 65536)
+        try zap?.secure(frontend, name: "frontend")
         try frontend.bind(configuration.frontend)
 
         backend = try ZMQSocket(context, .dealer)
@@ -101,6 +120,23 @@ public final class Broker: @unchecked Sendable {
 
         frontendEndpoint = try frontend.lastEndpoint()
         backendEndpoint = try backend.lastEndpoint()
+        zap?.start()
+        warnAboutExposedEndpoints([configuration.frontend], curve: zap != nil, logger: logger)
+        if !isLocalOnly(endpoint: configuration.backend) {
+            logger.warning(
+                "backend \(configuration.backend) is reachable from other machines: anything that connects to it receives client requests and can answer them (CURVE covers the frontend only); allow only the replicas to reach it (firewall, NetworkPolicy)")
+        }
+    }
+
+    /// The frontend's CURVE public key (Z85), for clients; nil when CURVE is off.
+    public var curvePublicKey: String? { zap?.keyPair.publicKey }
+
+    /// Re-reads the CURVE allowlist now (it is also re-read when it changes); returns the number of
+    /// keys, or nil when CURVE is off. On error the previous keys stay in force.
+    @discardableResult
+    public func reloadAllowlist() throws -> Int? {
+        guard let zap else { return nil }
+        return try zap.allowlist.reload()
     }
 
     /// Forwards requests and replies until `stop()`; then closes the sockets and returns. Call it
@@ -108,11 +144,13 @@ public final class Broker: @unchecked Sendable {
     ///
     /// - Throws: a ZeroMQ error if the proxy fails (it then stops forwarding).
     public func run() throws {
-        logger.info("broker: clients on \(frontendEndpoint), replicas on \(backendEndpoint)")
+        logger.info(
+            "broker: clients on \(frontendEndpoint)\(zap == nil ? "" : " (CURVE)"), replicas on \(backendEndpoint)")
         defer {
             frontend.close()
             backend.close()
             control.close()
+            zap?.stop()
         }
         do {
             try ZMQSocket.proxy(frontend: frontend, backend: backend, control: control)

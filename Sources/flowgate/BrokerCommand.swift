@@ -13,7 +13,10 @@ struct BrokerCommand: ParsableCommand {
             Runs libzmq's own proxy (zmq_proxy_steerable): clients connect to --frontend exactly as \
             to one server; replicas run `flowgate serve --connect --endpoint <backend>` and get \
             requests round-robin. Requests dealt to a replica that dies are lost, so clients must \
-            retry on timeout (docs/operations.md). SIGTERM/SIGINT stop the proxy and exit 0.
+            retry on timeout (docs/operations.md). With --curve-secret-key and --curve-allow the \
+            frontend uses CURVE and admits only allowlisted client keys (re-read when they change \
+            and on SIGHUP); the backend stays plaintext, so keep it on a private network. \
+            SIGTERM/SIGINT stop the proxy and exit 0.
             """)
 
     @Option(help: "Endpoint clients connect to (bound).")
@@ -35,6 +38,16 @@ struct BrokerCommand: ParsableCommand {
         help: "Heartbeat interval towards replicas; a replica silent 3 intervals is dropped. 0: off.")
     var heartbeatMilliseconds: Int = 1000
 
+    @Option(
+        name: .customLong("curve-secret-key"),
+        help: "Broker keypair file (flowgate keygen): the frontend uses CURVE. Needs --curve-allow.")
+    var curveSecretKey: String?
+
+    @Option(
+        name: .customLong("curve-allow"),
+        help: "Allowlisted client public keys: a directory of *.pub files or a file of keys.")
+    var curveAllow: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -45,6 +58,8 @@ struct BrokerCommand: ParsableCommand {
         c.highWaterMark = hwm
         c.maxMessageBytes = maxMessageBytes
         c.heartbeatMilliseconds = heartbeatMilliseconds
+        c.curveSecretKeyFile = curveSecretKey
+        c.curveAllow = curveAllow
         return c
     }
 
@@ -76,6 +91,17 @@ struct BrokerCommand: ParsableCommand {
             source.resume()
             sources.append(source)
         }
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler {
+            do {
+                if let n = try broker.reloadAllowlist() { logger.notice("SIGHUP: CURVE allowlist reloaded, \(n) keys") }
+            } catch {
+                logger.error("SIGHUP: CURVE allowlist not reloaded, the previous keys stay: \(error)")
+            }
+        }
+        hup.resume()
+        sources.append(hup)
         try broker.run()
         sources.forEach { $0.cancel() }
     }

@@ -92,6 +92,8 @@ private func replica(_ broker: Broker) throws -> InferenceServer {
         config.heartbeatMilliseconds = -1
         #expect(config.problems.contains { $0.contains("frontend endpoint 'localhost:5555' is not a ZeroMQ endpoint") })
         #expect(config.problems.contains { $0.contains("heartbeat_ms") })
+        config.curveAllow = "/nonexistent"
+        #expect(config.problems.contains { $0.contains("curve_secret_key and curve_allow go together") })
         config.frontend = config.backend
         #expect(config.problems.contains { $0.contains("frontend and backend are the same endpoint") })
         #expect(throws: ServerError.self) { try Broker(configuration: config) }

@@ -270,3 +270,49 @@ def test_serve_connect_rejects_wildcard_endpoint():
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "has a wildcard, but with connect" in r.stderr, r.stderr
+
+
+def test_broker_curve_admits_only_allowlisted_clients(tmp_path):
+    """CURVE at the broker's frontend: allowlisted key answered, unlisted and plaintext not."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("broker", "alice", "mallory"):
+        r = subprocess.run([BIN, "keygen", str(keys / name)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    allow = keys / "allow"
+    allow.mkdir()
+    (allow / "alice.pub").write_bytes((keys / "alice.pub").read_bytes())
+    frontend = f"tcp://127.0.0.1:{free_port()}"
+    backend = f"tcp://127.0.0.1:{free_port()}"
+    log = tmp_path / "broker.log"
+    with open(log, "wb") as f:
+        broker = subprocess.Popen([BIN, "broker", "--frontend", frontend, "--backend", backend,
+                                   "--curve-secret-key", str(keys / "broker.secret"), "--curve-allow", str(allow)],
+                                  stdout=f, stderr=subprocess.STDOUT)
+    replica = subprocess.Popen([BIN, "serve", "--demo", "--workers", "1", "--connect", "--endpoint", backend],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    alice = {"server_key": keys / "broker.pub", "client_key": keys / "alice.secret"}
+    mallory = {"server_key": keys / "broker.pub", "client_key": keys / "mallory.secret"}
+    try:
+        with Client(frontend, timeout_ms=1000, retries=0, **alice) as c:
+            try:
+                c.wait_ready(timeout_s=60)
+            except FlowgateError as e:
+                pytest.fail(f"not ready through the CURVE broker: {e}\n{tail(log)}")
+            assert c.act([0.1, 0.2, 0.3, 0.4], model="demo", seed=1).action.shape == (2,)
+        for kw in (mallory, {}):
+            with Client(frontend, timeout_ms=1500, retries=0, **kw) as c:
+                with pytest.raises(FlowgateError) as e:
+                    c.health()
+                assert e.value.code == "timeout", e.value
+        assert "CURVE" in log.read_text(errors="replace")
+    finally:
+        stop(replica)
+        stop(broker)
+    assert broker.returncode == 0, tail(log)
+
+
+def test_broker_curve_flags_go_together(tmp_path):
+    r = subprocess.run([BIN, "broker", "--curve-allow", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "curve_secret_key and curve_allow go together" in r.stderr, r.stderr
