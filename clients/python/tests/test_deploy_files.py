@@ -125,16 +125,26 @@ def test_kubernetes_manifests_fit_together():
         assert get["path"] == path and named.get(get["port"], get["port"]) == port, probe
     assert replica["terminationGracePeriodSeconds"] >= 30
     # Every volume a container mounts exists, and every ConfigMap/Secret/PVC it names is shipped.
-    vols = {v["name"]: v for v in replica["volumes"]}
-    for ct in replica["containers"] + replica.get("initContainers", []):
-        for m in ct.get("volumeMounts", []):
-            assert m["name"] in vols, f"{ct['name']} mounts unknown volume {m['name']}"
-    refs = [("ConfigMap", v["configMap"]["name"]) for v in vols.values() if "configMap" in v]
-    refs += [("Secret", v["secret"]["secretName"]) for v in vols.values() if "secret" in v]
-    refs += [("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]) for v in vols.values()
-             if "persistentVolumeClaim" in v]
-    for r in refs:
-        assert r in kinds, f"replicas use {r}, which deploy/k8s does not define"
+    for name in ["flowgate-replica", "flowgate-broker"]:
+        pod = kinds[("Deployment", name)]["spec"]["template"]["spec"]
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        for ct in pod["containers"] + pod.get("initContainers", []):
+            for m in ct.get("volumeMounts", []):
+                assert m["name"] in vols, f"{name}/{ct['name']} mounts unknown volume {m['name']}"
+        refs = [("ConfigMap", v["configMap"]["name"]) for v in vols.values() if "configMap" in v]
+        refs += [("Secret", v["secret"]["secretName"]) for v in vols.values() if "secret" in v]
+        refs += [("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]) for v in vols.values()
+                 if "persistentVolumeClaim" in v]
+        for r in refs:
+            assert r in kinds, f"{name} uses {r}, which deploy/k8s does not define"
+    # The broker's CURVE files are where its flags say, in the volume the init container fills.
+    bspec = kinds[("Deployment", "flowgate-broker")]["spec"]["template"]["spec"]
+    bargs = bspec["containers"][0]["args"]
+    mounts = {m["mountPath"]: m["name"] for m in bspec["containers"][0]["volumeMounts"]}
+    key_dir = bargs[bargs.index("--curve-allow") + 1]
+    assert mounts.get(key_dir) == "curve"
+    assert bargs[bargs.index("--curve-secret-key") + 1] == f"{key_dir}/broker.secret"
+    assert "broker.secret" in kinds[("Secret", "flowgate-curve")]["stringData"]
     config = json.loads(kinds[("ConfigMap", "flowgate-config")]["data"]["replica.json"])
     assert args[args.index("--config") + 1].endswith("/replica.json") and config["workers"] >= 1
     # Services select pods that exist, on ports those pods declare.
