@@ -316,3 +316,37 @@ def test_broker_curve_flags_go_together(tmp_path):
     r = subprocess.run([BIN, "broker", "--curve-allow", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "curve_secret_key and curve_allow go together" in r.stderr, r.stderr
+
+
+def test_connected_replica_answers_the_kubernetes_probes(tmp_path):
+    """deploy/k8s probes a replica with GET /readyz and /healthz on --metrics-address: check that a
+    replica in connect mode serves them (200 once its model is loaded)."""
+    import urllib.error
+    import urllib.request
+
+    backend = f"tcp://127.0.0.1:{free_port()}"
+    frontend = f"tcp://127.0.0.1:{free_port()}"
+    metrics = f"127.0.0.1:{free_port()}"
+    broker = subprocess.Popen([BIN, "broker", "--frontend", frontend, "--backend", backend],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "replica.log"
+    with open(log, "wb") as f:
+        replica = subprocess.Popen([BIN, "serve", "--demo", "--workers", "1", "--connect", "--endpoint", backend,
+                                    "--metrics-address", metrics], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        status = {}
+        end = time.monotonic() + 60
+        while time.monotonic() < end and status.get("/readyz") != 200:
+            for path in ("/readyz", "/healthz"):
+                try:
+                    with urllib.request.urlopen(f"http://{metrics}{path}", timeout=2) as r:
+                        status[path] = r.status
+                except (urllib.error.URLError, ConnectionError, OSError) as e:
+                    status[path] = getattr(e, "code", None)
+            time.sleep(0.1)
+        assert status == {"/readyz": 200, "/healthz": 200}, f"{status}\n{tail(log)}"
+        with Client(frontend, timeout_ms=5000, retries=2) as c:
+            assert c.health()["ready"] is True
+    finally:
+        stop(replica)
+        stop(broker)
