@@ -56,6 +56,10 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     /// workspaces reach their steady size at start (RSS flat from the first request, not stepping
     /// up the first time a large batch arrives).
     public var warmup: Bool = true
+    /// Connect the ROUTER to `endpoint` instead of binding it: a replica behind `flowgate broker`,
+    /// whose `endpoint` is the broker's backend (e.g. `tcp://127.0.0.1:5556`). libzmq reconnects by
+    /// itself when the broker restarts; heartbeats drop a broker that stops answering.
+    public var connect: Bool = false
 
     public init() {}
 
@@ -82,6 +86,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         case exposeProvenance = "expose_provenance"
         case metricsAddress = "metrics_address"
         case warmup
+        case connect
     }
 
     public init(from decoder: any Decoder) throws {
@@ -116,6 +121,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         s.exposeProvenance = try c.decodeIfPresent(Bool.self, forKey: .exposeProvenance) ?? s.exposeProvenance
         s.metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress)
         s.warmup = try c.decodeIfPresent(Bool.self, forKey: .warmup) ?? s.warmup
+        s.connect = try c.decodeIfPresent(Bool.self, forKey: .connect) ?? s.connect
         self = s
     }
 
@@ -138,6 +144,9 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
                 "curve_secret_key and curve_allow go together (a CURVE server without an allowlist would admit any client that knows its public key)")
         }
         if let metricsAddress, case .failure(let problem) = MetricsAddress.parse(metricsAddress) { p.append(problem.description) }
+        if connect && (endpoint.hasSuffix(":*") || endpoint.contains("://*")) {
+            p.append("endpoint '\(endpoint)' has a wildcard, but with connect it must name the broker's backend (e.g. tcp://127.0.0.1:5556)")
+        }
         return p
     }
 }

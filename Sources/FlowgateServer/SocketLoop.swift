@@ -90,7 +90,14 @@ final class SocketLoop: @unchecked Sendable {
         let cap = Int64(configuration.maxMessageBytes)
         try router.setMaxMessageSize(cap.multipliedReportingOverflow(by: 2).overflow ? -1 : cap * 2 + 65536)
         try zap?.secure(router, name: "router")
-        try router.bind(configuration.endpoint)
+        if configuration.connect {
+            // A replica behind `flowgate broker`: one peer (the broker's DEALER) carries every client.
+            try router.setHeartbeat(intervalMilliseconds: 1000, timeoutMilliseconds: 3000)
+            try router.connect(configuration.endpoint)
+            logger.info("connecting to the broker backend \(configuration.endpoint)")
+        } else {
+            try router.bind(configuration.endpoint)
+        }
         boundEndpoint = try router.lastEndpoint()
         if let endpoint = configuration.telemetryEndpoint {
             let p = try ZMQSocket(context, .pub)
@@ -112,8 +119,10 @@ final class SocketLoop: @unchecked Sendable {
             maxPendingBytes: max(4 * configuration.maxMessageBytes, 64 << 20), logger: logger)
         stats.access = zap?.counters
         zap?.start()
+        // A connected endpoint (a replica behind a broker) is not one others can connect to.
         warnAboutExposedEndpoints(
-            [configuration.endpoint] + (configuration.telemetryEndpoint.map { [$0] } ?? []), curve: zap != nil,
+            (configuration.connect ? [] : [configuration.endpoint]) + (configuration.telemetryEndpoint.map { [$0] } ?? []),
+            curve: zap != nil,
             logger: logger)
     }
 

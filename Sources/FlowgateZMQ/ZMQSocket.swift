@@ -166,6 +166,14 @@ package final class ZMQSocket {
         try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8))
     }
 
+    /// ZMTP heartbeats: a PING every `intervalMilliseconds`; a peer silent for `timeoutMilliseconds`
+    /// is disconnected (its queued messages are dropped). Detects a peer whose host died, which TCP
+    /// alone notices only after minutes.
+    package func setHeartbeat(intervalMilliseconds: Int32, timeoutMilliseconds: Int32) throws(ZMQError) {
+        try setOption(ZMQ_HEARTBEAT_IVL, intervalMilliseconds)
+        try setOption(ZMQ_HEARTBEAT_TIMEOUT, timeoutMilliseconds)
+    }
+
     /// The endpoint actually bound (resolves `tcp://host:*` to a port).
     package func lastEndpoint() throws(ZMQError) -> String {
         var buffer = [CChar](repeating: 0, count: 1024)
@@ -231,6 +239,16 @@ package final class ZMQSocket {
             if !more { break }
         }
         return (frames, sizes, last)
+    }
+
+    /// Runs libzmq's built-in proxy (`zmq_proxy_steerable`) on the calling thread, forwarding every
+    /// message between `frontend` and `backend` until `control` receives `TERMINATE` (returns
+    /// normally) or the context is shut down (throws a terminated error). All three sockets are
+    /// used by the proxy for the duration of the call: no other code may touch them meanwhile.
+    package static func proxy(frontend: ZMQSocket, backend: ZMQSocket, control: ZMQSocket) throws(ZMQError) {
+        try zmqCall("zmq_proxy_steerable") {
+            zmq_proxy_steerable(frontend.handle, backend.handle, nil, control.handle)
+        }
     }
 
     /// Waits up to `timeoutMilliseconds` (-1: forever) for any socket in `sockets` to become

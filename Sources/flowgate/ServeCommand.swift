@@ -15,7 +15,7 @@ struct ServeCommand: ParsableCommand {
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
             keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
             send_hwm, recv_hwm, max_request_gflop, max_queued_gflop, inline_decode_bytes, linger_ms, \
-            default_model, curve_secret_key, curve_allow, expose_provenance, metrics_address, warmup; unknown keys \
+            default_model, curve_secret_key, curve_allow, expose_provenance, metrics_address, warmup, connect; unknown keys \
             are an error), then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and \
             exit 0. SIGHUP reloads every model directory (through its symlinks) and swaps each valid \
             one in without dropping a request; an invalid one is refused with its reason logged and \
@@ -26,8 +26,11 @@ struct ServeCommand: ParsableCommand {
             and /readyz.
             """)
 
-    @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc). Default: tcp://127.0.0.1:5555")
+    @Option(help: "ZeroMQ endpoint to bind (tcp, ipc or inproc), or to connect with --connect. Default: tcp://127.0.0.1:5555")
     var endpoint: String?
+
+    @Flag(help: "Connect to --endpoint instead of binding it: a replica behind `flowgate broker` (endpoint: the broker's --backend).")
+    var connect = false
 
     @Option(help: "Endpoint of the PUB telemetry socket, e.g. tcp://127.0.0.1:5556. Default: off")
     var pub: String?
@@ -122,6 +125,7 @@ struct ServeCommand: ParsableCommand {
         if let curveAllow { c.curveAllow = curveAllow }
         if exposeProvenance { c.exposeProvenance = true }
         if let metricsAddress { c.metricsAddress = metricsAddress }
+        if connect { c.connect = true }
         return c
     }
 

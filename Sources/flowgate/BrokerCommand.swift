@@ -1,0 +1,108 @@
+import ArgumentParser
+import FlowgateServer
+import Foundation
+import Logging
+
+/// `flowgate broker`: libzmq's proxy before N `flowgate serve --connect` replicas, until
+/// SIGTERM/SIGINT.
+struct BrokerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "broker",
+        abstract: "Spread requests over replicas: a ROUTER for clients, a DEALER for `serve --connect` replicas.",
+        discussion: """
+            Runs libzmq's own proxy (zmq_proxy_steerable): clients connect to --frontend exactly as \
+            to one server; replicas run `flowgate serve --connect --endpoint <backend>` and get \
+            requests round-robin. Requests dealt to a replica that dies are lost, so clients must \
+            retry on timeout (docs/operations.md). With --curve-secret-key and --curve-allow the \
+            frontend uses CURVE and admits only allowlisted client keys (re-read when they change \
+            and on SIGHUP); the backend stays plaintext, so keep it on a private network. \
+            SIGTERM/SIGINT stop the proxy and exit 0.
+            """)
+
+    @Option(help: "Endpoint clients connect to (bound).")
+    var frontend: String = "tcp://127.0.0.1:5555"
+
+    @Option(help: "Endpoint replicas connect to (bound).")
+    var backend: String = "tcp://127.0.0.1:5556"
+
+    @Option(help: "High-water mark per peer in messages (send and receive, both sockets).")
+    var hwm: Int = 1000
+
+    @Option(
+        name: .customLong("max-message-bytes"),
+        help: "The replicas' max_message_bytes: clients sending more than twice this are dropped.")
+    var maxMessageBytes: Int = 16 << 20
+
+    @Option(
+        name: .customLong("heartbeat-ms"),
+        help: "Heartbeat interval towards replicas; a replica silent 3 intervals is dropped. 0: off.")
+    var heartbeatMilliseconds: Int = 1000
+
+    @Option(
+        name: .customLong("curve-secret-key"),
+        help: "Broker keypair file (flowgate keygen): the frontend uses CURVE. Needs --curve-allow.")
+    var curveSecretKey: String?
+
+    @Option(
+        name: .customLong("curve-allow"),
+        help: "Allowlisted client public keys: a directory of *.pub files or a file of keys.")
+    var curveAllow: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    var brokerConfiguration: BrokerConfiguration {
+        var c = BrokerConfiguration()
+        c.frontend = frontend
+        c.backend = backend
+        c.highWaterMark = hwm
+        c.maxMessageBytes = maxMessageBytes
+        c.heartbeatMilliseconds = heartbeatMilliseconds
+        c.curveSecretKeyFile = curveSecretKey
+        c.curveAllow = curveAllow
+        return c
+    }
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        let problems = brokerConfiguration.problems
+        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "flowgate.broker")
+        let broker = try Broker(configuration: brokerConfiguration, logger: logger)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                logger.info("received signal \(sig); stopping")
+                broker.stop()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler {
+            do {
+                if let n = try broker.reloadAllowlist() { logger.notice("SIGHUP: CURVE allowlist reloaded, \(n) keys") }
+            } catch {
+                logger.error("SIGHUP: CURVE allowlist not reloaded, the previous keys stay: \(error)")
+            }
+        }
+        hup.resume()
+        sources.append(hup)
+        try broker.run()
+        sources.forEach { $0.cancel() }
+    }
+}
