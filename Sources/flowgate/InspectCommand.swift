@@ -50,7 +50,7 @@ struct InspectCommand: ParsableCommand {
         } catch let error as ValidationError {
             throw error
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))  // as ArgumentParser writes its own
             throw ExitCode.failure
         }
     }

@@ -38,7 +38,7 @@ enum InspectFormat {
                 table.append(["", "  " + mlp.name, mlp.dims.map(String.init).joined(separator: "→"), act, "\(mlp.parameterCount)", kilobytes(mlp.parameterCount * 4)])
             }
             if n.fixedScalarCount > 0 {
-                table.append(["", "  (fixed)", "\(n.fixedTensorCount) tensors", "", "\(n.fixedScalarCount)", kilobytes(n.fixedScalarCount * 4)])
+                table.append(["", "  (fixed)", "\(n.fixedTensorCount) tensor\(n.fixedTensorCount == 1 ? "" : "s")", "", "\(n.fixedScalarCount)", kilobytes(n.fixedScalarCount * 4)])
             }
         }
         table.append(["total", "", "", "", "\(s.totalParameterCount)", kilobytes(s.totalByteSize)])
@@ -81,7 +81,7 @@ enum InspectFormat {
                 ]
             table.append([name, file.dtypes[name]!.rawValue, "\(t.shape)"] + stats)
         }
-        var lines = ["\(path): \(file.tensors.count) tensors, \(file.tensors.values.reduce(0) { $0 + $1.count }) scalars"]
+        var lines = ["\(path): \(file.tensors.count) tensor\(file.tensors.count == 1 ? "" : "s"), \(file.tensors.values.reduce(0) { $0 + $1.count }) scalars"]
         for key in file.metadata.keys.sorted() { lines.append("metadata \(key) = \(file.metadata[key]!)") }
         lines += render(table, rightAligned: [3, 4, 5])
         lines.append("OK: valid safetensors file")

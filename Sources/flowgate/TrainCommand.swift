@@ -118,7 +118,9 @@ struct TrainCommand: ParsableCommand {
         try energyOptions.attach(to: run, seed: cfg.seed)
         if resume {
             guard FileManager.default.fileExists(atPath: checkpoint) else {
-                throw CleanExit.message("error: --resume: no checkpoint at \(checkpoint)")
+                // A failure, not a clean exit: scripts must see a non-zero status.
+                FileHandle.standardError.write(Data("Error: --resume: no checkpoint at \(checkpoint)\n".utf8))
+                throw ExitCode.failure
             }
             try run.loadCheckpoint(from: checkpoint, restartFrom: restartFrom)
             progress.message("resumed from \(checkpoint) at step \(run.completedSteps)/\(run.totalSteps)")
