@@ -54,10 +54,16 @@ def running_server(log_path, *serve_args, ready_timeout_s=60):
                             f"{Path(log_path).read_text(errors='replace')[-4000:]}")
         yield endpoint, proc, Path(log_path)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
+
+
+def stop(proc) -> int:
+    """SIGTERM (the server drains and exits 0), SIGKILL after 15 s; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -21,7 +21,7 @@ import zmq
 from flowgate_client import Client, FlowgateError, FlowgateTimeout, Monitor
 from flowgate_client.codec import pack, unpack
 from flowgate_client.curve import KeyFileError, KeyPair, parse, read_keypair, read_public_key
-from realserver import BIN, free_port, require_real_server
+from realserver import BIN, free_port, require_real_server, stop
 
 require_real_server(model=False)
 
@@ -45,17 +45,6 @@ def start(args, log: Path, ready_kw=None, endpoint=None):
         stop(proc)
         pytest.fail(f"server not ready: {e}\ncommand: {cmd}\nlog:\n{log.read_text(errors='replace')[-4000:]}")
     return proc
-
-
-def stop(proc) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 @pytest.fixture(scope="module")

@@ -5,34 +5,18 @@ Runs when env FLOWGATE_BIN points at the built `flowgate` binary (required in CI
 sends act requests with the Python client, scrapes /metrics over HTTP and parses it with the
 Prometheus project's own parser (prometheus_client), the real counterpart of the Swift exposition.
 """
-import os
-import shlex
 import signal
-import socket
-import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
 
 from flowgate_client import Client, FlowgateError
+from realserver import free_port, require_real_server, running_server
 
-BIN = os.environ.get("FLOWGATE_BIN")
-
-if os.environ.get("CI") and not BIN:
-    pytest.fail("CI: FLOWGATE_BIN is required", pytrace=False)
-if not BIN:
-    pytest.skip("FLOWGATE_BIN is not set (path to the built flowgate binary)", allow_module_level=True)
-if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-    pytest.skip(f"FLOWGATE_BIN={BIN} is not an executable file", allow_module_level=True)
+require_real_server(model=False)
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str):
@@ -46,28 +30,11 @@ def get(url: str):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
     http = f"http://127.0.0.1:{free_port()}"
-    cmd = [BIN, "serve", "--demo", "--workers", "1", "--endpoint", endpoint,
-           "--metrics-address", http.removeprefix("http://")]
     log = tmp_path_factory.mktemp("flowgate") / "serve.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
-    try:
-        with Client(endpoint, timeout_ms=1000, retries=0) as c:
-            try:
-                c.wait_ready(timeout_s=60)
-            except FlowgateError as e:
-                pytest.fail(f"server not ready: {e}\ncommand: {shlex.join(cmd)}\nlog:\n{log.read_text(errors='replace')[-4000:]}")
-        yield {"endpoint": endpoint, "http": http, "proc": proc, "log": log}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running_server(log, "--demo", "--workers", "1", "--metrics-address", http.removeprefix("http://")) as (
+            endpoint, proc, log_path):
+        yield {"endpoint": endpoint, "http": http, "proc": proc, "log": log_path}
 
 
 def scrape(http: str) -> dict:
