@@ -77,20 +77,35 @@ extension EnergyTransitionModel {
     /// For `PolicyBundle(model:checkerFactory:)` / `flowgate serve`: a factory of per-thread
     /// checkers when the model directory has an `energy` network, nil otherwise. Without a
     /// `reliability` section every transition is reliable and confidence is NaN.
-    public static func checkerFactory(_ model: LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
+    /// The energy model of a model directory (with its latent bank), the inference sampling its
+    /// manifest records (`samples` from the manifest's sampling defaults) and its calibration; nil
+    /// when the directory has no `energy` network.
+    public static func load(
+        from model: LoadedModel
+    ) throws -> (model: EnergyTransitionModel, sampling: EnergySamplingConfig, calibration: ReliabilityCalibration?)? {
         let m = model.manifest
         guard let n = m.networks[EnergyModelSpec.role], let tensors = model.networks[EnergyModelSpec.role] else { return nil }
-        let (spec, sampling) = try EnergyModelSpec.decode(
+        var (spec, sampling) = try EnergyModelSpec.decode(
             network: n, tensors: tensors, observationDim: m.observationDim, actionDim: m.actionDim)
-        _ = try EnergyTransitionModel(spec: spec, tensors: tensors)  // validates every tensor once
-        var bank: [Float] = []
+        let energyModel = try EnergyTransitionModel(spec: spec, tensors: tensors)  // validates every tensor
         if let b = tensors[EnergyModelSpec.latentBankTensor] {
             guard b.shape.count == 2, b.shape[1] == spec.latentDim else {
                 throw ModelFileError(path: n.file, .invalidManifest("'\(EnergyModelSpec.latentBankTensor)' must be [count, \(spec.latentDim)]"))
             }
-            bank = b.scalars
+            energyModel.latentBank = b.scalars
         }
-        let calibration = m.reliability.map(ReliabilityCalibration.init(manifest:))
+        if m.sampling.samples > 0 { sampling.samples = m.sampling.samples }
+        return (energyModel, sampling, m.reliability.map(ReliabilityCalibration.init(manifest:)))
+    }
+
+    /// For `PolicyBundle(model:checkerFactory:)` / `flowgate serve`: a factory of per-thread
+    /// checkers when the model directory has an `energy` network, nil otherwise. Without a
+    /// `reliability` section every transition is reliable and confidence is NaN.
+    public static func checkerFactory(_ model: LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
+        guard let loaded = try load(from: model) else { return nil }
+        let spec = loaded.model.spec, sampling = loaded.sampling, calibration = loaded.calibration
+        let bank = loaded.model.latentBank
+        let tensors = model.networks[EnergyModelSpec.role]!
         // The closure captures only values (spec, tensors, bank): each worker's checker builds its
         // own networks on the shared, never-written weight storage.
         return { [bank] in
@@ -120,7 +135,7 @@ public final class EnergyTransitionChecker: TransitionChecker {
     private var seeds: [UInt64] = []
 
     public init(model: EnergyTransitionModel, sampling: EnergySamplingConfig, calibration: ReliabilityCalibration?) {
-        sampler = EnergySampler(model: model, config: sampling)
+        sampler = EnergySampler(model: model, config: sampling, frozenEnergy: true)
         self.calibration = calibration
     }
 

@@ -45,6 +45,10 @@ public struct EnergySamplingConfig: Codable, Sendable, Equatable {
 /// Row `b` draws every random number from `RNG(seed: seeds[b])`, so its result does not depend on
 /// what else is in the batch (up to BLAS rounding of the shared matrix products).
 ///
+/// With bank proposals and `T = 0` Langevin steps, `E_min` is the lowest energy among the
+/// proposals and the check costs `proposals` energy passes per row (the bank is decoded once, when
+/// the sampler is made: make a new sampler after the decoder or the bank changes).
+///
 /// Thread confinement: an instance owns replicas of the decoder and energy networks and all
 /// workspaces; use one per thread. Workspaces grow to the largest batch seen, after which calls
 /// allocate nothing.
@@ -62,21 +66,53 @@ public final class EnergySampler {
     private let gradX = FloatBuffer()
     private let sampleEnergies = FloatBuffer()
     private let candidate = FloatBuffer()
-    private let proposalLatents = FloatBuffer()
     private let proposalIndex = FloatBuffer()
+    private let proposalBankIndex = FloatBuffer()
+    private let conditioningTerms = FloatBuffer()
+    private let conditioningRows = FloatBuffer()
+    private let startEnergies = FloatBuffer()
+    private let startManifold = FloatBuffer()
     private let bank: [Float]
+    /// The bank's latents decoded once (`bankCount × obsDim` manifold coordinates): the decoder
+    /// does not depend on `(s, a)`, so scoring a proposal costs one energy pass, not a decoder pass too.
+    private let decodedBank: [Float]
+    /// With `frozenEnergy`: the decoded bank through the manifold columns of the energy's first
+    /// layer (`bankCount × hidden₁`), so that with the `(s, a)` columns' term computed once per row
+    /// a proposal's first layer is one vector add. Empty otherwise (the trainer updates the energy).
+    private let bankFirstLayer: [Float]
+    private let proposalManifold = FloatBuffer()
     private let bankCount: Int
     private var rngs: UnsafeMutablePointer<RNG>
     private var rngCapacity: Int
 
-    /// A sampler sharing `model`'s weights.
-    public init(model: EnergyTransitionModel, config: EnergySamplingConfig = EnergySamplingConfig()) {
+    /// A sampler sharing `model`'s weights. `frozenEnergy`: the energy network's weights will not
+    /// change for this sampler's lifetime (serving, evaluation), which lets proposals reuse a
+    /// precomputed part of its first layer; leave it false while the energy trains.
+    public init(model: EnergyTransitionModel, config: EnergySamplingConfig = EnergySamplingConfig(), frozenEnergy: Bool = false) {
         spec = model.spec
         self.config = config
         decoder = model.decoder.replica()
         energy = model.energy.replica()
         bank = model.latentBank
         bankCount = model.latentBank.count / model.spec.latentDim
+        // A throwaway replica, so this sampler's decoder workspaces stay sized by inference batches.
+        let count = model.latentBank.count / model.spec.latentDim
+        let decoded = count > 0 ? model.decoder.replica().forward(model.latentBank, batch: count) : []
+        decodedBank = decoded
+        let h1 = model.energy.spec.dims[1], w = model.spec.energyInputDim, d = model.spec.obsDim
+        var firstLayer = [Float](repeating: 0, count: frozenEnergy ? count * h1 : 0)
+        if count > 0 && frozenEnergy {
+            model.energy.weights[0].value.withUnsafeBufferPointer { w0 in
+                decoded.withUnsafeBufferPointer { x in
+                    firstLayer.withUnsafeMutableBufferPointer { out in
+                        BLAS.sgemm(
+                            transA: false, transB: true, m: count, n: h1, k: d, x.baseAddress!, lda: d,
+                            w0.baseAddress! + (w - d), ldb: w, beta: 0, out.baseAddress!, ldc: h1)
+                    }
+                }
+            }
+        }
+        bankFirstLayer = firstLayer
         rngCapacity = 64
         rngs = .allocate(capacity: rngCapacity)
         rngs.initialize(repeating: RNG(seed: 0), count: rngCapacity)
@@ -116,7 +152,8 @@ public final class EnergySampler {
         latents.reserve(rows * l)
         let z = latents.pointer
         for b in 0..<batch { rngs[b] = RNG(seed: seeds[b]) }
-        if config.proposals > 0 && bankCount > 0 {
+        let fromBank = config.proposals > 0 && bankCount > 0
+        if fromBank {
             proposeFromBank(
                 observations: observations, actions: actions, batch: batch, samplesPerRow: n,
                 proposals: config.proposals, rngs: rngs, into: z)
@@ -127,10 +164,18 @@ public final class EnergySampler {
                 if spec.sphericalLatent { for r in 0..<n { normalise(zb.baseAddress! + r * l, l) } }
             }
         }
-        let result = refineLatents(
-            observations: observations, actions: actions, batch: batch, samplesPerRow: n, latents: z,
-            schedule: config.schedule, rngs: rngs)
-        let x = result.manifold, e = result.energies
+        let x: UnsafePointer<Float>, e: UnsafePointer<Float>
+        if fromBank && config.schedule.steps == 0 {
+            // The starts are the answer: their energies were computed when they were proposed.
+            x = UnsafePointer(startManifold.pointer)
+            e = UnsafePointer(startEnergies.pointer)
+        } else {
+            let result = refineLatents(
+                observations: observations, actions: actions, batch: batch, samplesPerRow: n, latents: z,
+                schedule: config.schedule, rngs: rngs)
+            x = result.manifold
+            e = result.energies
+        }
         candidate.reserve(d)
         for b in 0..<batch {
             var best = 0
@@ -259,13 +304,22 @@ public final class EnergySampler {
     }
 
     /// Floating-point operations of `evaluate` for one row with `samples` samples: each bank
-    /// proposal is decoded and scored once; each Langevin step costs a forward and an input-gradient
-    /// pass (about twice the forward) through decoder and energy; the final latents are decoded and
-    /// scored once more.
+    /// proposal is scored once by the energy (the bank was decoded when the sampler was made); each
+    /// Langevin step costs a forward and an input-gradient pass (about twice the forward) through
+    /// decoder and energy, and the final latents are decoded and scored once more. With bank
+    /// proposals and no Langevin step, the proposals are all there is.
     public func flopsPerRow(samples: Int) -> Double {
         let pass = decoder.forwardFlopsPerRow + energy.forwardFlopsPerRow
-        let proposals = config.proposals > 0 && bankCount > 0 ? Double(config.proposals) : 0
-        return proposals * pass + Double(samples) * (Double(config.schedule.steps) * 3 + 1) * pass
+        let fromBank = config.proposals > 0 && bankCount > 0
+        // A proposal: the energy pass minus its first layer's products, plus one vector add; per
+        // row, the first layer's (s, a) columns once.
+        // (Without `frozenEnergy`, a proposal is a full energy pass.)
+        let h1 = Double(energy.spec.dims[1]), w = Double(spec.energyInputDim), sa = Double(spec.obsDim + spec.actDim)
+        let frozen = !bankFirstLayer.isEmpty
+        let perProposal = frozen ? energy.forwardFlopsPerRow - 2 * w * h1 + h1 : energy.forwardFlopsPerRow
+        let proposals = fromBank ? Double(min(config.proposals, bankCount)) * perProposal + (frozen ? 2 * sa * h1 : 0) : 0
+        if fromBank && config.schedule.steps == 0 { return proposals }
+        return proposals + Double(samples) * (Double(config.schedule.steps) * 3 + 1) * pass
     }
 
     /// Whether the sampler has a latent bank to draw proposals from.
@@ -302,49 +356,115 @@ public final class EnergySampler {
     ) {
         let p = max(min(proposals, bankCount), 1)
         let chunk = max(1, Self.proposalRowsPerPass / p)
+        startEnergies.reserve(batch * n)
+        startManifold.reserve(batch * n * spec.obsDim)
         var b0 = 0
         while b0 < batch {
             let count = min(chunk, batch - b0)
             proposeChunk(
                 observations: observations + b0 * spec.obsDim, actions: actions + b0 * spec.actDim, batch: count,
-                samplesPerRow: n, proposals: p, rngs: rngs + b0, into: z + b0 * n * spec.latentDim)
+                samplesPerRow: n, proposals: p, rngs: rngs + b0, into: z + b0 * n * spec.latentDim,
+                energies: startEnergies.pointer + b0 * n, manifold: startManifold.pointer + b0 * n * spec.obsDim)
             b0 += count
         }
     }
 
     private func proposeChunk(
         observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow n: Int,
-        proposals p: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>
+        proposals p: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>,
+        energies startE: UnsafeMutablePointer<Float>, manifold startX: UnsafeMutablePointer<Float>
     ) {
-        let l = spec.latentDim
+        let d = spec.obsDim
         let rows = batch * p
-        proposalLatents.reserve(rows * l)
         proposalIndex.reserve(rows)
-        let pz = proposalLatents.pointer
-        bank.withUnsafeBufferPointer { bk in
-            for b in 0..<batch {
-                for j in 0..<p {
-                    let idx = p == bankCount ? j : rngs[b].int(below: bankCount)
-                    (pz + (b * p + j) * l).update(from: bk.baseAddress! + idx * l, count: l)
+        proposalBankIndex.reserve(rows)
+        let bankIndex = proposalBankIndex.pointer
+        for b in 0..<batch {
+            for j in 0..<p { bankIndex[b * p + j] = Float(p == bankCount ? j : rngs[b].int(below: bankCount)) }
+        }
+        let e: UnsafeMutablePointer<Float>
+        if bankFirstLayer.isEmpty {
+            // Energy weights may change between calls: full passes on assembled input rows.
+            proposalManifold.reserve(rows * d)
+            let px = proposalManifold.pointer
+            decodedBank.withUnsafeBufferPointer { dx in
+                for r in 0..<rows { (px + r * d).update(from: dx.baseAddress! + Int(bankIndex[r]) * d, count: d) }
+            }
+            prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: p)
+            placeManifold(px, rows: rows)
+            e = energy.forward(input.pointer, batch: rows)
+        } else {
+            e = scoreWithBankFirstLayer(observations: observations, actions: actions, batch: batch, proposals: p)
+        }
+        selectStarts(
+            energies: e, batch: batch, samplesPerRow: n, proposals: p, into: z, energies: startE, manifold: startX)
+    }
+
+    /// Energies of the proposals whose bank indices are in `proposalBankIndex`, with the first
+    /// layer's manifold term taken from `bankFirstLayer`.
+    private func scoreWithBankFirstLayer(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, proposals p: Int
+    ) -> UnsafeMutablePointer<Float> {
+        let d = spec.obsDim, k = spec.actDim, w = spec.energyInputDim
+        let h1 = energy.spec.dims[1]
+        let rows = batch * p
+        let bankIndex = proposalBankIndex.pointer
+        // Per row, the first layer's (s, a) columns plus its bias, once.
+        conditioningRows.reserve(batch * (d + k))
+        conditioningTerms.reserve(batch * h1)
+        let cond = conditioningRows.pointer, terms = conditioningTerms.pointer
+        for b in 0..<batch {
+            (cond + b * (d + k)).update(from: observations + b * d, count: d)
+            (cond + b * (d + k) + d).update(from: actions + b * k, count: k)
+        }
+        energy.biases[0].value.withUnsafeBufferPointer { bias in
+            for b in 0..<batch { (terms + b * h1).update(from: bias.baseAddress!, count: h1) }
+        }
+        energy.weights[0].value.withUnsafeBufferPointer { w0 in
+            BLAS.sgemm(
+                transA: false, transB: true, m: batch, n: h1, k: d + k, cond, lda: d + k, w0.baseAddress!, ldb: w,
+                beta: 1, terms, ldc: h1)
+        }
+        return bankFirstLayer.withUnsafeBufferPointer { hx in
+            energy.forward(batch: rows) { z0 in
+                for b in 0..<batch {
+                    let t = terms + b * h1
+                    for j in 0..<p {
+                        let dst = z0 + (b * p + j) * h1, src = hx.baseAddress! + Int(bankIndex[b * p + j]) * h1
+                        for c in 0..<h1 { dst[c] = t[c] + src[c] }
+                    }
                 }
             }
         }
-        prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: p)
-        let x = decoder.forward(pz, batch: rows)
-        placeManifold(x, rows: rows)
-        let e = energy.forward(input.pointer, batch: rows)
-        for b in 0..<batch {
-            // Partial selection sort of the n lowest energies (n and p are small).
-            let order = proposalIndex.pointer + b * p
-            for j in 0..<p { order[j] = Float(j) }
-            for k in 0..<min(n, p) {
-                var best = k
-                for j in (k + 1)..<max(p, k + 1) where e[b * p + Int(order[j])] < e[b * p + Int(order[best])] { best = j }
-                let tmp = order[k]; order[k] = order[best]; order[best] = tmp
-            }
-            for k in 0..<n {
-                let src = Int(order[k % p])
-                (z + (b * n + k) * l).update(from: pz + (b * p + src) * l, count: l)
+    }
+
+    /// Per row group: the `n` lowest-energy proposals' latents, energies and manifold coordinates.
+    private func selectStarts(
+        energies e: UnsafePointer<Float>, batch: Int, samplesPerRow n: Int, proposals p: Int,
+        into z: UnsafeMutablePointer<Float>, energies startE: UnsafeMutablePointer<Float>,
+        manifold startX: UnsafeMutablePointer<Float>
+    ) {
+        let l = spec.latentDim, d = spec.obsDim
+        let bankIndex = proposalBankIndex.pointer
+        bank.withUnsafeBufferPointer { bk in
+            decodedBank.withUnsafeBufferPointer { dx in
+                for b in 0..<batch {
+                    // Partial selection sort of the n lowest energies (n and p are small).
+                    let order = proposalIndex.pointer + b * p
+                    for j in 0..<p { order[j] = Float(j) }
+                    for k in 0..<min(n, p) {
+                        var best = k
+                        for j in (k + 1)..<max(p, k + 1) where e[b * p + Int(order[j])] < e[b * p + Int(order[best])] { best = j }
+                        let tmp = order[k]; order[k] = order[best]; order[best] = tmp
+                    }
+                    for k in 0..<n {
+                        let src = Int(order[k % p])
+                        let idx = Int(bankIndex[b * p + src])
+                        (z + (b * n + k) * l).update(from: bk.baseAddress! + idx * l, count: l)
+                        startE[b * n + k] = e[b * p + src]
+                        (startX + (b * n + k) * d).update(from: dx.baseAddress! + idx * d, count: d)
+                    }
+                }
             }
         }
     }

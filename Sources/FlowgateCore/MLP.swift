@@ -34,6 +34,9 @@ public final class MLP {
     private let gradB = FloatBuffer()
     private let gradInput = FloatBuffer()
     private var lastBatch = 0
+    /// Whether the last forward kept its input (`backward` needs it for the first layer's weight
+    /// gradient).
+    private var inputKept = false
 
     /// Creates an MLP with PyTorch's default initialisation (uniform ±1/√fan_in for weights and
     /// biases; LayerNorm gain 1, shift 0), drawn from `rng`.
@@ -128,22 +131,46 @@ public final class MLP {
     @discardableResult
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         lastBatch = batch
+        inputKept = true
         inputCopy.reserve(batch * dims[0])
         inputCopy.pointer.update(from: input, count: batch * dims[0])
-        var x = UnsafePointer(inputCopy.pointer)
-        for l in 0..<layerCount {
+        return run(from: 0, input: UnsafePointer(inputCopy.pointer), batch: batch)
+    }
+
+    /// Forward pass whose first layer's linear output `x W₀ᵀ + b₀` (`batch × dims[1]`) the caller
+    /// writes into the buffer `fill` receives: for inputs whose first-layer terms are shared across
+    /// rows (e.g. one state scored with many candidate next states, each term computed once). The
+    /// rest is `forward`. `backward` afterwards gives input gradients only: the first layer's
+    /// weight gradient needs the input, which this pass never saw.
+    @discardableResult
+    public func forward(
+        batch: Int, firstLayerLinear fill: (UnsafeMutablePointer<Float>) -> Void
+    ) -> UnsafeMutablePointer<Float> {
+        lastBatch = batch
+        inputKept = false
+        z[0].reserve(batch * dims[1])
+        fill(z[0].pointer)
+        return run(from: 0, input: nil, batch: batch)
+    }
+
+    /// Layers `first...` on `input` (nil: layer `first`'s linear output is already in `z[first]`).
+    private func run(from first: Int, input: UnsafePointer<Float>?, batch: Int) -> UnsafeMutablePointer<Float> {
+        var x = input
+        for l in first..<layerCount {
             let fin = dims[l], fout = dims[l + 1]
             z[l].reserve(batch * fout)
             h[l].reserve(batch * fout)
             let zp = z[l].pointer
-            // z = x Wᵀ + b
-            biases[l].value.withUnsafeBufferPointer { bp in
-                for r in 0..<batch { (zp + r * fout).update(from: bp.baseAddress!, count: fout) }
-            }
-            weights[l].value.withUnsafeBufferPointer { wp in
-                BLAS.sgemm(
-                    transA: false, transB: true, m: batch, n: fout, k: fin, x, lda: fin,
-                    wp.baseAddress!, ldb: fin, beta: 1, zp, ldc: fout)
+            if let x {
+                // z = x Wᵀ + b
+                biases[l].value.withUnsafeBufferPointer { bp in
+                    for r in 0..<batch { (zp + r * fout).update(from: bp.baseAddress!, count: fout) }
+                }
+                weights[l].value.withUnsafeBufferPointer { wp in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: batch, n: fout, k: fin, x, lda: fin,
+                        wp.baseAddress!, ldb: fin, beta: 1, zp, ldc: fout)
+                }
             }
             var pre = UnsafePointer(zp)
             if usesNorm(l) {
@@ -222,6 +249,7 @@ public final class MLP {
             }
             let x: UnsafePointer<Float> = l == 0 ? UnsafePointer(inputCopy.pointer) : UnsafePointer(h[l - 1].pointer)
             if accumulateParameterGradients {
+                precondition(l > 0 || inputKept, "MLP \(prefix): weight gradients after forward(batch:firstLayerLinear:)")
                 // dW += dyᵀ x ; db += Σ_rows dy
                 weights[l].grad.withUnsafeMutableBufferPointer { gw in
                     BLAS.sgemm(

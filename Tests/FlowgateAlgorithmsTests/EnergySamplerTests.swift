@@ -94,6 +94,57 @@ struct EnergySamplerTests {
         }
     }
 
+    @Test("no Langevin step: E_min is the lowest proposal energy, the next state its decoded latent, the cost P energy passes")
+    func proposalsOnly() {
+        var rng = RNG(seed: 12)
+        let model = EnergyTransitionModel(spec: Self.smallSpec(spherical: true, activation: .relu), rng: &rng)
+        let bankCount = 7, l = 3, d = 4, batch = 3
+        model.latentBank = randomArray(bankCount * l, seed: 13)
+        let schedule = LangevinSchedule(steps: 0, initialStepSize: 0.1, noise: 0.01)
+        // P = bank size: every row scores the whole bank, so the answer is known without the RNG.
+        let config = EnergySamplingConfig(samples: 2, schedule: schedule, proposals: bankCount)
+        let sampler = EnergySampler(model: model, config: config, frozenEnergy: true)
+        let s = randomArray(batch * d, seed: 14), a = randomArray(batch * 2, seed: 15)
+        let r = sampler.evaluate(observations: s, actions: a, seeds: [1, 2, 3])
+        // The precomputed first layer (frozen weights) and full energy passes agree.
+        let full = EnergySampler(model: model, config: config).evaluate(observations: s, actions: a, seeds: [1, 2, 3])
+        for b in 0..<batch { #expect(abs(full.eMin[b] - r.eMin[b]) <= 1e-5 * max(1, abs(r.eMin[b])), "row \(b)") }
+        let decoded = model.decoder.replica().forward(model.latentBank, batch: bankCount)
+        func nextState(_ b: Int, _ j: Int) -> [Float] {
+            var out = [Float](repeating: 0, count: d)
+            s.withUnsafeBufferPointer { sp in
+                decoded.withUnsafeBufferPointer { xp in
+                    out.withUnsafeMutableBufferPointer {
+                        model.spec.fromManifold(observations: sp.baseAddress! + b * d, manifold: xp.baseAddress! + j * d, rows: 1, into: $0.baseAddress!)
+                    }
+                }
+            }
+            return out
+        }
+        for b in 0..<batch {
+            let all = (0..<bankCount).map { j in
+                model.energies(
+                    observations: Array(s[(b * d)..<(b * d + d)]), actions: Array(a[(b * 2)..<(b * 2 + 2)]),
+                    nextObservations: nextState(b, j), rows: 1)[0]
+            }
+            let best = all.indices.min { all[$0] < all[$1] }!
+            #expect(abs(r.eMin[b] - all[best]) <= 1e-5 * max(1, abs(all[best])), "row \(b)")
+            let next = nextState(b, best)
+            for j in 0..<d { #expect(abs(r.predictedNext[b * d + j] - next[j]) <= 1e-5, "row \(b) dim \(j)") }
+        }
+        // The cost is the proposals' energy passes after the first layer (whose manifold columns
+        // were applied to the bank once) plus one add each, and the (s, a) columns once per row:
+        // no decoder pass, no final rescoring.
+        let h1 = 10.0, w = 10.0, sa = 6.0  // energyHidden [10, 10]; input 4 + 2 + 4
+        let perProposal = model.energy.forwardFlopsPerRow - 2 * w * h1 + h1
+        let proposals = Double(bankCount) * perProposal + 2 * sa * h1
+        #expect(sampler.flopsPerRow(samples: 2) == proposals)
+        #expect(EnergySampler(model: model, config: config).flopsPerRow(samples: 2) == Double(bankCount) * model.energy.forwardFlopsPerRow)
+        sampler.config.schedule.steps = 3
+        let pass = model.energy.forwardFlopsPerRow + model.decoder.forwardFlopsPerRow
+        #expect(sampler.flopsPerRow(samples: 2) == proposals + 2 * (3 * 3 + 1) * pass)
+    }
+
     @Test("a row's samples depend on its seed only, not on the rest of the batch")
     func batchIndependence() {
         var rng = RNG(seed: 5)
