@@ -97,13 +97,40 @@ public final class ActionSelector {
     public var observationDim: Int { sampler.observationDim }
     public var actionDim: Int { sampler.actionDim }
 
+    /// Most candidate rows (observations × candidates) one pass computes. A larger batch is
+    /// selected in passes of whole observations, so the networks' workspaces stay bounded by this
+    /// (a few MB) whatever the batch, and every row's result depends only on its seed.
+    public static let candidateRowsPerPass = 1024
+
     /// Selects actions for `count` raw observations (count × observationDim, row-major).
     public func act(observations: [Float], count: Int, seeds: [UInt64], settings: SamplingSettings) -> ActionBatch {
-        let od = observationDim, ad = actionDim
-        // Without a critic there is nothing to choose between: one candidate per observation.
-        let m = critic == nil ? 1 : settings.candidates
+        let od = observationDim
         precondition(observations.count == count * od, "act: \(observations.count) values for \(count)×\(od) observations")
         precondition(seeds.count == count, "act: one seed per observation")
+        // Without a critic there is nothing to choose between: one candidate per observation.
+        let m = critic == nil ? 1 : settings.candidates
+        let chunk = max(1, Self.candidateRowsPerPass / max(m, 1))
+        if count <= chunk { return actPass(observations: observations, count: count, seeds: seeds, settings: settings) }
+        var out = ActionBatch(actions: [], q: [], energy: [], confidence: [], reliable: [])
+        var start = 0
+        while start < count {
+            let end = min(start + chunk, count)
+            let part = actPass(
+                observations: Array(observations[(start * od)..<(end * od)]), count: end - start,
+                seeds: Array(seeds[start..<end]), settings: settings)
+            out.actions += part.actions
+            out.q += part.q
+            out.energy += part.energy
+            out.confidence += part.confidence
+            out.reliable += part.reliable
+            start = end
+        }
+        return out
+    }
+
+    private func actPass(observations: [Float], count: Int, seeds: [UInt64], settings: SamplingSettings) -> ActionBatch {
+        let od = observationDim, ad = actionDim
+        let m = critic == nil ? 1 : settings.candidates
         normObs.reserve(count * od)
         for i in 0..<(count * od) {
             let j = i % od

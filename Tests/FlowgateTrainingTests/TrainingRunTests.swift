@@ -145,6 +145,32 @@ struct TrainingRunTests {
         for j in 0..<2 { #expect(abs(again.actions[j] - r.actions[2 + j]) < 1e-5) }
     }
 
+    @Test("a batch larger than one pass is selected in passes: each row equals that row served alone")
+    func batchInPasses() throws {
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig(.qipo))
+        _ = try run.run(progress: nil, log: nil, checkpointPath: nil)
+        let out = dir.appendingPathComponent("model")
+        try ModelDirectory.save(try run.makeModel(gitCommit: "test", datasetSHA256: nil), to: out)
+        let bundle = try PolicyBundle(model: try ModelDirectory.load(at: out))
+        var settings = bundle.defaultSettings
+        settings.candidates = 16
+        let perPass = ActionSelector.candidateRowsPerPass / settings.candidates
+        let count = 2 * perPass + 3  // three passes, the last one partial
+        var rng = RNG(seed: 4)
+        let obs = (0..<(count * 2)).map { _ in rng.normal() }
+        let seeds = (0..<count).map { UInt64(100 + $0) }
+        let big = bundle.makeSelector().act(observations: obs, count: count, seeds: seeds, settings: settings)
+        #expect(big.actions.count == count * 2 && big.q.count == count)
+        let alone = bundle.makeSelector()
+        for i in [0, perPass - 1, perPass, 2 * perPass + 2] {
+            let r = alone.act(observations: Array(obs[(2 * i)..<(2 * i + 2)]), count: 1, seeds: [seeds[i]], settings: settings)
+            for j in 0..<2 { #expect(abs(r.actions[j] - big.actions[2 * i + j]) < 1e-5, "row \(i)") }
+            #expect(abs(r.q[0] - big.q[i]) < 1e-4 * max(1, abs(r.q[0])), "row \(i)")
+        }
+    }
+
     @Test("a LayerNorm critic (the inverted-double-pendulum fix) exports, loads and scores exactly as trained")
     func layerNormCriticRoundTrip() throws {
         let dir = Self.tempDir()
