@@ -21,6 +21,8 @@ public final class EnergyTrainer {
     public let seed: UInt64
     public let autoencoderPhase: EnergyAutoencoderPhase
     public let energyPhase: EnergyModelPhase
+    /// Mixed into the seed of the train/held-out split, so it differs from the other phases' draws.
+    public static let splitSeedSalt: UInt64 = 0x5EED_0E7A
 
     /// Normalised training matrices shared by the phases.
     let observations: [Float]
@@ -36,7 +38,7 @@ public final class EnergyTrainer {
     ) {
         self.config = config
         self.seed = seed
-        let parts = dataset.split(heldOutFraction: config.heldOutFraction, seed: seed ^ 0x5EED_0E7A)
+        let parts = dataset.split(heldOutFraction: config.heldOutFraction, seed: seed ^ Self.splitSeedSalt)
         train = parts.train
         heldOut = parts.heldOut
         let norm = normalization ?? ObservationNormalizer(dataset: parts.train)
@@ -142,7 +144,7 @@ public enum EnergyScoring {
         let d = model.spec.obsDim, k = model.spec.actDim
         let n = observations.count / d
         let s = normalization.applied(to: observations)
-        let sampler = EnergySampler(model: model, config: sampling)
+        let sampler = EnergySampler(model: model, config: sampling, frozenEnergy: true)
         var out = EnergySampler.Result(eMin: [], predictedNext: [], spread: [])
         var start = 0
         while start < n {

@@ -14,7 +14,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Benchmarks: dense layers vs raw sgemm, training-phase throughput, serving latency.",
         discussion: "Results are medians over repeats; docs/benchmarks.md has the measured numbers and how to read them.",
-        subcommands: [BenchDenseCommand.self, BenchTrainCommand.self, BenchServeCommand.self, BenchDecodeCommand.self])
+        subcommands: [BenchDenseCommand.self, BenchTrainCommand.self, BenchServeCommand.self, BenchDecodeCommand.self, BenchCheckCommand.self])
 }
 
 // MARK: - dense

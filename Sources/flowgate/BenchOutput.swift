@@ -87,6 +87,18 @@ struct IntList: ExpressibleByArgument, CustomStringConvertible {
     }
 }
 
+/// A comma-separated list of integers ≥ 0 ("0,5,20"), for counts where none is a valid choice.
+struct CountList: ExpressibleByArgument, CustomStringConvertible {
+    var values: [Int]
+    var description: String { values.map(String.init).joined(separator: ",") }
+    var defaultValueDescription: String { description }
+    init?(argument: String) {
+        let parts = argument.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+        values = parts.map { $0! }
+    }
+}
+
 /// A status line on stderr (stdout carries only the table or CSV).
 func note(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
