@@ -57,8 +57,8 @@ public enum EnergyCheckSweep {
         dataset.split(heldOutFraction: config.heldOutFraction, seed: seed ^ EnergyTrainer.splitSeedSalt).heldOut
     }
 
-    /// Measures every setting. `heldOut` is cut into calibration rows (the first
-    /// `calibrationRows`, at most half) and evaluation rows (the rest, at most `evaluationRows` for
+    /// Measures every setting. `heldOut`, in `EnergyTrainer.shuffled` order, is cut into
+    /// calibration rows (the first `calibrationRows`, at most half) and evaluation rows (the rest, at most `evaluationRows` for
     /// the AUROC inliers and as many again, when present, for the fresh calibration check).
     /// `clock` returns seconds; `progress` gets each row as it is measured.
     public static func run(
@@ -68,6 +68,9 @@ public enum EnergyCheckSweep {
         timingRepeats: Int = 5, clock: () -> Double, progress: (Row) -> Void = { _ in }
     ) -> [Row] {
         precondition(heldOut.count >= 4, "the held-out split is too small to calibrate and evaluate")
+        // Calibration rows as the trainer draws them; evaluation rows from the rest, in the same
+        // random order (held-out rows keep the dataset's time order).
+        let heldOut = EnergyTrainer.shuffled(heldOut)
         let nCal = min(calibrationRows, heldOut.count / 2)
         let rest = heldOut.count - nCal
         let nEval = min(evaluationRows, max(rest / 2, 1))

@@ -110,11 +110,23 @@ public final class EnergyTrainer {
         loaded.manifest.sampling.samples = config.sampling.samples
     }
 
-    /// `E_min` of held-out real transitions (at most `config.calibrationRows` of them) → reliability
-    /// threshold and confidence table.
+    /// The rows of `data` in a fixed pseudo-random order. Datasets are often ordered in time (a
+    /// replay buffer runs from a random policy to a trained one), and a split keeps that order, so
+    /// "the first n held-out rows" would be the oldest data: calibration takes its rows from this
+    /// order instead (on hopper-medium-replay the first 5000 held-out rows calibrated a threshold
+    /// that passed 98.7 % of the later ones instead of 95 %).
+    public static func shuffled(_ data: OfflineDataset) -> OfflineDataset {
+        var idx = Array(0..<data.count)
+        var rng = RNG(seed: 0xCA1B_5EED)
+        rng.shuffle(&idx)
+        return data.subset(idx)
+    }
+
+    /// `E_min` of held-out real transitions (at most `config.calibrationRows` of them, drawn at
+    /// random: `shuffled`) → reliability threshold and confidence table.
     public func calibrate(heldOut data: OfflineDataset? = nil, seedBase: UInt64 = 0xCA1B) -> ReliabilityCalibration {
         if model.latentBank.isEmpty { computeLatentBank() }
-        var d = data ?? heldOut
+        var d = Self.shuffled(data ?? heldOut)
         if d.count > config.calibrationRows { d = d.subset(Array(0..<config.calibrationRows)) }
         let e = EnergyScoring.eMin(
             model: model, sampling: config.sampling, normalization: normalization, observations: d.observations,

@@ -210,7 +210,7 @@ struct CalibrateCommand: ParsableCommand {
         let setting = EnergyCheckSweep.Setting(samples: samples, langevinSteps: langevinSteps, proposals: proposals)
         let sampling = setting.sampling(base: loaded.sampling)
         let rows = min(data.calibrationRows, loaded.heldOut.count)
-        let part = loaded.heldOut.subset(Array(0..<rows))
+        let part = EnergyTrainer.shuffled(loaded.heldOut).subset(Array(0..<rows))
         let e = EnergyScoring.eMin(
             model: loaded.energy, sampling: sampling, normalization: loaded.normalizer, observations: part.observations,
             actions: part.actions, seedBase: 0xCA1B)
