@@ -71,8 +71,13 @@ public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     public var calibrationRows: Int = 5000
     /// Training next states encoded into the model's latent bank (sampler proposals).
     public var latentBankSize: Int = 2048
+    /// The serving check: E_min over 160 bank proposals, no Langevin step. `flowgate bench check`
+    /// on hopper-medium (docs/reliability.md): at 1.4× the policy's FLOPs it detects random
+    /// actions as well as 8 samples × 20 Langevin steps from 128 proposals did (AUROC 0.963 vs
+    /// 0.965) and noisy states far better (0.954 vs 0.844), at a fifth of the cost. The schedule
+    /// stays for settings with T > 0 (`flowgate calibrate --langevin-steps`).
     public var sampling: EnergySamplingConfig = EnergySamplingConfig(
-        samples: 8, schedule: LangevinSchedule(steps: 20, initialStepSize: 0.1, finalStepSize: 0.01, noise: 0.01), proposals: 128)
+        samples: 1, schedule: LangevinSchedule(steps: 0, initialStepSize: 0.1, finalStepSize: 0.01, noise: 0.01), proposals: 160)
 
     public init() {}
 
