@@ -13,8 +13,10 @@ same request with the same `seed` gets the same action, q and energy up to float
 instead: what a PyTorch user would write, and cheaper, since replaying flowgate's draws runs a
 64-bit generator step by step in numpy.
 
-It batches whatever requests are queued when it wakes (same settings only). It answers `act`,
-`info` and `health`; other ops get `unknown_op`.
+It batches whatever requests are queued when it wakes (same settings only, at most --max-batch
+observations per batch). It answers `act`, `info` and `health`; other ops (`stats`) get
+`unknown_op`; `deadline_ms`, work budgets and the queue bounds of flowgate are not implemented.
+Only flow policies (kind `flow-velocity`) are supported.
 """
 from __future__ import annotations
 
