@@ -63,6 +63,26 @@ def table(runs, targets):
     return summary
 
 
+def batch_cost(targets, repeats):
+    """Server-side compute time (reply `timing.compute_us`) of one request of 1 and of 64
+    observations, check on and off, targets taken in turn (order reversed every other repeat);
+    prints the medians. Separates the cost of a batch from how each server forms batches."""
+    import numpy as np
+    obs, res = np.random.default_rng(0).standard_normal((64, 15)), {}
+    for rep in range(repeats):
+        for name in (list(targets) if rep % 2 == 0 else list(reversed(targets))):
+            with Client(targets[name], timeout_ms=60_000, retries=0) as c:
+                for b in (1, 64):
+                    for check in (True, False):
+                        r = c.act(obs[:b] if b > 1 else obs[0], check=check, seed=rep)
+                        res.setdefault((b, check, name), []).append(r.timing["compute_us"] / 1000)
+    print(f"\ncompute ms per request (median of {repeats}; load {os.getloadavg()[0]:.1f})")
+    for b in (1, 64):
+        for check in (True, False):
+            print(f"batch {b:2d} check {'on ' if check else 'off'}: "
+                  + ", ".join(f"{n} {statistics.median(res[(b, check, n)]):.1f}" for n in targets))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "hopper-medium"))
@@ -77,6 +97,8 @@ def main():
                     help="torch: torch's generator (what a PyTorch user writes); flowgate: replay flowgate's draws")
     ap.add_argument("--json", help="write every run and the medians here")
     ap.add_argument("--from-json", help="only print the table of a run saved with --json")
+    ap.add_argument("--batch-cost", type=int, metavar="REPEATS",
+                    help="instead of the load test: compute time of one 1- and one 64-observation request, REPEATS times")
     a = ap.parse_args()
     if a.from_json:
         saved = json.load(open(a.from_json))
@@ -105,6 +127,9 @@ def main():
                 c.wait_ready(timeout_s=120)
             targets[f"peer-t{t}"] = ep
         print(f"load average at start: {os.getloadavg()[0]:.2f} (logs in {logs})", flush=True)
+        if a.batch_cost:
+            batch_cost(targets, a.batch_cost)
+            return
         runs, failures = [], []
         for r in range(a.rounds):
             for check in (True, False):
