@@ -37,6 +37,13 @@ install_python() {
     .venv/bin/pip install -q --disable-pip-version-check -e clients/python
 }
 
+# torch for the PyTorch reference peer and its test (tests/test_reference_peer.py); --no-deps:
+# requirements-peer.txt lists the CPU-usable subset of what torch's wheel declares.
+install_peer() {
+    log "pip install --no-deps (clients/python/requirements-peer.txt: torch for the reference peer)"
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps -r clients/python/requirements-peer.txt
+}
+
 build_release() {
     log "swift build -c release"
     swift build -c release
@@ -50,7 +57,7 @@ serve)
     log "serving the default model (Ctrl-C to stop)"
     exec .build/release/flowgate serve "$@" ;;
 test)
-    install_system; install_python
+    install_system; install_python; install_peer
     export FLOWGATE_PYTHON="$ROOT/.venv/bin/python"
     log "swift build (debug + tests)"
     swift build --build-tests

@@ -41,6 +41,8 @@ struct BenchServeCommand: ParsableCommand {
     var duration = 10.0
     @Option(help: "Candidates M per request (default: the model's).")
     var candidates: Int?
+    @Flag(inversion: .prefixedNo, help: "Run the energy check (--no-check sends check: false).")
+    var check = true
     @Option(help: "In-process server workers (default: number of cores).")
     var workers: Int?
     @Option(name: .customLong("max-batch"), help: "In-process server max batch.")
@@ -125,7 +127,7 @@ struct BenchServeCommand: ParsableCommand {
             for k in stepValues {
                 var cfg = LoadTestConfiguration(
                     endpoint: target, concurrency: n, requests: requests, durationSeconds: duration,
-                    parameters: ActParameters(steps: k, candidates: candidates), observationDim: m.observationDim)
+                    parameters: ActParameters(steps: k, candidates: candidates, check: check ? nil : false), observationDim: m.observationDim)
                 cfg.model = m.name
                 cfg.sharedContext = shared
                 let r = try LoadTester.run(cfg)
