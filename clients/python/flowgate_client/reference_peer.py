@@ -156,6 +156,8 @@ class Model:
             o = e.get("options", {})
             self.decoder, self.energy = MLP(e["mlps"]["dec"], "dec", t), MLP(e["mlps"]["energy"], "energy", t)
             self.bank = t.get("latent_bank")
+            with torch.no_grad():
+                self.decoded_bank = self.decoder(self.bank) if self.bank is not None else None
             self.latent = e["mlps"]["dec"]["inputDim"]
             self.spherical = o.get("spherical", 1) != 0
             self.proposals = int(o.get("proposals", 128))
@@ -218,8 +220,13 @@ class Model:
             if self.proposals > 0 and nb > 0:
                 p = max(min(self.proposals, nb), 1)
                 idx = np.tile(np.arange(p), (b, 1)) if p == nb else np.stack([g.int_below(nb) for _ in range(p)], 1)
-                pz = bank[torch.from_numpy(idx.astype(np.int64))]  # [b, p, l]
-                e = self.energy(torch.cat([cond.repeat_interleave(p, 0), self.decoder(pz.reshape(b * p, l))], 1))
+                tidx = torch.from_numpy(idx.astype(np.int64))
+                pz = bank[tidx]  # [b, p, l]
+                # The decoder does not see (s, a): the bank is decoded once, at load.
+                px = self.decoded_bank[tidx].reshape(b * p, -1)
+                e = self.energy(torch.cat([cond.repeat_interleave(p, 0), px], 1))
+                if self.langevin == 0:  # no Langevin step: E_min is the lowest proposal energy
+                    return e.reshape(b, p).min(1).values.numpy()
                 order = torch.argsort(e.reshape(b, p), dim=1, stable=True)[:, torch.arange(n) % p]
                 z = torch.gather(pz, 1, order[..., None].expand(b, n, l)).reshape(b * n, l)
             else:
