@@ -193,8 +193,12 @@ class Client:
     def act(self, obs, steps: Optional[int] = None, candidates: Optional[int] = None,
             samples: Optional[int] = None, check: bool = True, seed: Optional[int] = None,
             deadline_ms: Optional[int] = None, model: Optional[str] = None, id: Any = None,
-            timeout_ms: Optional[int] = None) -> ActResult:
-        """Action(s) for one observation (obs_dim) or a batch (B x obs_dim)."""
+            timeout_ms: Optional[int] = None, stream: Optional[str] = None,
+            extra: Optional[dict] = None) -> ActResult:
+        """Action(s) for one observation (obs_dim) or a batch (B x obs_dim).
+
+        ``stream`` names the client's stream (one robot's episode) so that the server keeps its
+        per-stream alarm state; ``extra`` adds further request keys as they are."""
         obs = np.asarray(obs, dtype=np.float64)
         if obs.ndim not in (1, 2):
             raise ValueError(f"obs must be 1-D or 2-D, got shape {obs.shape}")
@@ -203,7 +207,10 @@ class Client:
             msg["id"] = id
         model = model or self.model
         for k, v in (("model", model), ("steps", steps), ("candidates", candidates), ("samples", samples),
-                     ("seed", seed), ("deadline_ms", deadline_ms)):
+                     ("seed", seed), ("deadline_ms", deadline_ms), ("stream", stream)):
+            if v is not None:
+                msg[k] = v
+        for k, v in (extra or {}).items():
             if v is not None:
                 msg[k] = v
         r = self.request(msg, timeout_ms=timeout_ms)
