@@ -10,8 +10,9 @@ episodes, every action served over the socket, under four conditions:
   none          undisturbed (false alarms are counted on the episodes of this condition that do not fall)
   action-noise  Gaussian noise of std ``--action-noise`` added to the served action (then clipped)
   obs-noise     Gaussian noise of std ``--obs-noise`` added to the observation sent to the server
-  push          a horizontal force of ``--push`` newtons (random sign along x) on the torso / cart
-                (pybullet applyExternalForce, world frame), every env step
+  push          a horizontal force of ``--push`` newtons (random sign along x) on the hopper's torso
+                or the double pendulum's top pole (pybullet applyExternalForce, world frame), every
+                env step
 
 Each disturbance lasts ``--duration`` (30) env steps from an onset drawn uniformly in
 [``--onset-min``, ``--onset-max``]. Disturbed episodes end ``--post-steps`` after the disturbance
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .client import Client
-from .envs import MAX_EPISODE_STEPS, canonical_env_name, make_env, push_body
+from .envs import MAX_EPISODE_STEPS, canonical_env_name, make_env
 
 CONDITIONS = ("none", "action-noise", "obs-noise", "push")
 KNOWN_KEYS = ("confidence", "reliable", "energy", "q")
@@ -51,6 +52,18 @@ KNOWN_KEYS = ("confidence", "reliable", "energy", "q")
 def _request_seed(*parts) -> int:
     h = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+def push_part(env, force_xyz) -> None:
+    """A force (world frame, N) on the robot's main body for the next physics step: the hopper's
+    torso; the double pendulum has none, so its top pole (``pole2``), where a push topples it."""
+    robot = env.robot
+    part = robot.robot_body if robot.robot_body is not None else robot.parts["pole2"]
+    body = part.bodies[part.bodyIndex]
+    p = env._p
+    link = part.bodyPartIndex
+    pos = p.getBasePositionAndOrientation(body)[0] if link == -1 else p.getLinkState(body, link)[0]
+    p.applyExternalForce(body, link, list(map(float, force_xyz)), list(pos), p.WORLD_FRAME)
 
 
 def run_episode(env, client: Client, env_name: str, cond: str, ep_seed: int, args, stream: str | None) -> dict:
@@ -94,7 +107,7 @@ def run_episode(env, client: Client, env_name: str, cond: str, ep_seed: int, arg
         if active and cond == "action-noise":
             action = action + args.action_noise * rng.standard_normal(action.shape)
         if active and cond == "push":
-            push_body(env, (push_sign * args.push, 0.0, 0.0))
+            push_part(env, (push_sign * args.push, 0.0, 0.0))
         obs, _, done, _ = env.step(np.clip(action, -1.0, 1.0))
         if done:
             break
@@ -226,6 +239,7 @@ def evaluate_condition(eps: list[dict], rules: list[str], signals: list[str], ar
         clean = [(e, st) for e, st in zip(eps, states) if e["condition"] == "none" and not e["fell"]]
         fa_steps = sum(e["length"] for e, _ in clean)
         fa = sum(len(onsets(st)) for _, st in clean)
+        on_share = sum(int(st.sum()) for _, st in clean) / fa_steps if fa_steps else None
         nf_dist = [(e, st) for e, st in zip(eps, states) if e["condition"] != "none" and not e["fell"]]
         alarmed_nf = sum(1 for e, st in nf_dist if st[max(0, e["onset"]):].any())
         out["rules"][rule] = {
@@ -235,6 +249,7 @@ def evaluate_condition(eps: list[dict], rules: list[str], signals: list[str], ar
             "leads": leads,
             "false_alarms_per_1000": 1000.0 * fa / fa_steps if fa_steps else None,
             "false_alarm_steps": fa_steps,
+            "alarm_time_share_clean": on_share,
             "alarm_share_disturbed_nonfalling": alarmed_nf / len(nf_dist) if nf_dist else None,
         }
     for sig in signals:
@@ -274,13 +289,13 @@ def evaluate(episodes: list[dict], args) -> dict:
 
 
 def print_table(res: dict) -> None:
-    print(f"\n| condition | rule | falls | recall | lead median / p10 | false alarms / 1000 | alarmed, disturbed non-falling |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n| condition | rule | falls | recall | lead median / p10 | false alarms / 1000 | time in alarm, undisturbed | alarmed, disturbed non-falling |")
+    print("|---|---|---|---|---|---|---|---|")
     for cond, c in res["conditions"].items():
         for rule, r in c["rules"].items():
             f = lambda x, p=2: "–" if x is None else f"{x:.{p}f}"  # noqa: E731
             print(f"| {cond} | {rule} | {c['falls']}/{c['episodes']} | {f(r['recall'])} | {f(r['lead_median'], 0)} / {f(r['lead_p10'], 0)} "
-                  f"| {f(r['false_alarms_per_1000'], 1)} | {f(r['alarm_share_disturbed_nonfalling'])} |")
+                  f"| {f(r['false_alarms_per_1000'], 1)} | {f(r['alarm_time_share_clean'], 3)} | {f(r['alarm_share_disturbed_nonfalling'])} |")
     print("\n| condition | " + " | ".join(f"AUROC {s}" for s in next(iter(res["conditions"].values()))["auroc"]) + " |")
     for cond, c in res["conditions"].items():
         print(f"| {cond} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in c["auroc"].values()) + " |")
