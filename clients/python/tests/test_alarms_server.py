@@ -57,8 +57,15 @@ def test_stream_alarms_match_the_published_events():
                     if lock.wait_for(lambda: any(e.kind == "alarm" for e in events), timeout=1.0):
                         break
                 assert time.monotonic() < deadline
-            client.act(np.zeros(obs_dim), seed=0, stream="sentinel")
-            time.sleep(0.5)
+            # events go out in reply order from one thread: once the sentinel's transition (if any)
+            # is here, every earlier one is too
+            sentinel = client.act(np.zeros(obs_dim), seed=0, stream="sentinel")
+            replies.append(("sentinel", sentinel))
+            if sentinel.alarm:
+                with lock:
+                    assert lock.wait_for(lambda: any(e.stream == "sentinel" for e in events), timeout=30)
+            else:
+                time.sleep(1.0)
         finally:
             stop.set()
             listener.join(timeout=5)
