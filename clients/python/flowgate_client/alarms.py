@@ -231,7 +231,9 @@ def evaluate_condition(eps: list[dict], rules: list[str], signals: list[str], ar
             if not e["fell"]:
                 continue
             T = e["length"]
-            lo = max(0, T - args.lookback, e["onset"] if e["onset"] >= 0 else 0)
+            # a fall before the onset (the disturbance never came) is scored as an undisturbed one
+            onset = e["onset"] if 0 <= e["onset"] < T else 0
+            lo = max(0, T - args.lookback, onset)
             hit = np.flatnonzero(st[lo:T])
             if len(hit):
                 caught += 1

@@ -155,7 +155,8 @@ def rule_metrics(eps, risks, rule, lookback=100):
         T = e["length"]
         if e["fell"]:
             falls += 1
-            lo = max(0, T - lookback, e["onset"] if e["onset"] >= 0 else 0)
+            onset = e["onset"] if 0 <= e["onset"] < T else 0  # fell before the disturbance came
+            lo = max(0, T - lookback, onset)
             hit = np.flatnonzero(st[lo:T])
             if len(hit):
                 caught += 1

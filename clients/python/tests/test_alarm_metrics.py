@@ -67,3 +67,11 @@ def test_risk_section_is_the_manifests_last_key_and_replaced_in_place():
     assert twice.count('"risk"') == 1
 
 
+
+
+def test_a_fall_before_the_onset_is_scored_as_undisturbed():
+    rel = np.ones(80, dtype=bool)
+    rel[60:] = False
+    early = _episode("push", 80, True, 200, rel)  # onset 200 never came: fell at 80
+    res = evaluate_condition([early], ["flag"], [], _Args)
+    assert res["rules"]["flag"]["recall"] == 1.0 and res["rules"]["flag"]["leads"] == [20]
