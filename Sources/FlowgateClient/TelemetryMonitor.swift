@@ -1,21 +1,8 @@
 import FlowgateZMQ
 public import FlowgateProtocol
 
-/// One telemetry event from the server's PUB socket.
-public struct TelemetryEvent: Sendable, Equatable {
-    /// `reliable/<model>` or `unreliable/<model>`.
-    public var topic: String
-    public var id: RequestID?
-    public var model: String
-    /// Unix time in seconds when the action was computed.
-    public var time: Double
-    public var reliable: Bool
-    public var confidence: Float
-    public var energy: Float
-    public var threshold: Float
-}
-
-/// Subscribes to the server's telemetry feed (a safety monitor's view of every action).
+/// Subscribes to the server's telemetry feed (a safety monitor's view of every action, and the
+/// `alarm/` and `clear/` events of streams). The events are FlowgateProtocol's `TelemetryEvent`.
 ///
 /// Not thread-safe: use it from one thread. PUB/SUB drops events sent before the subscription is
 /// established and when the subscriber falls behind by more than the high-water mark.
@@ -47,17 +34,10 @@ public final class TelemetryMonitor {
         } catch {
             throw FlowgateClientError.transport(error.description)
         }
-        guard frames.count == 2 else { throw FlowgateClientError.malformedReply("telemetry with \(frames.count) frames") }
-        let v: MessagePackValue
         do {
-            v = try MessagePack.decode(frames[1])
+            return try TelemetryEvent.decode(frames: frames)
         } catch {
-            throw FlowgateClientError.malformedReply("telemetry body: \(error)")
+            throw FlowgateClientError.malformedReply(error.message)
         }
-        return TelemetryEvent(
-            topic: String(decoding: frames[0], as: UTF8.self), id: v["id"].flatMap(RequestID.init),
-            model: v["model"]?.stringValue ?? "", time: v["t"]?.doubleValue ?? 0,
-            reliable: v["reliable"]?.boolValue ?? false, confidence: Float(v["confidence"]?.doubleValue ?? .nan),
-            energy: Float(v["energy"]?.doubleValue ?? .nan), threshold: Float(v["threshold"]?.doubleValue ?? .nan))
     }
 }

@@ -32,12 +32,20 @@ public struct ActReply: Sendable, Equatable {
     public var timing: Timing
     /// Encoding of arrays in this reply (the request's).
     public var encoding: ArrayEncoding
+    /// P(failure within the model's risk horizon) per observation; `nil` (key absent) when the
+    /// model has no risk calibration.
+    public var risk: [Float]?
+    /// The stream's alarm state after each observation; `nil` (key absent) unless the request named
+    /// a `stream` and the model has an alarm rule.
+    public var alarm: [Bool]?
 
     public init(
         id: RequestID?, model: String, version: String, actions: FloatArray, confidence: [Float],
         reliable: [Bool], energy: [Float], q: [Float], threshold: Float, timing: Timing,
-        encoding: ArrayEncoding
+        encoding: ArrayEncoding, risk: [Float]? = nil, alarm: [Bool]? = nil
     ) {
+        self.risk = risk
+        self.alarm = alarm
         self.id = id
         self.model = model
         self.version = version
@@ -60,7 +68,7 @@ public struct ActReply: Sendable, Equatable {
             if !isBatch { return .float(v.first ?? 0) }
             return FloatArray(v).messagePackValue(encoding)
         }
-        return .stringMap([
+        var pairs: [(String, MessagePackValue)] = [
             ("ok", .bool(true)),
             ("id", id?.messagePackValue ?? .nil),
             ("model", .string(model)),
@@ -79,7 +87,10 @@ public struct ActReply: Sendable, Equatable {
                     "batch": .int(Int64(timing.batch)),
                 ])
             ),
-        ])
+        ]
+        if let risk { pairs.append(("risk", perObservation(risk))) }
+        if let alarm { pairs.append(("alarm", isBatch ? .array(alarm.map { .bool($0) }) : .bool(alarm.first ?? false))) }
+        return .stringMap(pairs)
     }
 
     /// Encodes the reply as one frame.
@@ -116,6 +127,12 @@ public struct ActReply: Sendable, Equatable {
             self.reliable = [b]
         }
         self.threshold = Float(value["threshold"]?.doubleValue ?? .nan)
+        self.risk = value["risk"] == nil ? nil : try floats("risk")
+        if let a = value["alarm"] {
+            self.alarm = batch ? (a.arrayValue ?? []).map { $0.boolValue ?? false } : [a.boolValue ?? false]
+        } else {
+            self.alarm = nil
+        }
         let t = value["timing"]
         self.timing = Timing(
             queueMicroseconds: t?["queue_us"]?.intValue ?? 0,

@@ -19,11 +19,18 @@ public struct ActParameters: Sendable, Equatable, Hashable {
     /// Give up with `deadline_exceeded` if the request's batch has not started this many
     /// milliseconds after the server received it.
     public var deadlineMilliseconds: Double?
+    /// The client's stream (one robot's episode): the server keeps per-stream alarm state under
+    /// this name (1 to `maxStreamBytes` UTF-8 bytes). It does not affect batching.
+    public var stream: String?
+
+    /// Longest `stream` name in bytes.
+    public static let maxStreamBytes = 128
 
     public init(
         steps: Int? = nil, candidates: Int? = nil, samples: Int? = nil, check: Bool? = nil,
-        seed: UInt64? = nil, deadlineMilliseconds: Double? = nil
+        seed: UInt64? = nil, deadlineMilliseconds: Double? = nil, stream: String? = nil
     ) {
+        self.stream = stream
         self.steps = steps
         self.candidates = candidates
         self.samples = samples
@@ -95,6 +102,7 @@ public struct Request: Sendable, Equatable {
             if let v = p.check { pairs.append(("check", .bool(v))) }
             if let v = p.seed { pairs.append(("seed", v <= UInt64(Int64.max) ? .int(Int64(v)) : .uint(v))) }
             if let v = p.deadlineMilliseconds { pairs.append(("deadline_ms", .double(v))) }
+            if let v = p.stream { pairs.append(("stream", .string(v))) }
         }
         return .stringMap(pairs)
     }

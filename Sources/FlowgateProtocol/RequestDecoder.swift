@@ -47,13 +47,14 @@ struct RequestDecoder: ~Copyable {
         case field(ProtocolError)
     }
 
-    /// Most entries a request map may have; protocol v1 defines 10 keys and ignores unknown ones,
+    /// Most entries a request map may have; protocol v1 defines 11 keys and ignores unknown ones,
     /// so this leaves room for clients' own keys while a map of millions of entries is refused at
     /// its header.
     static let maxEntries = 256
 
     private static let knownKeys: Set<String> = [
         "op", "id", "model", "obs", "steps", "candidates", "samples", "check", "seed", "deadline_ms",
+        "stream",
     ]
 
     mutating func decode() throws(ProtocolError) -> Request {
@@ -76,7 +77,7 @@ struct RequestDecoder: ~Copyable {
                 throw Failure.field(
                     ProtocolError(
                         .badRequest,
-                        "request map has \(entryCount) entries; at most \(Self.maxEntries) are read (protocol v1 defines 10 keys)"))
+                        "request map has \(entryCount) entries; at most \(Self.maxEntries) are read (protocol v1 defines 11 keys)"))
             }
             for _ in 0..<entryCount {
                 let keyStart = offset
@@ -200,6 +201,14 @@ struct RequestDecoder: ~Copyable {
             guard let d = v.doubleValue else { throw bad("'deadline_ms' must be a number, got \(v.typeName)") }
             guard d.isFinite, d >= 0 else { throw bad("'deadline_ms' must be a finite number >= 0, got \(d)") }
             p.deadlineMilliseconds = d
+        case "stream":
+            let v = try scalarField(key)
+            guard v != .nil else { return }
+            guard let name = v.stringValue else { throw bad("'stream' must be a string, got \(v.typeName)") }
+            guard !name.isEmpty, name.utf8.count <= ActParameters.maxStreamBytes else {
+                throw bad("'stream' must be 1 to \(ActParameters.maxStreamBytes) bytes of UTF-8, got \(name.utf8.count) bytes")
+            }
+            p.stream = name
         default:
             try skipObject(depth: 1)
         }

@@ -2,27 +2,6 @@ import FlowgateProtocol
 import Foundation
 import Synchronization
 
-/// One telemetry event (one observation of an `act` reply).
-struct TelemetryEvent: Sendable {
-    let id: RequestID?
-    let model: String
-    let time: Double
-    let reliable: Bool
-    let confidence: Float
-    let energy: Float
-    let threshold: Float
-
-    var topic: String { (reliable ? "reliable/" : "unreliable/") + model }
-
-    var messagePackValue: MessagePackValue {
-        .map([
-            "id": id?.messagePackValue ?? .nil, "model": .string(model), "t": .double(time),
-            "reliable": .bool(reliable), "confidence": .float(confidence), "energy": .float(energy),
-            "threshold": .float(threshold),
-        ])
-    }
-}
-
 /// A finished `act` request, handed from a worker to the socket thread.
 struct Completion: Sendable {
     let envelope: [[UInt8]]

@@ -8,9 +8,12 @@ public import FlowgateProtocol
 public final class PolicyServable: ServableModel, Sendable {
     public let bundle: PolicyBundle
     public let modelDescription: ModelDescription
+    /// The manifest's optional `risk` section (`RiskModel.load(directory:)`).
+    public let riskModel: RiskModel?
 
-    public init(bundle: PolicyBundle) {
+    public init(bundle: PolicyBundle, risk: RiskModel? = nil) {
         self.bundle = bundle
+        self.riskModel = risk
         let m = bundle.manifest
         var provenance: [String: String] = [
             "dataset": m.provenance.dataset, "seed": "\(m.provenance.seed)", "git_commit": m.provenance.gitCommit,
@@ -27,9 +30,10 @@ public final class PolicyServable: ServableModel, Sendable {
     }
 
     /// Loads and validates a model directory (`PolicyBundle.load(directory:)`, the validation
-    /// `flowgate inspect` runs too), with its energy check when it ships an energy model.
+    /// `flowgate inspect` runs too), with its energy check when it ships an energy model and its
+    /// risk model when the manifest has a `risk` section.
     public convenience init(directory: String) throws {
-        self.init(bundle: try PolicyBundle.load(directory: directory))
+        self.init(bundle: try PolicyBundle.load(directory: directory), risk: try RiskModel.load(directory: directory))
     }
 
     public func flopsPerObservation(_ options: ActOptions) -> Double {

@@ -56,6 +56,12 @@ public protocol ServableModel: AnyObject, Sendable {
     /// server's work budgets (`max_request_gflop`, `max_queued_gflop`) count these. It must grow with
     /// every setting that makes the computation longer.
     func flopsPerObservation(_ options: ActOptions) -> Double
+    /// The calibrated failure-risk model (`risk` in replies, stream alarms); `nil`: none.
+    var riskModel: RiskModel? { get }
+}
+
+extension ServableModel {
+    public var riskModel: RiskModel? { nil }
 }
 
 /// Per-thread compute state of a `ServableModel`. Never shared between threads.

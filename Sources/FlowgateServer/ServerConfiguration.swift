@@ -17,6 +17,11 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
     /// Most `act` requests waiting for a worker; beyond it requests get `overloaded` at once.
     public var queueLimit: Int = 1024
+    /// Most streams (requests' `stream` key) whose alarm state is kept; a new stream at a full
+    /// table evicts the least recently used one.
+    public var maxStreams: Int = 4096
+    /// A stream's state is forgotten this many seconds after its last observation.
+    public var streamTTLSeconds: Double = 300
     /// Largest request frame in bytes; larger frames get `too_large`. Peers sending more than twice
     /// this (plus 64 KiB) in one message are disconnected by ZeroMQ (`ZMQ_MAXMSGSIZE`).
     public var maxMessageBytes: Int = 16 << 20
@@ -73,6 +78,8 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         case maxDelayMicroseconds = "max_delay_us"
         case workers
         case queueLimit = "queue_limit"
+        case maxStreams = "max_streams"
+        case streamTTLSeconds = "stream_ttl_s"
         case maxMessageBytes = "max_message_bytes"
         case sendHighWaterMark = "send_hwm"
         case receiveHighWaterMark = "recv_hwm"
@@ -108,6 +115,8 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         s.maxDelayMicroseconds = try c.decodeIfPresent(Int.self, forKey: .maxDelayMicroseconds) ?? s.maxDelayMicroseconds
         s.workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? s.workers
         s.queueLimit = try c.decodeIfPresent(Int.self, forKey: .queueLimit) ?? s.queueLimit
+        s.maxStreams = try c.decodeIfPresent(Int.self, forKey: .maxStreams) ?? s.maxStreams
+        s.streamTTLSeconds = try c.decodeIfPresent(Double.self, forKey: .streamTTLSeconds) ?? s.streamTTLSeconds
         s.maxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? s.maxMessageBytes
         s.sendHighWaterMark = try c.decodeIfPresent(Int.self, forKey: .sendHighWaterMark) ?? s.sendHighWaterMark
         s.receiveHighWaterMark = try c.decodeIfPresent(Int.self, forKey: .receiveHighWaterMark) ?? s.receiveHighWaterMark
@@ -132,6 +141,8 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         if maxDelayMicroseconds < 0 { p.append("max_delay_us must be >= 0 (got \(maxDelayMicroseconds))") }
         if workers < 1 { p.append("workers must be >= 1 (got \(workers))") }
         if queueLimit < 1 { p.append("queue_limit must be >= 1 (got \(queueLimit))") }
+        if maxStreams < 1 || maxStreams > 1 << 20 { p.append("max_streams must be in 1...1048576 (got \(maxStreams))") }
+        if !(streamTTLSeconds > 0 && streamTTLSeconds <= 86400) { p.append("stream_ttl_s must be in (0, 86400] (got \(streamTTLSeconds))") }
         if maxMessageBytes < 64 { p.append("max_message_bytes must be >= 64 (got \(maxMessageBytes))") }
         if sendHighWaterMark < 0 { p.append("send_hwm must be >= 0 (got \(sendHighWaterMark))") }
         if receiveHighWaterMark < 0 { p.append("recv_hwm must be >= 0 (got \(receiveHighWaterMark))") }

@@ -31,6 +31,8 @@ final class SocketLoop: @unchecked Sendable {
     private let wakeup: ZMQSocket
     private let batchQueue: BatchQueue
     private let completions = CompletionQueue()
+    /// Per-stream alarm state (requests with `stream`), bounded by `max_streams` and `stream_ttl_s`.
+    let streams: StreamTable
     /// Decodes frames larger than `inlineDecodeBytes` off the socket thread.
     private let decoder: DecodeThread
     /// Largest `max_batch` and `obs_dim` of the loaded models: what `obs` may hold at most before
@@ -67,6 +69,7 @@ final class SocketLoop: @unchecked Sendable {
         self.models = byName
         self.modelOrder = order
         self.defaultModel = defaultName
+        self.streams = StreamTable(capacity: configuration.maxStreams, ttlSeconds: configuration.streamTTLSeconds)
         self.batchQueue = BatchQueue(
             limit: configuration.queueLimit, workLimit: configuration.maxQueuedGflop * 1e9,
             batchWorkLimit: configuration.maxRequestGflop * 1e9,
@@ -138,7 +141,7 @@ final class SocketLoop: @unchecked Sendable {
             let w = WorkerThread(
                 index: i, queue: batchQueue, completions: completions, context: context,
                 wakeupEndpoint: Self.wakeupEndpoint, logger: logger,
-                warmup: configuration.warmup ? modelOrder.map { models[$0]! } : [])
+                warmup: configuration.warmup ? modelOrder.map { models[$0]! } : [], streams: streams)
             workers.append(w)
             w.start()
         }
@@ -522,7 +525,7 @@ final class SocketLoop: @unchecked Sendable {
         guard let pub else { return }
         for event in c.telemetry {
             do {
-                try pub.send([Array(event.topic.utf8), MessagePack.encode(event.messagePackValue)], dontWait: true)
+                try pub.send(event.frames, dontWait: true)
             } catch {
                 if !error.wouldBlock { logger.warning("telemetry: \(error)") }
             }

@@ -21,12 +21,15 @@ final class WorkerThread: @unchecked Sendable {
     private var modelWorkers: [String: (generation: ObjectIdentifier, worker: any ModelWorker)] = [:]
     private let finished = DispatchSemaphore(value: 0)
     private let warmup: [LoadedModel]
+    /// Per-stream alarm state, shared by the workers.
+    private let streams: StreamTable
 
     init(
         index: Int, queue: BatchQueue, completions: CompletionQueue, context: ZMQContext,
-        wakeupEndpoint: String, logger: Logger, warmup: [LoadedModel] = []
+        wakeupEndpoint: String, logger: Logger, warmup: [LoadedModel] = [], streams: StreamTable
     ) {
         self.warmup = warmup
+        self.streams = streams
         self.index = index
         self.queue = queue
         self.completions = completions
@@ -171,11 +174,50 @@ final class WorkerThread: @unchecked Sendable {
         }
         let computeMicros = microseconds(from: computeStart, to: computeEnd)
         let now = Date().timeIntervalSince1970
+        let risk = model.model.riskModel
+        let monotonicSeconds = Double(computeEnd) / 1e9
         var row = 0
         for (n, r) in live.enumerated() {
             let range = row..<(row + r.count)
             let actions = Array(result.actions[(row * actDim)..<((row + r.count) * actDim)])
             let queueMicros = microseconds(from: r.arrival, to: start)
+            var telemetry: [TelemetryEvent] = []
+            telemetry.reserveCapacity(r.count)
+            var risks: [Float]? = nil
+            var alarms: [Bool]? = nil
+            var streamEvents: [TelemetryEvent] = []
+            if let risk {
+                var values = [Float](repeating: 0, count: r.count)
+                if let stream = r.act.parameters.stream {
+                    // A batch on a stream is that stream's next observations, in order.
+                    var states = [Bool](repeating: false, count: r.count)
+                    for (j, i) in range.enumerated() {
+                        let s = streams.step(
+                            StreamTable.Key(model: model.name, stream: stream), model: risk, q: result.q[i],
+                            energy: result.energy[i], now: monotonicSeconds)
+                        values[j] = s.risk
+                        states[j] = s.alarm
+                        let kind: TelemetryEvent.Kind?
+                        let reason: String?
+                        switch s.transition {
+                        case .none: (kind, reason) = (nil, nil)
+                        case .raised(let why): (kind, reason) = (.alarm, why)
+                        case .cleared(let why): (kind, reason) = (.clear, why)
+                        }
+                        if let kind {
+                            streamEvents.append(
+                                TelemetryEvent(
+                                    kind: kind, id: r.id, model: model.name, time: now, reliable: result.reliable[i],
+                                    confidence: result.confidence[i], energy: result.energy[i],
+                                    threshold: description.threshold, stream: stream, risk: s.risk, reason: reason))
+                        }
+                    }
+                    alarms = states
+                } else {
+                    for (j, i) in range.enumerated() { values[j] = risk.risk(q: result.q[i], energy: result.energy[i]) }
+                }
+                risks = values
+            }
             let reply = ActReply(
                 id: r.id, model: model.name, version: description.version,
                 actions: FloatArray(shape: r.act.isBatch ? [r.count, actDim] : [actDim], values: actions),
@@ -183,12 +225,15 @@ final class WorkerThread: @unchecked Sendable {
                 energy: Array(result.energy[range]), q: Array(result.q[range]),
                 threshold: description.threshold,
                 timing: Timing(queueMicroseconds: queueMicros, computeMicroseconds: computeMicros, batch: count),
-                encoding: r.act.encoding)
-            let telemetry = range.map { i in
-                TelemetryEvent(
-                    id: r.id, model: model.name, time: now, reliable: result.reliable[i],
-                    confidence: result.confidence[i], energy: result.energy[i], threshold: description.threshold)
+                encoding: r.act.encoding, risk: risks, alarm: alarms)
+            for (j, i) in range.enumerated() {
+                telemetry.append(
+                    TelemetryEvent(
+                        kind: result.reliable[i] ? .reliable : .unreliable, id: r.id, model: model.name, time: now,
+                        reliable: result.reliable[i], confidence: result.confidence[i], energy: result.energy[i],
+                        threshold: description.threshold, stream: r.act.parameters.stream, risk: risks?[j]))
             }
+            telemetry += streamEvents
             out.append(
                 Completion(
                     envelope: r.envelope, reply: reply.encode(), error: nil, arrival: r.arrival,

@@ -13,7 +13,7 @@ struct ServeCommand: ParsableCommand {
         discussion: """
             Binds a ROUTER socket (REQ and DEALER clients) and, with --pub, a PUB socket for \
             reliability telemetry. Settings come from defaults, then --config FILE.json (snake_case \
-            keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_message_bytes, \
+            keys: endpoint, pub, max_batch, max_delay_us, workers, queue_limit, max_streams, stream_ttl_s, max_message_bytes, \
             send_hwm, recv_hwm, max_request_gflop, max_queued_gflop, inline_decode_bytes, linger_ms, \
             default_model, curve_secret_key, curve_allow, expose_provenance, metrics_address, warmup, connect; unknown keys \
             are an error), then flags. SIGTERM/SIGINT stop accepting requests, answer every queued one and \
@@ -48,6 +48,12 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .customLong("queue-limit"), help: "Most queued act requests before 'overloaded'. Default: 1024")
     var queueLimit: Int?
+
+    @Option(name: .customLong("max-streams"), help: "Most streams (request key 'stream') whose alarm state is kept; the least recently used is evicted. Default: 4096")
+    var maxStreams: Int?
+
+    @Option(name: .customLong("stream-ttl-s"), help: "Seconds after its last observation a stream's alarm state is forgotten. Default: 300")
+    var streamTTLSeconds: Double?
 
     @Option(name: .customLong("max-message-bytes"), help: "Largest request frame before 'too_large'. Default: 16777216")
     var maxMessageBytes: Int?
@@ -117,6 +123,8 @@ struct ServeCommand: ParsableCommand {
         if let maxDelayMicroseconds { c.maxDelayMicroseconds = maxDelayMicroseconds }
         if let workers { c.workers = workers }
         if let queueLimit { c.queueLimit = queueLimit }
+        if let maxStreams { c.maxStreams = maxStreams }
+        if let streamTTLSeconds { c.streamTTLSeconds = streamTTLSeconds }
         if let maxMessageBytes { c.maxMessageBytes = maxMessageBytes }
         if let maxRequestGflop { c.maxRequestGflop = maxRequestGflop }
         if let maxQueuedGflop { c.maxQueuedGflop = maxQueuedGflop }

@@ -51,6 +51,10 @@ class ActResult:
     version: Any = None
     id: Any = None
     raw: dict = field(default_factory=dict, repr=False)
+    #: P(failure within the model's horizon), when the model has a risk calibration.
+    risk: Any = None
+    #: The stream's alarm state (requests with ``stream``, models with a risk calibration).
+    alarm: Any = None
 
     @property
     def batched(self) -> bool:
@@ -193,8 +197,12 @@ class Client:
     def act(self, obs, steps: Optional[int] = None, candidates: Optional[int] = None,
             samples: Optional[int] = None, check: bool = True, seed: Optional[int] = None,
             deadline_ms: Optional[int] = None, model: Optional[str] = None, id: Any = None,
-            timeout_ms: Optional[int] = None) -> ActResult:
-        """Action(s) for one observation (obs_dim) or a batch (B x obs_dim)."""
+            timeout_ms: Optional[int] = None, stream: Optional[str] = None,
+            extra: Optional[dict] = None) -> ActResult:
+        """Action(s) for one observation (obs_dim) or a batch (B x obs_dim).
+
+        ``stream`` names the client's stream (one robot's episode) so that the server keeps its
+        per-stream alarm state; ``extra`` adds further request keys as they are."""
         obs = np.asarray(obs, dtype=np.float64)
         if obs.ndim not in (1, 2):
             raise ValueError(f"obs must be 1-D or 2-D, got shape {obs.shape}")
@@ -203,7 +211,10 @@ class Client:
             msg["id"] = id
         model = model or self.model
         for k, v in (("model", model), ("steps", steps), ("candidates", candidates), ("samples", samples),
-                     ("seed", seed), ("deadline_ms", deadline_ms)):
+                     ("seed", seed), ("deadline_ms", deadline_ms), ("stream", stream)):
+            if v is not None:
+                msg[k] = v
+        for k, v in (extra or {}).items():
             if v is not None:
                 msg[k] = v
         r = self.request(msg, timeout_ms=timeout_ms)
@@ -219,7 +230,8 @@ class Client:
             q=_as_field(r.get("q"), batched),
             threshold=None if r.get("threshold") is None else float(r["threshold"]),
             timing=r.get("timing") or {},
-            model=r.get("model"), version=r.get("version"), id=r.get("id"), raw=r)
+            model=r.get("model"), version=r.get("version"), id=r.get("id"), raw=r,
+            risk=_as_field(r.get("risk"), batched), alarm=_as_field(r.get("alarm"), batched, bool))
 
     def info(self, **kw) -> dict:
         return self.request({"op": "info"}, **kw)
@@ -257,20 +269,31 @@ class MonitorEvent:
     energy: Optional[float]
     threshold: Optional[float]
     raw: dict = field(default_factory=dict, repr=False)
+    stream: Optional[str] = None
+    risk: Optional[float] = None
+    reason: Optional[str] = None
+
+    @property
+    def kind(self) -> str:
+        """reliable, unreliable, alarm or clear."""
+        return self.topic.split("/", 1)[0]
 
 
 class Monitor:
     """Subscriber to the server's telemetry PUB socket.
 
-    Topics are ``reliable/<model>`` and ``unreliable/<model>``; ``only_unreliable`` subscribes to
-    the unreliable prefix only, ``model`` narrows to one model.  Iterating yields MonitorEvent
+    Topics are ``reliable/<model>`` and ``unreliable/<model>`` (every observation) and
+    ``alarm/<model>`` and ``clear/<model>`` (a stream's alarm raised or cleared); ``only_unreliable``
+    subscribes to the unreliable prefix only, ``alarms`` to the alarm and clear prefixes only,
+    ``model`` narrows to one model.  Iterating yields MonitorEvent
     and stops once no event arrived for ``timeout_ms`` (None: wait forever).  ``server_key`` and
     ``client_key`` as for Client, when the server uses CURVE.
     """
 
     def __init__(self, endpoint: str = DEFAULT_TELEMETRY, only_unreliable: bool = False,
                  model: Optional[str] = None, timeout_ms: Optional[int] = 1000,
-                 context: Optional[zmq.Context] = None, server_key=None, client_key=None):
+                 context: Optional[zmq.Context] = None, server_key=None, client_key=None,
+                 alarms: bool = False):
         self.endpoint = endpoint
         self.timeout_ms = timeout_ms
         curve = _curve_credentials(server_key, client_key)
@@ -279,7 +302,10 @@ class Monitor:
         self._sock.setsockopt(zmq.LINGER, 0)
         if curve is not None:
             curve.apply(self._sock)
-        kinds = ["unreliable/"] if only_unreliable else ["reliable/", "unreliable/"]
+        if alarms:
+            kinds = ["alarm/", "clear/"]
+        else:
+            kinds = ["unreliable/"] if only_unreliable else ["reliable/", "unreliable/"]
         for k in kinds:
             topic = k + model if model else k
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
@@ -307,7 +333,8 @@ class Monitor:
             return MonitorEvent(topic=topic, id=d.get("id"), model=d.get("model"), t=d.get("t"),
                                 reliable=bool(d.get("reliable", topic.startswith("reliable/"))),
                                 confidence=d.get("confidence"), energy=d.get("energy"),
-                                threshold=d.get("threshold"), raw=d)
+                                threshold=d.get("threshold"), raw=d, stream=d.get("stream"),
+                                risk=d.get("risk"), reason=d.get("reason"))
 
     def __iter__(self) -> Iterator[MonitorEvent]:
         while True:

@@ -1,0 +1,77 @@
+"""The alarm evaluation's metrics and the Python replica of the server's risk features and alarm rule
+(issue 14); no server needed."""
+import numpy as np
+from flowgate_client.alarms import auroc, consecutive, evaluate_condition, onsets
+from flowgate_client.risk import alarm_states, stream_features, with_risk_section
+
+
+# -- metrics (no server) ---------------------------------------------------------------------------
+
+def test_auroc_counts_ties_as_half_and_orders():
+    assert auroc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1])) == 1.0
+    assert auroc(np.array([0.4, 0.3, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0
+    assert auroc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
+    assert auroc(np.array([1.0, np.nan, 0.0]), np.array([1, 1, 0])) == 1.0  # NaN dropped
+    assert auroc(np.array([1.0]), np.array([1])) is None
+
+
+def test_consecutive_and_onsets():
+    x = np.array([1, 1, 0, 1, 1, 1, 1, 0], dtype=bool)
+    assert consecutive(x, 3).tolist() == [0, 0, 0, 0, 0, 1, 1, 0]
+    assert onsets(x).tolist() == [0, 3]
+
+
+class _Args:
+    horizon, lookback = 20, 100
+
+
+def _episode(cond, length, fell, onset, reliable):
+    return {"condition": cond, "length": length, "fell": fell, "onset": onset,
+            "steps": {"reliable": np.asarray(reliable, dtype=bool), "confidence": np.ones(length),
+                      "energy": np.zeros(length), "q": np.zeros(length)}}
+
+
+def test_recall_lead_and_false_alarms():
+    # a fall at step 100 (length 100) with the flag down from step 70: lead 30; alarms before the
+    # onset (50) do not count; an undisturbed 1000-step episode with 2 alarm onsets: 2 per 1000
+    rel = np.ones(100, dtype=bool)
+    rel[10] = False
+    rel[70:] = False
+    fall = _episode("push", 100, True, 50, rel)
+    clean_rel = np.ones(1000, dtype=bool)
+    clean_rel[[5, 6, 500]] = False
+    clean = _episode("none", 1000, False, -1, clean_rel)
+    res = evaluate_condition([fall, clean], ["flag", "k3"], ["1-confidence"], _Args)
+    assert res["rules"]["flag"]["recall"] == 1.0 and res["rules"]["flag"]["leads"] == [30]
+    assert res["rules"]["flag"]["false_alarms_per_1000"] == 2.0
+    assert res["rules"]["k3"]["leads"] == [28]
+    assert res["rules"]["k3"]["false_alarms_per_1000"] == 0.0
+
+
+def test_python_replica_of_the_alarm_rule_matches_the_server_definition():
+    rule = {"on": 0.5, "k": 2, "n": 3, "off": 0.2, "clear_after": 2}
+    risk = np.array([0.9, 0.0, 0.9, 0.3, 0.3, 0.0, 0.0, 0.9])
+    assert alarm_states(risk, rule).tolist() == [0, 0, 1, 1, 1, 1, 0, 0]
+    f = stream_features(np.array([10.0, 8.0, 9.0]), np.array([1.0, 1.0, 2.0]), rate=0.5)
+    assert f["q_drop"].tolist() == [0.0, 2.0, 0.0]
+    assert f["q_delta"].tolist() == [0.0, 2.0, -1.0]
+    assert np.allclose(f["energy_trend"], [0, 0, 1])
+
+
+def test_risk_section_is_the_manifests_last_key_and_replaced_in_place():
+    text = '{\n  "name" : "m",\n  "sampling" : {\n    "steps" : 4\n  }\n}\n'
+    once = with_risk_section(text, {"horizon": 20})
+    assert once.startswith('{\n  "name" : "m",\n  "sampling" : {\n    "steps" : 4\n  },\n  "risk" : {')
+    twice = with_risk_section(once, {"horizon": 30})
+    assert '"horizon": 30' in twice and '"horizon": 20' not in twice
+    assert twice.count('"risk"') == 1
+
+
+
+
+def test_a_fall_before_the_onset_is_scored_as_undisturbed():
+    rel = np.ones(80, dtype=bool)
+    rel[60:] = False
+    early = _episode("push", 80, True, 200, rel)  # onset 200 never came: fell at 80
+    res = evaluate_condition([early], ["flag"], [], _Args)
+    assert res["rules"]["flag"]["recall"] == 1.0 and res["rules"]["flag"]["leads"] == [20]
