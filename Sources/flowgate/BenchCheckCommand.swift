@@ -219,8 +219,17 @@ struct CalibrateCommand: ParsableCommand {
         directory.manifest.sampling.samples = samples
         directory.manifest.reliability = calibration.manifestValue
         // Only the manifest changes: validate the whole directory, then replace manifest.json alone.
+        // Sections the Manifest type does not model (the risk calibration) are carried over.
         try directory.validate()
-        try AtomicFile.write(try directory.manifest.encoded(), to: URL(fileURLWithPath: data.model).appendingPathComponent(Manifest.fileName))
+        let url = URL(fileURLWithPath: data.model).appendingPathComponent(Manifest.fileName)
+        var merged = try JSONSerialization.jsonObject(with: try directory.manifest.encoded()) as! [String: Any]
+        let original = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any] ?? [:]
+        for (key, value) in original where merged[key] == nil { merged[key] = value }
+        if let risk = original["risk"] as? [String: Any], "\(risk)".contains("energy") {
+            note("warning: \(data.model)'s risk model uses E_min features fitted with the previous check; refit it (python -m flowgate_client.risk fit)")
+        }
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: merged, options: [.prettyPrinted, .sortedKeys]), to: url)
         let old = loaded.calibration.map { "\($0.threshold)" } ?? "none"
         note("\(data.model): check \(setting), threshold \(calibration.threshold) (was \(old)) at the \(quantile) quantile of \(rows) held-out transitions")
     }
