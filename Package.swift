@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "flowgate", targets: ["flowgate"]),
         .library(name: "FlowgateCore", targets: ["FlowgateCore"]),
+        .library(name: "FlowgateModelFormat", targets: ["FlowgateModelFormat"]),
         .library(name: "FlowgateAlgorithms", targets: ["FlowgateAlgorithms"]),
         .library(name: "FlowgateTraining", targets: ["FlowgateTraining"]),
         .library(name: "FlowgateProtocol", targets: ["FlowgateProtocol"]),
@@ -33,15 +34,19 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
-        // Numerical core: tensors, layers (forward/backward on BLAS), losses, optimisers, RNG,
-        // safetensors, model directories.
+        // Numerical core, pure computation: tensors, layers (forward/backward on BLAS), losses,
+        // optimisers, RNG.
         .target(name: "FlowgateCore", dependencies: ["COpenBLAS"]),
+        // The model-file format and its I/O: safetensors, manifest, model directories, atomic writes.
+        .target(name: "FlowgateModelFormat", dependencies: ["FlowgateCore"]),
         // Algorithms: flow policy + sampler, critic, energy transition model, action selection.
-        .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCore"]),
+        .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCore", "FlowgateModelFormat"]),
         // Training: datasets (npz, hdf5), trainers, checkpoints, progress, training logs.
         .target(
             name: "FlowgateTraining",
-            dependencies: ["FlowgateCore", "FlowgateAlgorithms", "CZlib", "CHDF5"]),
+            dependencies: ["FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "CZlib", "CHDF5"]),
+        // Benchmarks behind `flowgate bench dense` and `bench train` (the executable only formats).
+        .target(name: "FlowgateBenchmarks", dependencies: ["FlowgateCore", "FlowgateTraining"]),
         // Wire protocol: MessagePack codec (msgpack-c) and protocol v1 message types.
         .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
         // One thin libzmq wrapper (sockets, contexts, errors naming the failing call), package-internal.
@@ -65,8 +70,8 @@ let package = Package(
         .executableTarget(
             name: "flowgate",
             dependencies: [
-                "FlowgateCore", "FlowgateAlgorithms", "FlowgateTraining", "FlowgateProtocol",
-                "FlowgateServer", "FlowgateClient", "FlowgateZMQ",
+                "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "FlowgateTraining",
+                "FlowgateBenchmarks", "FlowgateProtocol", "FlowgateServer", "FlowgateClient", "FlowgateZMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -74,10 +79,15 @@ let package = Package(
         // Helpers shared by the test targets (finite-difference gradient checks, seeded data).
         .target(name: "FlowgateTestSupport", dependencies: ["FlowgateCore"], path: "Tests/FlowgateTestSupport"),
         .testTarget(name: "FlowgateCoreTests", dependencies: ["FlowgateCore", "FlowgateTestSupport"]),
-        .testTarget(name: "FlowgateAlgorithmsTests", dependencies: ["FlowgateAlgorithms", "FlowgateCore", "FlowgateTestSupport"]),
+        .testTarget(name: "FlowgateModelFormatTests", dependencies: ["FlowgateModelFormat", "FlowgateCore"]),
+        .testTarget(
+            name: "FlowgateAlgorithmsTests",
+            dependencies: ["FlowgateAlgorithms", "FlowgateModelFormat", "FlowgateCore", "FlowgateTestSupport"]),
         .testTarget(
             name: "FlowgateTrainingTests",
-            dependencies: ["FlowgateTraining", "FlowgateAlgorithms", "FlowgateCore", "FlowgateTestSupport"]),
+            dependencies: [
+                "FlowgateTraining", "FlowgateAlgorithms", "FlowgateModelFormat", "FlowgateCore", "FlowgateTestSupport",
+            ]),
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol", "FlowgateCore"]),
         .testTarget(
             name: "FlowgateServerTests",

@@ -1,4 +1,5 @@
 import FlowgateCore
+import FlowgateModelFormat
 
 extension EnergyModelSpec {
     /// Role of the energy network in a model directory's manifest.
@@ -77,7 +78,7 @@ extension EnergyTransitionModel {
     /// For `PolicyBundle(model:checkerFactory:)` / `flowgate serve`: a factory of per-thread
     /// checkers when the model directory has an `energy` network, nil otherwise. Without a
     /// `reliability` section every transition is reliable and confidence is NaN.
-    public static func checkerFactory(_ model: LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
+    public static func checkerFactory(_ model: ModelFiles) throws -> (@Sendable () -> TransitionChecker)? {
         let m = model.manifest
         guard let n = m.networks[EnergyModelSpec.role], let tensors = model.networks[EnergyModelSpec.role] else { return nil }
         let (spec, sampling) = try EnergyModelSpec.decode(

@@ -1,6 +1,7 @@
 import Foundation
 import FlowgateCore
 import FlowgateAlgorithms
+import FlowgateModelFormat
 
 /// A complete `flowgate train` run: prepares the data, builds the networks and the phases
 /// (behaviour flow → critic support → critic → QIPO → any extra phases such as the energy model),
@@ -18,7 +19,7 @@ public final class TrainingRun {
     public let rewardScaling: RewardScaling
     public private(set) var phases: [TrainingPhase]
     /// Contributes extra networks, reliability data and manifest fields at export.
-    public var exporters: [(inout LoadedModel) throws -> Void] = []
+    public var exporters: [(inout ModelFiles) throws -> Void] = []
 
     /// Outcome of `run`.
     public enum Outcome: Equatable { case finished, interrupted }
@@ -202,7 +203,7 @@ public final class TrainingRun {
     // MARK: Export
 
     /// The trained model as a validated model directory description.
-    public func makeModel(gitCommit: String, datasetSHA256: String?) throws -> LoadedModel {
+    public func makeModel(gitCommit: String, datasetSHA256: String?) throws -> ModelFiles {
         let od = data.observationDim, ad = data.actionDim
         let s = config.sampling
         let manifest = Manifest(
@@ -219,7 +220,7 @@ public final class TrainingRun {
                 trainingSteps: Dictionary(uniqueKeysWithValues: phases.map { ($0.name, $0.completedSteps) }), seed: config.seed,
                 gitCommit: gitCommit, date: ISO8601DateFormatter().string(from: Date()), flowgateVersion: flowgateVersion,
                 config: configJSON))
-        var model = LoadedModel(
+        var model = ModelFiles(
             manifest: manifest, networks: [FlowPolicySpec.role: policy.namedTensors(), CriticSpec.role: critic.parameters.namedTensors()])
         if let regressor {
             model.manifest.kind = "bc-regressor"

@@ -7,6 +7,7 @@ import FlowgateServer
 import FlowgateTraining
 import Foundation
 import Logging
+import FlowgateBenchmarks
 
 /// `flowgate bench serve`: closed-loop load from N concurrent REQ clients against an in-process
 /// (or external, loopback) server, for each concurrency level and flow-step count K.

@@ -3,6 +3,7 @@ import Foundation
 import FlowgateCore
 import FlowgateAlgorithms
 import FlowgateTraining
+import FlowgateModelFormat
 
 /// Set by the SIGINT/SIGTERM handler; polled between training steps.
 nonisolated(unsafe) private var stopRequested: sig_atomic_t = 0
@@ -83,7 +84,7 @@ struct TrainCommand: ParsableCommand {
         if let renewEvery { cfg.qipo.renewEvery = renewEvery }
         if let checkpointEvery { cfg.checkpointEvery = checkpointEvery }
         if let logEvery { cfg.logEvery = logEvery }
-        var existing: LoadedModel? = nil
+        var existing: ModelFiles? = nil
         if energyOptions.energyOnly {
             // Only the energy model trains; it is added to the model directory that already exists.
             cfg.behaviour.steps = 0
@@ -137,7 +138,7 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(130)
         }
         if energyOptions.energyOnly {
-            var model: LoadedModel
+            var model: ModelFiles
             do { model = try existing ?? ModelDirectory.load(at: outURL) } catch {
                 throw TrainingError.checkpoint("--energy-only: \(error); the trained energy model is in the checkpoint: rerun with --resume once \(out) exists")
             }

@@ -2,6 +2,7 @@ import Foundation
 import FlowgateCore
 import FlowgateTraining
 import Testing
+import FlowgateModelFormat
 
 /// Not a unit test: the energy-model experiment runner, enabled only when FLOWGATE_ENERGY_DATA is
 /// set (see docs/energy-model.md for the exact command). Writes the outcome as JSON.

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import FlowgateCore
+@testable import FlowgateModelFormat
+import FlowgateCore
 
 @Suite("AtomicFile")
 struct AtomicFileTests {

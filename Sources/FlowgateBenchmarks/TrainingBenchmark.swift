@@ -1,4 +1,5 @@
 import FlowgateCore
+import FlowgateTraining
 
 /// Throughput of each training phase (`flowgate bench train`).
 ///

@@ -1,3 +1,5 @@
+import FlowgateCore
+
 /// Micro-benchmarks of the dense products every network is built from (`flowgate bench dense`).
 ///
 /// For one `width × width` linear layer and a batch of rows it times, in the same run:

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import FlowgateCore
+@testable import FlowgateModelFormat
+import FlowgateCore
 
 /// A fresh empty directory under the system temp directory, removed by `cleanUp()`.
 struct TemporaryDirectory {
@@ -64,7 +65,7 @@ func rawSafetensors(header: String, buffer: [UInt8] = [], declaredLength: UInt64
 }
 
 /// A small but complete model: a flow policy with LayerNorm and Fourier features, a twin critic.
-func sampleModel(seed: UInt64 = 42) -> LoadedModel {
+func sampleModel(seed: UInt64 = 42) -> ModelFiles {
     var rng = SplitMix64(seed: seed)
     let policy = NetworkSpec(
         file: "policy.safetensors", kind: "flow-velocity",
@@ -94,5 +95,5 @@ func sampleModel(seed: UInt64 = 42) -> LoadedModel {
         }
         networks[role] = tensors
     }
-    return LoadedModel(manifest: manifest, networks: networks)
+    return ModelFiles(manifest: manifest, networks: networks)
 }
