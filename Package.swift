@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "flowgate", targets: ["flowgate"]),
+        .library(name: "FlowgateCommon", targets: ["FlowgateCommon"]),
         .library(name: "FlowgateCore", targets: ["FlowgateCore"]),
         .library(name: "FlowgateModelFormat", targets: ["FlowgateModelFormat"]),
         .library(name: "FlowgateAlgorithms", targets: ["FlowgateAlgorithms"]),
@@ -34,19 +35,22 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
+        // Small pieces every layer shares, with no dependencies (the client links no BLAS): SplitMix64,
+        // percentiles and quantiles, the monotonic clock.
+        .target(name: "FlowgateCommon"),
         // Numerical core, pure computation: tensors, layers (forward/backward on BLAS), losses,
         // optimisers, RNG.
-        .target(name: "FlowgateCore", dependencies: ["COpenBLAS"]),
+        .target(name: "FlowgateCore", dependencies: ["FlowgateCommon", "COpenBLAS"]),
         // The model-file format and its I/O: safetensors, manifest, model directories, atomic writes.
         .target(name: "FlowgateModelFormat", dependencies: ["FlowgateCore"]),
         // Algorithms: flow policy + sampler, critic, energy transition model, action selection.
-        .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCore", "FlowgateModelFormat"]),
+        .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateModelFormat"]),
         // Training: datasets (npz, hdf5), trainers, checkpoints, progress, training logs.
         .target(
             name: "FlowgateTraining",
             dependencies: ["FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "CZlib", "CHDF5"]),
         // Benchmarks behind `flowgate bench dense` and `bench train` (the executable only formats).
-        .target(name: "FlowgateBenchmarks", dependencies: ["FlowgateCore", "FlowgateTraining"]),
+        .target(name: "FlowgateBenchmarks", dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateTraining"]),
         // Wire protocol: MessagePack codec (msgpack-c) and protocol v1 message types.
         .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
         // One thin libzmq wrapper (sockets, contexts, errors naming the failing call), package-internal.
@@ -55,7 +59,7 @@ let package = Package(
         .target(
             name: "FlowgateServer",
             dependencies: [
-                "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
+                "FlowgateCommon", "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -65,12 +69,12 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // Client library (used by tests and the load tester).
-        .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),
+        .target(name: "FlowgateClient", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),
         // The one thin executable.
         .executableTarget(
             name: "flowgate",
             dependencies: [
-                "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "FlowgateTraining",
+                "FlowgateCommon", "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "FlowgateTraining",
                 "FlowgateBenchmarks", "FlowgateProtocol", "FlowgateServer", "FlowgateClient", "FlowgateZMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -78,8 +82,9 @@ let package = Package(
 
         // Helpers shared by the test targets (finite-difference gradient checks, seeded data).
         .target(name: "FlowgateTestSupport", dependencies: ["FlowgateCore"], path: "Tests/FlowgateTestSupport"),
+        .testTarget(name: "FlowgateCommonTests", dependencies: ["FlowgateCommon"]),
         .testTarget(name: "FlowgateCoreTests", dependencies: ["FlowgateCore", "FlowgateTestSupport"]),
-        .testTarget(name: "FlowgateModelFormatTests", dependencies: ["FlowgateModelFormat", "FlowgateCore"]),
+        .testTarget(name: "FlowgateModelFormatTests", dependencies: ["FlowgateModelFormat", "FlowgateCore", "FlowgateCommon"]),
         .testTarget(
             name: "FlowgateAlgorithmsTests",
             dependencies: ["FlowgateAlgorithms", "FlowgateModelFormat", "FlowgateCore", "FlowgateTestSupport"]),
@@ -93,7 +98,7 @@ let package = Package(
             name: "FlowgateServerTests",
             dependencies: [
                 "FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore",
-                "FlowgateZMQ",
+                "FlowgateCommon", "FlowgateZMQ",
             ]),
     ]
 )

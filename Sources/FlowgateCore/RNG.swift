@@ -1,3 +1,5 @@
+import FlowgateCommon
+
 /// A seeded, fast pseudo-random generator (xoshiro256**) whose whole state can be saved and
 /// restored, so that training runs and served samples can be reproduced bit for bit.
 ///
@@ -13,15 +15,8 @@ public struct RNG: Sendable, Equatable {
 
     /// Creates a generator from a 64-bit seed.
     public init(seed: UInt64) {
-        var sm = seed
-        func splitmix(_ x: inout UInt64) -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        state = (splitmix(&sm), splitmix(&sm), splitmix(&sm), splitmix(&sm))
+        var seeder = SplitMix64(seed: seed)
+        state = (seeder.next(), seeder.next(), seeder.next(), seeder.next())
     }
 
     /// Restores a generator from words previously read from `stateWords`.

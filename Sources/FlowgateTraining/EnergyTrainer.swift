@@ -193,7 +193,7 @@ enum EnergyLatentBank {
         }
         var z = model.encoder.replica().forward(rows, batch: m)
         if model.spec.sphericalLatent {
-            z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normaliseRow(zp.baseAddress! + r * l, l) } }
+            z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normalise(zp.baseAddress! + r * l, l) } }
         }
         model.latentBank = z
     }

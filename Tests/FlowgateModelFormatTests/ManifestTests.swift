@@ -1,8 +1,8 @@
+import FlowgateCore
 import Foundation
 import Testing
 
 @testable import FlowgateModelFormat
-import FlowgateCore
 
 @Suite("Manifest")
 struct ManifestTests {

@@ -1,8 +1,9 @@
+import FlowgateCommon
+import FlowgateCore
 import Foundation
 import Testing
 
 @testable import FlowgateModelFormat
-import FlowgateCore
 
 @Suite("Safetensors")
 struct SafetensorsTests {

@@ -1,8 +1,9 @@
+import FlowgateCommon
+import FlowgateCore
 import Foundation
 import Testing
 
 @testable import FlowgateModelFormat
-import FlowgateCore
 
 /// A fresh empty directory under the system temp directory, removed by `cleanUp()`.
 struct TemporaryDirectory {
@@ -22,19 +23,6 @@ struct TemporaryDirectory {
     func contents(_ sub: String? = nil) -> [String] {
         let dir = sub.map { url.appendingPathComponent($0) } ?? url
         return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
-    }
-}
-
-/// SplitMix64: a tiny seeded generator so test data is reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
