@@ -88,9 +88,9 @@ public final class PolicyBundle: Sendable {
     public var critic: TwinCritic? { criticSource.flatMap { try? TwinCritic(spec: $0.spec, tensors: $0.tensors) } }
 
     /// Default sampling settings from the manifest.
-    public var defaultSettings: SamplingSettings {
+    public var defaultSettings: SelectionSettings {
         let s = manifest.sampling
-        return SamplingSettings(
+        return SelectionSettings(
             steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil)
     }
 
