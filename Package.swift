@@ -68,6 +68,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
+        // The deterministic toy model behind `flowgate serve --demo` and `bench serve --demo` (not a
+        // policy; kept out of the server library).
+        .target(name: "FlowgateDemo", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateServer"]),
         // Client library (used by tests and the load tester).
         .target(name: "FlowgateClient", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),
         // The one thin executable.
@@ -75,7 +78,7 @@ let package = Package(
             name: "flowgate",
             dependencies: [
                 "FlowgateCommon", "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "FlowgateTraining",
-                "FlowgateBenchmarks", "FlowgateProtocol", "FlowgateServer", "FlowgateClient", "FlowgateZMQ",
+                "FlowgateBenchmarks", "FlowgateProtocol", "FlowgateServer", "FlowgateDemo", "FlowgateClient", "FlowgateZMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -98,7 +101,7 @@ let package = Package(
             name: "FlowgateServerTests",
             dependencies: [
                 "FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore",
-                "FlowgateCommon", "FlowgateZMQ",
+                "FlowgateCommon", "FlowgateDemo", "FlowgateZMQ",
             ]),
     ]
 )

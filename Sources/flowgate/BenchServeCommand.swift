@@ -9,6 +9,7 @@ import FlowgateTraining
 import Foundation
 import Logging
 import FlowgateBenchmarks
+import FlowgateDemo
 
 /// `flowgate bench serve`: closed-loop load from N concurrent REQ clients against an in-process
 /// (or external, loopback) server, for each concurrency level and flow-step count K.

@@ -3,6 +3,7 @@ import FlowgateCommon
 import FlowgateProtocol
 import FlowgateServer
 import Testing
+import FlowgateDemo
 
 @Suite("load tester")
 struct LoadTesterTests {

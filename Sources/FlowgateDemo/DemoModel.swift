@@ -1,5 +1,6 @@
 import FlowgateCommon
 import FlowgateProtocol
+import FlowgateServer
 import Foundation
 
 /// A deterministic toy model for smoke tests and client interop tests (`flowgate serve --demo`).

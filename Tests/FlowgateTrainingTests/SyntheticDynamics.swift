@@ -1,4 +1,5 @@
 import FlowgateCore
+import FlowgateTraining
 
 /// A small linear system with known dynamics for tests and for exercising the energy model before
 /// real data is at hand: observation 4-D, action 2-D,
