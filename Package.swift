@@ -26,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Elementary functions (exp, log, tanh, sin, cos) on Float and Double without per-file
+        // Glibc/Darwin shims; already in the graph through hdrhistogram-swift.
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
     ],
     targets: [
         // C system libraries (Debian packages; found through pkg-config).
@@ -40,7 +43,9 @@ let package = Package(
         .target(name: "FlowgateCommon"),
         // Numerical core, pure computation: tensors, layers (forward/backward on BLAS), losses,
         // optimisers, RNG.
-        .target(name: "FlowgateCore", dependencies: ["FlowgateCommon", "COpenBLAS"]),
+        .target(
+            name: "FlowgateCore",
+            dependencies: ["FlowgateCommon", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
         // The model-file format and its I/O: safetensors, manifest, model directories, atomic writes.
         .target(name: "FlowgateModelFormat", dependencies: ["FlowgateCore"]),
         // Algorithms: flow policy + sampler, critic, energy transition model, action selection.
@@ -48,7 +53,10 @@ let package = Package(
         // Training: datasets (npz, hdf5), trainers, checkpoints, progress, training logs.
         .target(
             name: "FlowgateTraining",
-            dependencies: ["FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "CZlib", "CHDF5"]),
+            dependencies: [
+                "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "CZlib", "CHDF5",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]),
         // Benchmarks behind `flowgate bench dense` and `bench train` (the executable only formats).
         .target(name: "FlowgateBenchmarks", dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateTraining"]),
         // Wire protocol: MessagePack codec (msgpack-c) and protocol v1 message types.
@@ -95,6 +103,7 @@ let package = Package(
             name: "FlowgateTrainingTests",
             dependencies: [
                 "FlowgateTraining", "FlowgateAlgorithms", "FlowgateModelFormat", "FlowgateCore", "FlowgateTestSupport",
+                .product(name: "RealModule", package: "swift-numerics"),
             ]),
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol", "FlowgateCore"]),
         .testTarget(

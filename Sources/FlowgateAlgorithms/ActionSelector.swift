@@ -91,7 +91,3 @@ public final class ActionSelector {
         return ActionBatch(actions: actions, q: qChosen, energy: energy, confidence: confidence, reliable: reliable)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

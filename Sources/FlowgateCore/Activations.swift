@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import RealModule
 
 extension Activation {
     /// Applies the activation elementwise: `y[i] = f(x[i])` (x and y may alias).
@@ -16,10 +12,10 @@ extension Activation {
         case .silu:
             for i in 0..<count {
                 let v = x[i]
-                y[i] = v / (1 + expf(-v))
+                y[i] = v / (1 + Float.exp(-v))
             }
         case .tanh:
-            for i in 0..<count { y[i] = tanhf(x[i]) }
+            for i in 0..<count { y[i] = Float.tanh(x[i]) }
         }
     }
 
@@ -37,7 +33,7 @@ extension Activation {
             for i in 0..<count { dx[i] = x[i] > 0 ? dy[i] : 0 }
         case .silu:
             for i in 0..<count {
-                let s = 1 / (1 + expf(-x[i]))
+                let s = 1 / (1 + Float.exp(-x[i]))
                 dx[i] = dy[i] * s * (1 + x[i] * (1 - s))
             }
         case .tanh:

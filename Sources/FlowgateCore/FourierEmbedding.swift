@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import RealModule
 
 /// Gaussian Fourier features of a scalar time `t ∈ [0, 1]` (CEP/QGPO):
 /// `emb(t) = [sin(2π t W), cos(2π t W)]` with fixed `W ~ N(0, scale²)`.
@@ -35,8 +31,8 @@ public struct FourierTimeEmbedding: Sendable {
                 let row = output + r * 2 * f
                 for j in 0..<f {
                     let a = base * w[j]
-                    row[j] = sinf(a)
-                    row[f + j] = cosf(a)
+                    row[j] = Float.sin(a)
+                    row[f + j] = Float.cos(a)
                 }
             }
         }

@@ -1,4 +1,5 @@
 import FlowgateCommon
+import RealModule
 
 /// A seeded, fast pseudo-random generator (xoshiro256**) whose whole state can be saved and
 /// restored, so that training runs and served samples can be reproduced bit for bit.
@@ -76,9 +77,9 @@ public struct RNG: Sendable, Equatable {
         // u1 in (0, 1] so that log is finite.
         let u1 = (Double(next() >> 11) + 1.0) * (1.0 / 9_007_199_254_740_992.0)
         let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
-        let r = (-2.0 * _log(u1)).squareRoot()
+        let r = (-2.0 * Double.log(u1)).squareRoot()
         let theta = 2.0 * Double.pi * u2
-        return (Float(r * _cos(theta)), Float(r * _sin(theta)))
+        return (Float(r * Double.cos(theta)), Float(r * Double.sin(theta)))
     }
 
     /// One standard normal sample.
@@ -116,16 +117,3 @@ public struct RNG: Sendable, Equatable {
         }
     }
 }
-
-// Foundation-free libm access (Glibc on Linux, Darwin on macOS).
-#if canImport(Glibc)
-import Glibc
-@inline(__always) func _log(_ x: Double) -> Double { Glibc.log(x) }
-@inline(__always) func _cos(_ x: Double) -> Double { Glibc.cos(x) }
-@inline(__always) func _sin(_ x: Double) -> Double { Glibc.sin(x) }
-#elseif canImport(Darwin)
-import Darwin
-@inline(__always) func _log(_ x: Double) -> Double { Darwin.log(x) }
-@inline(__always) func _cos(_ x: Double) -> Double { Darwin.cos(x) }
-@inline(__always) func _sin(_ x: Double) -> Double { Darwin.sin(x) }
-#endif
