@@ -8,7 +8,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "flowgate", targets: ["flowgate"]),
+        .library(name: "FlowgateCommon", targets: ["FlowgateCommon"]),
         .library(name: "FlowgateCore", targets: ["FlowgateCore"]),
+        .library(name: "FlowgateModelFormat", targets: ["FlowgateModelFormat"]),
         .library(name: "FlowgateAlgorithms", targets: ["FlowgateAlgorithms"]),
         .library(name: "FlowgateTraining", targets: ["FlowgateTraining"]),
         .library(name: "FlowgateProtocol", targets: ["FlowgateProtocol"]),
@@ -24,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Elementary functions (exp, log, tanh, sin, cos) on Float and Double without per-file
+        // Glibc/Darwin shims; already in the graph through hdrhistogram-swift.
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
     ],
     targets: [
         // C system libraries (Debian packages; found through pkg-config).
@@ -33,15 +38,27 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
-        // Numerical core: tensors, layers (forward/backward on BLAS), losses, optimisers, RNG,
-        // safetensors, model directories.
-        .target(name: "FlowgateCore", dependencies: ["COpenBLAS"]),
+        // Small pieces every layer shares, with no dependencies (the client links no BLAS): SplitMix64,
+        // percentiles and quantiles, the monotonic clock.
+        .target(name: "FlowgateCommon"),
+        // Numerical core, pure computation: tensors, layers (forward/backward on BLAS), losses,
+        // optimisers, RNG.
+        .target(
+            name: "FlowgateCore",
+            dependencies: ["FlowgateCommon", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
+        // The model-file format and its I/O: safetensors, manifest, model directories, atomic writes.
+        .target(name: "FlowgateModelFormat", dependencies: ["FlowgateCore"]),
         // Algorithms: flow policy + sampler, critic, energy transition model, action selection.
-        .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCore"]),
+        .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateModelFormat"]),
         // Training: datasets (npz, hdf5), trainers, checkpoints, progress, training logs.
         .target(
             name: "FlowgateTraining",
-            dependencies: ["FlowgateCore", "FlowgateAlgorithms", "CZlib", "CHDF5"]),
+            dependencies: [
+                "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "CZlib", "CHDF5",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]),
+        // Benchmarks behind `flowgate bench dense` and `bench train` (the executable only formats).
+        .target(name: "FlowgateBenchmarks", dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateTraining"]),
         // Wire protocol: MessagePack codec (msgpack-c) and protocol v1 message types.
         .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
         // One thin libzmq wrapper (sockets, contexts, errors naming the failing call), package-internal.
@@ -50,7 +67,7 @@ let package = Package(
         .target(
             name: "FlowgateServer",
             dependencies: [
-                "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
+                "FlowgateCommon", "FlowgateCore", "FlowgateAlgorithms", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -59,31 +76,41 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
+        // The deterministic toy model behind `flowgate serve --demo` and `bench serve --demo` (not a
+        // policy; kept out of the server library).
+        .target(name: "FlowgateDemo", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateServer"]),
         // Client library (used by tests and the load tester).
-        .target(name: "FlowgateClient", dependencies: ["FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),
+        .target(name: "FlowgateClient", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),
         // The one thin executable.
         .executableTarget(
             name: "flowgate",
             dependencies: [
-                "FlowgateCore", "FlowgateAlgorithms", "FlowgateTraining", "FlowgateProtocol",
-                "FlowgateServer", "FlowgateClient", "FlowgateZMQ",
+                "FlowgateCommon", "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "FlowgateTraining",
+                "FlowgateBenchmarks", "FlowgateProtocol", "FlowgateServer", "FlowgateDemo", "FlowgateClient", "FlowgateZMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
         // Helpers shared by the test targets (finite-difference gradient checks, seeded data).
         .target(name: "FlowgateTestSupport", dependencies: ["FlowgateCore"], path: "Tests/FlowgateTestSupport"),
+        .testTarget(name: "FlowgateCommonTests", dependencies: ["FlowgateCommon"]),
         .testTarget(name: "FlowgateCoreTests", dependencies: ["FlowgateCore", "FlowgateTestSupport"]),
-        .testTarget(name: "FlowgateAlgorithmsTests", dependencies: ["FlowgateAlgorithms", "FlowgateCore", "FlowgateTestSupport"]),
+        .testTarget(name: "FlowgateModelFormatTests", dependencies: ["FlowgateModelFormat", "FlowgateCore", "FlowgateCommon"]),
+        .testTarget(
+            name: "FlowgateAlgorithmsTests",
+            dependencies: ["FlowgateAlgorithms", "FlowgateModelFormat", "FlowgateCore", "FlowgateTestSupport"]),
         .testTarget(
             name: "FlowgateTrainingTests",
-            dependencies: ["FlowgateTraining", "FlowgateAlgorithms", "FlowgateCore", "FlowgateTestSupport"]),
+            dependencies: [
+                "FlowgateTraining", "FlowgateAlgorithms", "FlowgateModelFormat", "FlowgateCore", "FlowgateTestSupport",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]),
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol", "FlowgateCore"]),
         .testTarget(
             name: "FlowgateServerTests",
             dependencies: [
                 "FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore",
-                "FlowgateZMQ",
+                "FlowgateCommon", "FlowgateDemo", "FlowgateZMQ",
             ]),
     ]
 )

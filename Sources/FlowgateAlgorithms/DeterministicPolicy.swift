@@ -1,4 +1,5 @@
 import FlowgateCore
+import FlowgateModelFormat
 
 /// A deterministic policy `a = tanh(MLP(s))` in the [-1, 1]-scaled action space: the
 /// behaviour-cloning regressor used as a baseline (trained with MSE on the dataset actions).

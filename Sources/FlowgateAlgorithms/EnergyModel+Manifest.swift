@@ -1,4 +1,5 @@
 import FlowgateCore
+import FlowgateModelFormat
 
 extension EnergyModelSpec {
     /// Role of the energy network in a model directory's manifest.
@@ -74,14 +75,11 @@ extension EnergyTransitionModel {
         spec.networkSpec(sampling: sampling, latentBankCount: latentBank.count / spec.latentDim)
     }
 
-    /// For `PolicyBundle(model:checkerFactory:)` / `flowgate serve`: a factory of per-thread
-    /// checkers when the model directory has an `energy` network, nil otherwise. Without a
-    /// `reliability` section every transition is reliable and confidence is NaN.
     /// The energy model of a model directory (with its latent bank), the inference sampling its
     /// manifest records (`samples` from the manifest's sampling defaults) and its calibration; nil
     /// when the directory has no `energy` network.
     public static func load(
-        from model: LoadedModel
+        from model: ModelFiles
     ) throws -> (model: EnergyTransitionModel, sampling: EnergySamplingConfig, calibration: ReliabilityCalibration?)? {
         let m = model.manifest
         guard let n = m.networks[EnergyModelSpec.role], let tensors = model.networks[EnergyModelSpec.role] else { return nil }
@@ -101,7 +99,7 @@ extension EnergyTransitionModel {
     /// For `PolicyBundle(model:checkerFactory:)` / `flowgate serve`: a factory of per-thread
     /// checkers when the model directory has an `energy` network, nil otherwise. Without a
     /// `reliability` section every transition is reliable and confidence is NaN.
-    public static func checkerFactory(_ model: LoadedModel) throws -> (@Sendable () -> TransitionChecker)? {
+    public static func checkerFactory(_ model: ModelFiles) throws -> (@Sendable () -> TransitionChecker)? {
         guard let loaded = try load(from: model) else { return nil }
         let spec = loaded.model.spec, sampling = loaded.sampling, calibration = loaded.calibration
         let bank = loaded.model.latentBank

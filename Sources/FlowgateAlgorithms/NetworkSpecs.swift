@@ -1,4 +1,5 @@
 import FlowgateCore
+import FlowgateModelFormat
 
 /// Manifest ⇄ algorithm specs. The manifest describes networks generically (MLPs by prefix, fixed
 /// tensors); these conversions are the only place that knows how each algorithm lays them out.

@@ -1,4 +1,5 @@
 import FlowgateCore
+import FlowgateModelFormat
 
 /// A servable model: the manifest plus the immutable weights of a validated model directory.
 ///
@@ -54,7 +55,7 @@ public final class PolicyBundle: Sendable {
 
     /// Builds the networks of a loaded model directory. `checkerFactory` turns the model into a
     /// checker factory when it has an energy network (the energy model registers itself there).
-    public convenience init(model: LoadedModel, checkerFactory: ((LoadedModel) throws -> (@Sendable () -> TransitionChecker)?)? = nil) throws {
+    public convenience init(model: ModelFiles, checkerFactory: ((ModelFiles) throws -> (@Sendable () -> TransitionChecker)?)? = nil) throws {
         let m = model.manifest
         guard let pn = m.networks[FlowPolicySpec.role], let pt = model.networks[FlowPolicySpec.role] else {
             throw ModelFileError(path: Manifest.fileName, .invalidManifest("model has no '\(FlowPolicySpec.role)' network"))
@@ -87,9 +88,9 @@ public final class PolicyBundle: Sendable {
     public var critic: TwinCritic? { criticSource.flatMap { try? TwinCritic(spec: $0.spec, tensors: $0.tensors) } }
 
     /// Default sampling settings from the manifest.
-    public var defaultSettings: SamplingSettings {
+    public var defaultSettings: SelectionSettings {
         let s = manifest.sampling
-        return SamplingSettings(
+        return SelectionSettings(
             steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil)
     }
 

@@ -1,3 +1,5 @@
+import FlowgateCommon
+
 /// Turns `E_min` into a reliability decision and a calibrated confidence, from the `E_min` values of
 /// held-out real transitions.
 ///
@@ -38,10 +40,7 @@ public struct ReliabilityCalibration: Codable, Sendable, Equatable {
 
     /// Linear-interpolation quantile (NumPy's default) of sorted values.
     public static func quantile(_ sorted: [Float], _ q: Double) -> Float {
-        let pos = q * Double(sorted.count - 1)
-        let lo = Int(pos.rounded(.down)), hi = min(lo + 1, sorted.count - 1)
-        let f = Float(pos - Double(lo))
-        return sorted[lo] + f * (sorted[hi] - sorted[lo])
+        SampleStatistics.quantile(sorted: sorted, q)
     }
 
     /// True when `eMin` is within the threshold.

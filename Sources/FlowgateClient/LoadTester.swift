@@ -1,3 +1,4 @@
+import FlowgateCommon
 import FlowgateZMQ
 public import FlowgateProtocol
 import Foundation
@@ -70,17 +71,9 @@ public struct LoadTestResult: Sendable {
     /// The `p`-th percentile (0...100) of the latencies in microseconds (linear interpolation
     /// between closest ranks, as NumPy's default); 0 when nothing succeeded.
     public func percentileMicroseconds(_ p: Double) -> Double {
-        LoadTestResult.percentile(sorted: latenciesMicroseconds, p)
+        SampleStatistics.percentile(sorted: latenciesMicroseconds, p) ?? 0
     }
 
-    /// Percentile of ascending `values` by linear interpolation between closest ranks; 0 when empty.
-    public static func percentile(sorted values: [Double], _ p: Double) -> Double {
-        guard !values.isEmpty else { return 0 }
-        let h = Double(values.count - 1) * min(max(p, 0), 100) / 100
-        let lo = Int(h.rounded(.down))
-        let hi = min(lo + 1, values.count - 1)
-        return values[lo] + (h - Double(lo)) * (values[hi] - values[lo])
-    }
 }
 
 /// Drives a server with `concurrency` REQ clients, one thread each, sending `act` requests with
@@ -111,11 +104,11 @@ public enum LoadTester {
             finished.wait()
             throw FlowgateClientError.transport("load test set-up failed: \(failure)")
         }
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = monotonicNanoseconds()
         shared.deadline = start + UInt64(max(config.durationSeconds, 0) * 1e9)
         for _ in 0..<n { go.signal() }
         finished.wait()
-        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let wall = Double(monotonicNanoseconds() - start) / 1e9
 
         var latencies: [Double] = [], errors: [String: Int] = [:]
         var queue = 0.0, compute = 0.0, batch = 0.0
@@ -137,7 +130,7 @@ public enum LoadTester {
         go: DispatchSemaphore
     ) {
         let client: FlowgateClient
-        var rng = SplitMix(seed: config.seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+        var rng = SplitMix64(seed: config.seed &+ UInt64(index) &* SplitMix64.goldenGamma)
         func observation() -> [Float] { (0..<config.observationDim).map { _ in rng.normal() } }
         do {
             client = try FlowgateClient(
@@ -157,10 +150,10 @@ public enum LoadTester {
         if shared.setupFailure != nil { return }
         while shared.claim() {
             let obs = observation()
-            let t0 = DispatchTime.now().uptimeNanoseconds
+            let t0 = monotonicNanoseconds()
             do {
                 let reply = try client.act(observation: obs, parameters: config.parameters, model: config.model)
-                let t1 = DispatchTime.now().uptimeNanoseconds
+                let t1 = monotonicNanoseconds()
                 samples.latencies.append(Double(t1 - t0) / 1e3)
                 samples.queue += Double(reply.timing.queueMicroseconds)
                 samples.compute += Double(reply.timing.computeMicroseconds)
@@ -202,7 +195,7 @@ public enum LoadTester {
 
         /// Takes one request from the budget; false when it is spent or the deadline has passed.
         func claim() -> Bool {
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = monotonicNanoseconds()
             return lock.withLock {
                 guard remaining > 0, now < _deadline else { return false }
                 remaining -= 1
@@ -212,20 +205,11 @@ public enum LoadTester {
     }
 }
 
-/// SplitMix64 with a Box–Muller normal, for random observations (not for anything statistical).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func normal() -> Float {
-        let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300)
-        let u2 = Double(next() >> 11) / Double(1 << 53)
+extension SplitMix64 {
+    /// A Box–Muller normal, for random observations (not for anything statistical).
+    fileprivate mutating func normal() -> Float {
+        let u1 = max(nextUnitInterval(), 1e-300)
+        let u2 = nextUnitInterval()
         return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import RealModule
 
 extension Activation {
     /// Applies the activation elementwise: `y[i] = f(x[i])` (x and y may alias).
@@ -18,7 +14,7 @@ extension Activation {
             // element's value never depends on where it sits in the buffer).
             SIMDMath.map(x, y, count: count) { v in v * SIMDMath.sigmoid(v) }
         case .tanh:
-            for i in 0..<count { y[i] = tanhf(x[i]) }
+            for i in 0..<count { y[i] = Float.tanh(x[i]) }
         }
     }
 

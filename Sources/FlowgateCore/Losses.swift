@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import RealModule
 
 /// Loss functions. Each returns the loss and writes ∂loss/∂prediction into `grad`.
 public enum Loss {
@@ -54,8 +50,8 @@ public enum Loss {
             var m = -Float.infinity
             for j in 0..<columns { m = max(m, x[j]) }
             var s: Float = 0
-            for j in 0..<columns { s += expf(x[j] - m) }
-            let lse = m + logf(s)
+            for j in 0..<columns { s += Float.exp(x[j] - m) }
+            let lse = m + Float.log(s)
             for j in 0..<columns { y[j] = x[j] - lse }
         }
     }
@@ -65,7 +61,7 @@ public enum Loss {
         _ logits: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>
     ) {
         logSoftmax(logits, rows: rows, columns: columns, into: out)
-        for i in 0..<(rows * columns) { out[i] = expf(out[i]) }
+        for i in 0..<(rows * columns) { out[i] = Float.exp(out[i]) }
     }
 
     /// InfoNCE / cross-entropy with the positive in column `positive` of each row:
@@ -81,7 +77,7 @@ public enum Loss {
         for r in 0..<rows {
             let g = grad + r * columns
             loss -= Double(g[positive])
-            for j in 0..<columns { g[j] = expf(g[j]) * inv }
+            for j in 0..<columns { g[j] = Float.exp(g[j]) * inv }
             g[positive] -= inv
         }
         return Float(loss / Double(rows))

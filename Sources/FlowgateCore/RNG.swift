@@ -1,3 +1,6 @@
+import FlowgateCommon
+import RealModule
+
 /// A seeded, fast pseudo-random generator (xoshiro256**) whose whole state can be saved and
 /// restored, so that training runs and served samples can be reproduced bit for bit.
 ///
@@ -13,15 +16,8 @@ public struct RNG: Sendable, Equatable {
 
     /// Creates a generator from a 64-bit seed.
     public init(seed: UInt64) {
-        var sm = seed
-        func splitmix(_ x: inout UInt64) -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        state = (splitmix(&sm), splitmix(&sm), splitmix(&sm), splitmix(&sm))
+        var seeder = SplitMix64(seed: seed)
+        state = (seeder.next(), seeder.next(), seeder.next(), seeder.next())
     }
 
     /// Restores a generator from words previously read from `stateWords`.
@@ -81,9 +77,9 @@ public struct RNG: Sendable, Equatable {
         // u1 in (0, 1] so that log is finite.
         let u1 = (Double(next() >> 11) + 1.0) * (1.0 / 9_007_199_254_740_992.0)
         let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
-        let r = (-2.0 * _log(u1)).squareRoot()
+        let r = (-2.0 * Double.log(u1)).squareRoot()
         let theta = 2.0 * Double.pi * u2
-        return (Float(r * _cos(theta)), Float(r * _sin(theta)))
+        return (Float(r * Double.cos(theta)), Float(r * Double.sin(theta)))
     }
 
     /// One standard normal sample.
@@ -121,16 +117,3 @@ public struct RNG: Sendable, Equatable {
         }
     }
 }
-
-// Foundation-free libm access (Glibc on Linux, Darwin on macOS).
-#if canImport(Glibc)
-import Glibc
-@inline(__always) func _log(_ x: Double) -> Double { Glibc.log(x) }
-@inline(__always) func _cos(_ x: Double) -> Double { Glibc.cos(x) }
-@inline(__always) func _sin(_ x: Double) -> Double { Glibc.sin(x) }
-#elseif canImport(Darwin)
-import Darwin
-@inline(__always) func _log(_ x: Double) -> Double { Darwin.log(x) }
-@inline(__always) func _cos(_ x: Double) -> Double { Darwin.cos(x) }
-@inline(__always) func _sin(_ x: Double) -> Double { Darwin.sin(x) }
-#endif

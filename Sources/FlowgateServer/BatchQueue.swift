@@ -1,5 +1,6 @@
 import FlowgateProtocol
 import Foundation
+import FlowgateCommon
 
 /// A model as loaded into the server.
 final class LoadedModel: Sendable {

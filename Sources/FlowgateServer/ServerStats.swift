@@ -1,5 +1,6 @@
 import FlowgateProtocol
 import Histogram
+import FlowgateCommon
 
 /// Counters and latency histograms. Owned by the socket thread (no locking).
 struct ServerStats {

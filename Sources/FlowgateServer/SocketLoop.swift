@@ -3,6 +3,7 @@ import FlowgateCore
 import FlowgateProtocol
 import Foundation
 import Logging
+import FlowgateCommon
 
 /// The socket thread: the only code that touches the ROUTER, PUB and wakeup PULL sockets.
 ///

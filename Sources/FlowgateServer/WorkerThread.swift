@@ -2,6 +2,7 @@ import FlowgateZMQ
 import FlowgateProtocol
 import Foundation
 import Logging
+import FlowgateCommon
 
 /// One compute thread: takes batches from the `BatchQueue`, runs the model, encodes replies and
 /// hands them to the socket thread (through `CompletionQueue` plus a message on an inproc PUSH

@@ -1,5 +1,6 @@
 import FlowgateCore
 import FlowgateAlgorithms
+import RealModule
 
 /// Generates, once, the in-support action sets used by the critic: M actions per next state drawn
 /// from the (trained) behaviour flow, `a'_ij ~ mu(·|s'_i)` (CEP does the same after behaviour
@@ -114,7 +115,7 @@ public final class CriticPhase: TrainingPhase {
             for j in 0..<m { mx = max(mx, config.betaQ * row[j]) }
             var z: Float = 0, s: Float = 0
             for j in 0..<m {
-                let w = expf(config.betaQ * row[j] - mx)
+                let w = Float.exp(config.betaQ * row[j] - mx)
                 z += w
                 s += w * row[j]
             }
@@ -153,7 +154,3 @@ public final class CriticPhase: TrainingPhase {
         try target.parameters.load(from: s.unprefixed("target."))
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

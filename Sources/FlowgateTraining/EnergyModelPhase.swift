@@ -84,7 +84,7 @@ public final class EnergyModelPhase: TrainingPhase {
             let u = model.encoder.forward(xB.pointer, batch: b)
             z0.reserve(b * l)
             z0.pointer.update(from: u, count: b * l)
-            if spec.sphericalLatent { for r in 0..<b { normaliseRow(z0.pointer + r * l, l) } }
+            if spec.sphericalLatent { for r in 0..<b { normalise(z0.pointer + r * l, l) } }
         }
         // 2. Latent-manifold negatives.
         if latentCount > 0 {
@@ -205,7 +205,7 @@ public final class EnergyModelPhase: TrainingPhase {
                 let row = dst.pointer + (g * perGroup + j) * l
                 let sigma = rngs[g].uniform(config.sigmaMin, config.sigmaMax)
                 for i in 0..<l { row[i] = z0.pointer[g * l + i] + sigma * rngs[g].normal() }
-                if model.spec.sphericalLatent { normaliseRow(row, l) }
+                if model.spec.sphericalLatent { normalise(row, l) }
             }
         }
     }
@@ -226,13 +226,4 @@ public final class EnergyModelPhase: TrainingPhase {
         rng = try RNG(tensor: r)
         completedSteps = try stepValue(tensors["step_energy"], name: "step_energy")
     }
-}
-
-@inline(__always)
-func normaliseRow(_ v: UnsafeMutablePointer<Float>, _ n: Int) {
-    var s: Float = 0
-    for j in 0..<n { s += v[j] * v[j] }
-    guard s > 0 else { return }
-    let inv = 1 / s.squareRoot()
-    for j in 0..<n { v[j] *= inv }
 }

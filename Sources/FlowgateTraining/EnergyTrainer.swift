@@ -1,5 +1,6 @@
 import FlowgateAlgorithms
 import FlowgateCore
+import FlowgateModelFormat
 
 /// Trains an MC-ETM energy transition model on an offline dataset, in two `TrainingPhase`s:
 /// 1. `"energy-autoencoder"`: L2 reconstruction of manifold coordinates (normalised deltas or next
@@ -102,7 +103,7 @@ public final class EnergyTrainer {
 
     /// Adds the energy network (`energy.safetensors`) and the reliability calibration (computed now
     /// on the held-out split) to a model directory being exported by `TrainingRun`.
-    public func export(into loaded: inout LoadedModel) {
+    public func export(into loaded: inout ModelFiles) {
         let calibration = calibrate()
         loaded.manifest.networks[EnergyModelSpec.role] = model.networkSpec(sampling: config.sampling)
         loaded.networks[EnergyModelSpec.role] = model.fileTensors()
@@ -206,7 +207,7 @@ enum EnergyLatentBank {
         }
         var z = model.encoder.replica().forward(rows, batch: m)
         if model.spec.sphericalLatent {
-            z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normaliseRow(zp.baseAddress! + r * l, l) } }
+            z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normalise(zp.baseAddress! + r * l, l) } }
         }
         model.latentBank = z
     }

@@ -1,5 +1,6 @@
 import FlowgateCore
 import FlowgateAlgorithms
+import RealModule
 
 /// QIPO policy improvement: energy-weighted flow matching over per-state support sets.
 ///
@@ -165,10 +166,10 @@ public final class QIPOPhase: TrainingPhase {
                             meanQ += Double(q)
                         }
                         var z: Float = 0
-                        for j in 0..<s { g.pointer[j] = expf(g.pointer[j] - mx); z += g.pointer[j] }
+                        for j in 0..<s { g.pointer[j] = Float.exp(g.pointer[j] - mx); z += g.pointer[j] }
                         for j in 0..<s {
                             g.pointer[j] /= z
-                            if g.pointer[j] > 0 { entropy -= Double(g.pointer[j] * logf(g.pointer[j])) }
+                            if g.pointer[j] > 0 { entropy -= Double(g.pointer[j] * Float.log(g.pointer[j])) }
                         }
                         datasetWeight += Double(g.pointer[0])
                         for p in 0..<perState {
@@ -247,7 +248,3 @@ public final class QIPOPhase: TrainingPhase {
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,4 +1,3 @@
-import Foundation
 import FlowgateCore
 import FlowgateAlgorithms
 
@@ -103,36 +102,5 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
             c.critic.hiddenDims = [128, 128]
         }
         return c
-    }
-}
-
-extension Encodable where Self: Decodable {
-    /// This value with the fields of a JSON object merged in: nested objects merge, missing keys
-    /// keep this value's fields, unknown keys are errors (a typo in a config file must not pass
-    /// silently). Used for training configs, energy configs and checkpoints written before a field
-    /// existed.
-    public func merging(json data: Data) throws -> Self {
-        guard let overrides = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw TrainingError.invalidConfig("not a JSON object")
-        }
-        let baseObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
-        func merge(_ b: [String: Any], _ o: [String: Any], at path: String) throws -> [String: Any] {
-            var r = b
-            for (k, v) in o {
-                guard let existing = b[k] else { throw TrainingError.invalidConfig("unknown key '\(path)\(k)'") }
-                if let eb = existing as? [String: Any], let ov = v as? [String: Any] {
-                    r[k] = try merge(eb, ov, at: path + k + ".")
-                } else {
-                    r[k] = v
-                }
-            }
-            return r
-        }
-        let merged = try merge(baseObject, overrides, at: "")
-        do {
-            return try JSONDecoder().decode(Self.self, from: JSONSerialization.data(withJSONObject: merged))
-        } catch {
-            throw TrainingError.invalidConfig("\(error)")
-        }
     }
 }

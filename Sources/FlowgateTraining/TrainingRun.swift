@@ -1,6 +1,7 @@
 import Foundation
 import FlowgateCore
 import FlowgateAlgorithms
+import FlowgateModelFormat
 
 /// A complete `flowgate train` run: prepares the data, builds the networks and the phases
 /// (behaviour flow → critic support → critic → QIPO → any extra phases such as the energy model),
@@ -18,7 +19,7 @@ public final class TrainingRun {
     public let rewardScaling: RewardScaling
     public private(set) var phases: [TrainingPhase]
     /// Contributes extra networks, reliability data and manifest fields at export.
-    public var exporters: [(inout LoadedModel) throws -> Void] = []
+    public var exporters: [(inout ModelFiles) throws -> Void] = []
 
     /// Outcome of `run`.
     public enum Outcome: Equatable { case finished, interrupted }
@@ -27,17 +28,17 @@ public final class TrainingRun {
         self.name = name
         self.config = config
         self.dataset = dataset
-        let od = dataset.observationDim, ad = dataset.actionDim
-        let low = actionLow ?? [Float](repeating: -1, count: ad)
-        let high = actionHigh ?? [Float](repeating: 1, count: ad)
-        guard low.count == ad, high.count == ad, zip(low, high).allSatisfy({ $0 < $1 }) else {
-            throw TrainingError.invalidConfig("action bounds must have \(ad) entries with low < high")
+        let observationDim = dataset.observationDim, actionDim = dataset.actionDim
+        let low = actionLow ?? [Float](repeating: -1, count: actionDim)
+        let high = actionHigh ?? [Float](repeating: 1, count: actionDim)
+        guard low.count == actionDim, high.count == actionDim, zip(low, high).allSatisfy({ $0 < $1 }) else {
+            throw TrainingError.invalidConfig("action bounds must have \(actionDim) entries with low < high")
         }
         for i in 0..<dataset.actions.count {
-            let j = i % ad
+            let j = i % actionDim
             if dataset.actions[i] < low[j] - 1e-4 || dataset.actions[i] > high[j] + 1e-4 {
                 throw TrainingError.invalidData(
-                    "\(dataset.source): actions[\(i / ad)][\(j)] = \(dataset.actions[i]) is outside the action bounds [\(low[j]), \(high[j])]")
+                    "\(dataset.source): actions[\(i / actionDim)][\(j)] = \(dataset.actions[i]) is outside the action bounds [\(low[j]), \(high[j])]")
             }
         }
         let normalizer = ObservationNormalizer(dataset: dataset)
@@ -47,18 +48,18 @@ public final class TrainingRun {
             actionHigh: high, rewardScale: rewardScaling.scale)
         var rng = RNG(seed: config.seed)
         let policySpec = FlowPolicySpec(
-            observationDim: od, actionDim: ad, hiddenDims: config.policy.hiddenDims, activation: config.policy.activation,
+            observationDim: observationDim, actionDim: actionDim, hiddenDims: config.policy.hiddenDims, activation: config.policy.activation,
             layerNorm: config.policy.layerNorm)
         policy = FlowPolicy(spec: policySpec, rng: &rng)
         critic = TwinCritic(
             spec: CriticSpec(
-                observationDim: od, actionDim: ad, hiddenDims: config.critic.hiddenDims, activation: config.critic.activation,
+                observationDim: observationDim, actionDim: actionDim, hiddenDims: config.critic.hiddenDims, activation: config.critic.activation,
                 layerNorm: config.critic.layerNorm), rng: &rng)
         let s = config.seed
         if config.algorithm == .bcRegressor {
             var r = RNG(seed: s &+ 5)
             let reg = DeterministicPolicy(
-                spec: DeterministicPolicy.spec(observationDim: od, actionDim: ad, hiddenDims: config.policy.hiddenDims), rng: &r)
+                spec: DeterministicPolicy.spec(observationDim: observationDim, actionDim: actionDim, hiddenDims: config.policy.hiddenDims), rng: &r)
             regressor = reg
             phases = [RegressionPhase(policy: reg, data: data, steps: config.behaviour.steps, batchSize: config.batchSize, learningRate: config.behaviour.learningRate, seed: s &+ 1)]
             return
@@ -202,11 +203,11 @@ public final class TrainingRun {
     // MARK: Export
 
     /// The trained model as a validated model directory description.
-    public func makeModel(gitCommit: String, datasetSHA256: String?) throws -> LoadedModel {
-        let od = data.observationDim, ad = data.actionDim
+    public func makeModel(gitCommit: String, datasetSHA256: String?) throws -> ModelFiles {
+        let observationDim = data.observationDim, actionDim = data.actionDim
         let s = config.sampling
         let manifest = Manifest(
-            name: name, modelVersion: "1", kind: "qipo-flow-policy", observationDim: od, actionDim: ad,
+            name: name, modelVersion: "1", kind: "qipo-flow-policy", observationDim: observationDim, actionDim: actionDim,
             actionLow: data.actionLow, actionHigh: data.actionHigh,
             normalization: .init(observationMean: data.observationMean, observationStd: data.observationStd, rewardScale: data.rewardScale),
             networks: [FlowPolicySpec.role: policy.spec.networkSpec, CriticSpec.role: critic.spec.networkSpec],
@@ -219,7 +220,7 @@ public final class TrainingRun {
                 trainingSteps: Dictionary(uniqueKeysWithValues: phases.map { ($0.name, $0.completedSteps) }), seed: config.seed,
                 gitCommit: gitCommit, date: ISO8601DateFormatter().string(from: Date()), flowgateVersion: flowgateVersion,
                 config: configJSON))
-        var model = LoadedModel(
+        var model = ModelFiles(
             manifest: manifest, networks: [FlowPolicySpec.role: policy.namedTensors(), CriticSpec.role: critic.parameters.namedTensors()])
         if let regressor {
             model.manifest.kind = "bc-regressor"

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlowgateAlgorithms
 import FlowgateCore
+import FlowgateModelFormat
 import FlowgateTraining
 import Foundation
 
@@ -23,7 +24,7 @@ struct EnergyDataOptions: ParsableArguments {
     }
 
     struct Loaded {
-        var directory: LoadedModel
+        var directory: ModelFiles
         var energy: EnergyTransitionModel
         var sampling: EnergySamplingConfig
         var calibration: ReliabilityCalibration?

@@ -7,6 +7,7 @@ import FlowgateServer
 import FlowgateTraining
 import Foundation
 import Logging
+import FlowgateBenchmarks
 
 /// `flowgate bench`: dense products, training phases and the server under load.
 struct BenchCommand: ParsableCommand {

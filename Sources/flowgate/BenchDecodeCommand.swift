@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlowgateCommon
 import FlowgateProtocol
 import Foundation
 
@@ -59,14 +60,14 @@ struct BenchDecodeCommand: ParsableCommand {
             var times: [Double] = []
             var outcome = ""
             for _ in 0..<max(1, repeats) {
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = monotonicNanoseconds()
                 do {
                     _ = try Request.decode(frame, limits: limits)
                     outcome = "ok"
                 } catch {
                     outcome = error.code.rawValue
                 }
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e3)
+                times.append(Double(monotonicNanoseconds() - start) / 1e3)
             }
             times.sort()
             let median = times[times.count / 2]

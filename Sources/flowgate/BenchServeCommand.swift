@@ -1,12 +1,15 @@
 import ArgumentParser
 import FlowgateAlgorithms
 import FlowgateClient
+import FlowgateCommon
 import FlowgateCore
 import FlowgateProtocol
 import FlowgateServer
 import FlowgateTraining
 import Foundation
 import Logging
+import FlowgateBenchmarks
+import FlowgateDemo
 
 /// `flowgate bench serve`: closed-loop load from N concurrent REQ clients against an in-process
 /// (or external, loopback) server, for each concurrency level and flow-step count K.
@@ -159,7 +162,7 @@ struct BenchServeCommand: ParsableCommand {
             return (try PolicyServable(directory: dir), "model directory \(dir)")
         }
         if let dataset {
-            let t0 = DenseBenchmark.monotonicSeconds()
+            let t0 = monotonicSeconds()
             let data = TrainingBenchmark.head(try OfflineDataset.load(path: dataset), count: 2048)
             let task = URL(fileURLWithPath: dataset).deletingPathExtension().lastPathComponent
             var c = TrainingBenchmark.shortConfig(task: task, steps: 100)
@@ -171,7 +174,7 @@ struct BenchServeCommand: ParsableCommand {
             let loaded = try run.makeModel(gitCommit: gitCommit(), datasetSHA256: nil)
             let how = String(
                 format: "quick model: shipped network sizes, trained 100 steps per phase on %d transitions of %@ in %.1f s (for timing only)",
-                data.count, (dataset as NSString).lastPathComponent, DenseBenchmark.monotonicSeconds() - t0)
+                data.count, (dataset as NSString).lastPathComponent, monotonicSeconds() - t0)
             return (PolicyServable(bundle: try PolicyBundle(model: loaded)), how)
         }
         return (DemoModel(), "built-in demo model: no model directory found and no --dataset given (no network; serving overhead only)")

@@ -53,7 +53,7 @@ struct EnergyTrainOptions: ParsableArguments {
 }
 
 /// Merges a JSON file of overrides into `base` (unknown keys are errors, nested objects merge).
-func mergeJSONOverrides<T: Codable>(path: String, base: T, flag: String) throws -> T {
+func mergeJSONOverrides<T: JSONOverridable>(path: String, base: T, flag: String) throws -> T {
     guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(flag): cannot read \(path)") }
     do { return try base.merging(json: data) } catch { throw ValidationError("\(flag): \(path): \(error)") }
 }

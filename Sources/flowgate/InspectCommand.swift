@@ -2,6 +2,7 @@ import ArgumentParser
 import FlowgateAlgorithms
 import FlowgateCore
 import Foundation
+import FlowgateModelFormat
 
 /// `flowgate inspect PATH`: validates and describes a model directory or a single safetensors file.
 struct InspectCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import FlowgateCore
 import Foundation
+import FlowgateModelFormat
 
 /// Text and JSON renderings for `flowgate inspect`.
 enum InspectFormat {

@@ -4,6 +4,7 @@ import FlowgateCore
 import FlowgateAlgorithms
 import Foundation
 import Logging
+import FlowgateDemo
 
 /// `flowgate serve`: runs the inference server until SIGTERM/SIGINT, then drains and exits 0.
 struct ServeCommand: ParsableCommand {

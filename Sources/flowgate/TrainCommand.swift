@@ -3,6 +3,7 @@ import Foundation
 import FlowgateCore
 import FlowgateAlgorithms
 import FlowgateTraining
+import FlowgateModelFormat
 
 /// Set by the SIGINT/SIGTERM handler; polled between training steps.
 nonisolated(unsafe) private var stopRequested: sig_atomic_t = 0
@@ -83,16 +84,11 @@ struct TrainCommand: ParsableCommand {
         if let renewEvery { cfg.qipo.renewEvery = renewEvery }
         if let checkpointEvery { cfg.checkpointEvery = checkpointEvery }
         if let logEvery { cfg.logEvery = logEvery }
-        var existing: LoadedModel? = nil
+        var energyOnly: EnergyOnlyTraining? = nil
         if energyOptions.energyOnly {
             // Only the energy model trains; it is added to the model directory that already exists.
-            cfg.behaviour.steps = 0
-            cfg.criticTraining.steps = 0
-            cfg.qipo.steps = 0
-            // The policy may still be training into --out: then it is loaded (and checked) at the end.
-            if FileManager.default.fileExists(atPath: outURL.appendingPathComponent(Manifest.fileName).path) {
-                existing = try ModelDirectory.load(at: outURL)
-            }
+            cfg = EnergyOnlyTraining.policyPhasesSkipped(cfg)
+            energyOnly = try EnergyOnlyTraining(directory: out, dataset: dataset)
         }
 
         let runDirectory = runDir ?? "runs/\(modelName)"
@@ -105,16 +101,7 @@ struct TrainCommand: ParsableCommand {
         let data = try OfflineDataset.load(path: dataset)
         progress.message("\(data.count) transitions, observation dim \(data.observationDim), action dim \(data.actionDim)")
         let run = try TrainingRun(name: modelName, dataset: data, config: cfg)
-        func checkSameData(_ m: Manifest) throws {
-            // The energy model sees observations normalised exactly as the served policy does.
-            let same = m.observationDim == data.observationDim && m.actionDim == data.actionDim
-                && zip(m.normalization.observationMean + m.normalization.observationStd, run.data.observationMean + run.data.observationStd)
-                    .allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($0)) }
-            guard same else {
-                throw TrainingError.invalidData("--energy-only: \(dataset) is not the dataset \(out) was trained on (dimensions or normalisation differ; the model records \(m.provenance.dataset))")
-            }
-        }
-        if let m = existing?.manifest { try checkSameData(m) }
+        try energyOnly?.checkExistingModel(against: run)
         try energyOptions.attach(to: run, seed: cfg.seed)
         if resume {
             guard FileManager.default.fileExists(atPath: checkpoint) else {
@@ -136,16 +123,8 @@ struct TrainCommand: ParsableCommand {
             progress.message("stopped; continue with: flowgate train --dataset \(dataset) --out \(out) --resume" + (runDir.map { " --run-dir \($0)" } ?? ""))
             throw ExitCode(130)
         }
-        if energyOptions.energyOnly {
-            var model: LoadedModel
-            do { model = try existing ?? ModelDirectory.load(at: outURL) } catch {
-                throw TrainingError.checkpoint("--energy-only: \(error); the trained energy model is in the checkpoint: rerun with --resume once \(out) exists")
-            }
-            try checkSameData(model.manifest)
-            for e in run.exporters { try e(&model) }
-            for p in run.phases { model.manifest.provenance.trainingSteps[p.name] = p.completedSteps }
-            try ModelDirectory.save(model, to: outURL)
-            try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: logPath)), to: outURL.appendingPathComponent("energy-training-log.jsonl"))
+        if let energyOnly {
+            try energyOnly.addEnergyModel(from: run, trainingLog: logPath)
             progress.message("added the energy model to \(out) (\(run.completedSteps) steps)")
             return
         }

@@ -3,6 +3,7 @@ import FlowgateCore
 import Testing
 
 @testable import FlowgateAlgorithms
+import FlowgateModelFormat
 
 @Suite("MC-ETM model directory glue")
 struct EnergyManifestTests {

@@ -1,3 +1,4 @@
+import FlowgateCommon
 import FlowgateProtocol
 import FlowgateServer
 import Foundation
@@ -62,7 +63,7 @@ final class LinearTestModel: ServableModel {
                 for j in 0..<m {
                     var z: Float = 0
                     for (k, x) in obs.enumerated() { z += Float((j + 1) * (k % 3 + 1)) * 0.1 * x }
-                    let noise = Float(Double(rng.next() >> 11) / Double(1 << 53)) - 0.5
+                    let noise = Float(rng.nextUnitInterval()) - 0.5
                     let a = tanh(z + noise / Float(options.steps))
                     result.actions.append(a)
                     q -= a * a
@@ -111,18 +112,5 @@ final class Gate: @unchecked Sendable {
         isOpen = true
         condition.broadcast()
         condition.unlock()
-    }
-}
-
-/// SplitMix64 (Steele et al.), enough randomness for a test double.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import FlowgateCore
 import FlowgateTraining
 import Testing
+import FlowgateModelFormat
 
 /// Not a unit test: the energy-model experiment runner, enabled only when FLOWGATE_ENERGY_DATA is
 /// set (see docs/energy-model.md for the exact command). Writes the outcome as JSON.
@@ -26,11 +27,7 @@ struct EnergyExperimentHarness {
         let other = try Self.env["FLOWGATE_ENERGY_OTHER"].map { try OfflineDataset.load(path: $0) }
         var config = EnergyTrainingConfig()
         if let path = Self.env["FLOWGATE_ENERGY_CONFIG"] {
-            let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
-            let over = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
-            for k in over.keys where base[k] == nil { Issue.record("unknown config key \(k)") }
-            let merged = base.merging(over) { _, b in b }
-            config = try JSONDecoder().decode(EnergyTrainingConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+            config = try config.merging(json: Data(contentsOf: URL(fileURLWithPath: path)))
         }
         let seed = UInt64(Self.env["FLOWGATE_ENERGY_SEED"] ?? "0") ?? 0
         let modelPath = Self.env["FLOWGATE_ENERGY_MODEL"]

@@ -3,6 +3,7 @@ import Testing
 import FlowgateCore
 import FlowgateAlgorithms
 @testable import FlowgateTraining
+import FlowgateModelFormat
 
 /// The train driver end to end: phases → checkpoint → resume → model directory → served actions.
 @Suite("TrainingRun")

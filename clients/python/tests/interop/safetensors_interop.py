@@ -1,6 +1,6 @@
 """Safetensors interop between flowgate (Swift) and the reference implementation (PyPI `safetensors`).
 
-Run by Tests/FlowgateCoreTests/PythonInteropTests.swift with $FLOWGATE_PYTHON; needs only numpy and
+Run by Tests/FlowgateModelFormatTests/PythonInteropTests.swift with $FLOWGATE_PYTHON; needs only numpy and
 safetensors (not the flowgate client package). Not collected by pytest (no test_ prefix).
 
     safetensors_interop.py write DIR   write DIR/from_python.safetensors (seeded random arrays of odd

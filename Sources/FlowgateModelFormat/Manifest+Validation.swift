@@ -1,3 +1,5 @@
+import FlowgateCore
+
 /// Internal-consistency checks of a manifest. Whether each MLP's dimensions fit the algorithm
 /// (e.g. a policy's input is `observationDim + actionDim + timeEmbedding`) is checked by the
 /// algorithm layer, not here.

@@ -1,3 +1,5 @@
+import FlowgateCore
+
 /// One network of a model: the safetensors file it lives in and the tensors that file must hold.
 ///
 /// The file holds, for each entry `(key, spec)` of `mlps`, the tensors of

@@ -1,4 +1,5 @@
 import Foundation
+import FlowgateCore
 
 /// The contents of one safetensors file, converted to Float32.
 public struct SafetensorsFile: Sendable, Equatable {

@@ -1,73 +1,5 @@
 import FlowgateCore
 
-/// Per-call sampling settings (defaults come from the model manifest; the server enforces limits).
-public struct SamplingSettings: Sendable, Hashable {
-    /// Flow steps K.
-    public var steps: Int
-    /// Candidates M per observation.
-    public var candidates: Int
-    /// Next-state samples N for the energy check.
-    public var samples: Int
-    /// Run the energy check.
-    public var check: Bool
-
-    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true) {
-        self.steps = steps
-        self.candidates = candidates
-        self.samples = samples
-        self.check = check
-    }
-}
-
-/// The energy check on chosen actions, as the action selector sees it (implemented by the MC-ETM
-/// energy model's per-thread sampler).
-public protocol TransitionChecker: AnyObject {
-    /// `E_min` for each of `count` (normalised observation, scaled action) pairs using `samples`
-    /// next-state samples; `rngs` has one generator per pair.
-    func minimumEnergy(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int, samples: Int, rngs: inout [RNG]) -> [Float]
-    /// Calibrated tail probability of an `E_min` under held-out real transitions, in [0, 1].
-    func confidence(energy: Float) -> Float
-    /// The reliability threshold on `E_min`.
-    var threshold: Float { get }
-    /// Floating-point operations of the check for one (observation, action) pair with `samples`
-    /// next-state samples (what the server's work budgets count).
-    func flopsPerPair(samples: Int) -> Double
-}
-
-extension TransitionChecker {
-    public func flopsPerPair(samples: Int) -> Double { 0 }
-}
-
-/// What one `act` computes for each observation.
-public struct ActionBatch: Sendable, Equatable {
-    /// count × actionDim, in the environment's action units, inside the bounds.
-    public var actions: [Float]
-    /// Twin-min critic value of each chosen action.
-    public var q: [Float]
-    /// `E_min` of each chosen action (NaN when the check was skipped or no energy model exists).
-    public var energy: [Float]
-    /// Calibrated confidence in [0, 1] (0 when not checked).
-    public var confidence: [Float]
-    /// `E_min ≤ threshold`; false when not checked (an unchecked action is never called reliable).
-    public var reliable: [Bool]
-}
-
-/// Everything a served model needs to turn raw observations into actions: the normaliser and
-/// action bounds from the manifest, the flow policy, the critic and (optionally) the energy model.
-public struct PolicyTransform: Sendable, Equatable {
-    public var observationMean: [Float]
-    public var observationStd: [Float]
-    public var actionLow: [Float]
-    public var actionHigh: [Float]
-
-    public init(observationMean: [Float], observationStd: [Float], actionLow: [Float], actionHigh: [Float]) {
-        self.observationMean = observationMean
-        self.observationStd = observationStd
-        self.actionLow = actionLow
-        self.actionHigh = actionHigh
-    }
-}
-
 /// Best-of-M action selection with an energy reliability check, for one thread.
 ///
 /// For B observations: normalise, draw M candidates each by K-step flow sampling from seeded noise
@@ -103,7 +35,7 @@ public final class ActionSelector {
     public static let candidateRowsPerPass = 1024
 
     /// Selects actions for `count` raw observations (count × observationDim, row-major).
-    public func act(observations: [Float], count: Int, seeds: [UInt64], settings: SamplingSettings) -> ActionBatch {
+    public func act(observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings) -> ActionBatch {
         let od = observationDim
         precondition(observations.count == count * od, "act: \(observations.count) values for \(count)×\(od) observations")
         precondition(seeds.count == count, "act: one seed per observation")
@@ -128,7 +60,7 @@ public final class ActionSelector {
         return out
     }
 
-    private func actPass(observations: [Float], count: Int, seeds: [UInt64], settings: SamplingSettings) -> ActionBatch {
+    private func actPass(observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings) -> ActionBatch {
         let od = observationDim, ad = actionDim
         let m = critic == nil ? 1 : settings.candidates
         normObs.reserve(count * od)
@@ -145,26 +77,26 @@ public final class ActionSelector {
         let candidates = sampler.sample(
             observations: normObs.pointer, count: count, perObservation: m, steps: settings.steps,
             rngs: &rngs)
-        rowObs.reserve(count * m * od)
+        rowObs.reserve(count * m * observationDim)
         for i in 0..<count {
-            for j in 0..<m { (rowObs.pointer + (i * m + j) * od).update(from: normObs.pointer + i * od, count: od) }
+            for j in 0..<m { (rowObs.pointer + (i * m + j) * observationDim).update(from: normObs.pointer + i * observationDim, count: observationDim) }
         }
         let q: UnsafeMutablePointer<Float>
         if let critic {
             q = critic.minQ(obs: rowObs.pointer, actions: candidates, batch: count * m)
         } else {
-            chosen.reserve(count * ad)
+            chosen.reserve(count * actionDim)
             nanQ.reserve(count)
             for i in 0..<count { nanQ.pointer[i] = .nan }
             q = nanQ.pointer
         }
-        chosen.reserve(count * ad)
+        chosen.reserve(count * actionDim)
         var qChosen = [Float](repeating: 0, count: count)
         for i in 0..<count {
             var best = 0
             for j in 1..<max(m, 1) where q[i * m + j] > q[i * m + best] { best = j }
             qChosen[i] = q[i * m + best]
-            (chosen.pointer + i * ad).update(from: candidates + (i * m + best) * ad, count: ad)
+            (chosen.pointer + i * actionDim).update(from: candidates + (i * m + best) * actionDim, count: actionDim)
         }
         var energy = [Float](repeating: .nan, count: count)
         var confidence = [Float](repeating: 0, count: count)
@@ -177,16 +109,12 @@ public final class ActionSelector {
                 reliable[i] = energy[i] <= checker.threshold
             }
         }
-        var actions = [Float](repeating: 0, count: count * ad)
-        for i in 0..<(count * ad) {
-            let j = i % ad
+        var actions = [Float](repeating: 0, count: count * actionDim)
+        for i in 0..<(count * actionDim) {
+            let j = i % actionDim
             let lo = transform.actionLow[j], hi = transform.actionHigh[j]
             actions[i] = min(max(lo + (chosen.pointer[i] + 1) * 0.5 * (hi - lo), lo), hi)
         }
         return ActionBatch(actions: actions, q: qChosen, energy: energy, confidence: confidence, reliable: reliable)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,7 +1,8 @@
+import FlowgateCore
 import Foundation
 import Testing
 
-@testable import FlowgateCore
+@testable import FlowgateModelFormat
 
 @Suite("Manifest")
 struct ManifestTests {

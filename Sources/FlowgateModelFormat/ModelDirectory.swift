@@ -1,8 +1,9 @@
 import Foundation
+import FlowgateCore
 
 /// A model directory on disk: `manifest.json` plus one safetensors file per network.
 ///
-/// Loading is all-or-nothing: `load(at:)` returns a complete, validated `LoadedModel` or throws a
+/// Loading is all-or-nothing: `load(at:)` returns a complete, validated `ModelFiles` or throws a
 /// `ModelFileError` naming the file (and tensor) at fault.
 ///
 /// Saving never leaves a half-written model where a reader could find it:
@@ -15,7 +16,7 @@ import Foundation
 public enum ModelDirectory {
     /// Loads and validates the model directory at `url`.
     /// - Throws: `ModelFileError`.
-    public static func load(at url: URL) throws -> LoadedModel {
+    public static func load(at url: URL) throws -> ModelFiles {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw ModelFileError(path: url.path, .missingFile)
@@ -30,23 +31,23 @@ public enum ModelDirectory {
             let fileURL = url.appendingPathComponent(spec.file)
             let data = try Safetensors.readFile(fileURL)
             let file = try Safetensors.decode(data, path: fileURL.path)
-            try LoadedModel.check(file.tensors, dtypes: file.dtypes, against: spec, path: fileURL.path)
+            try ModelFiles.check(file.tensors, dtypes: file.dtypes, against: spec, path: fileURL.path)
             networks[role] = file.tensors
             sizes[role] = data.count
         }
-        return LoadedModel(manifest: manifest, networks: networks, fileSizes: sizes)
+        return ModelFiles(manifest: manifest, networks: networks, fileSizes: sizes)
     }
 
     /// Loads and validates the model directory at `path`.
     /// - Throws: `ModelFileError`.
-    public static func load(atPath path: String) throws -> LoadedModel {
+    public static func load(atPath path: String) throws -> ModelFiles {
         try load(at: URL(fileURLWithPath: path, isDirectory: true))
     }
 
     /// Validates `model` and writes it to the directory `url` (see the type's documentation for the
     /// crash-safety guarantees). Parent directories are created as needed.
     /// - Throws: `ModelFileError`; nothing is written when validation fails.
-    public static func save(_ model: LoadedModel, to url: URL) throws {
+    public static func save(_ model: ModelFiles, to url: URL) throws {
         try model.validate()
         let manifestData = try model.manifest.encoded()
         var files: [(name: String, data: Data)] = []
@@ -82,7 +83,7 @@ public enum ModelDirectory {
     }
 
     /// Saves to the directory at `path`; see `save(_:to:)`.
-    public static func save(_ model: LoadedModel, toPath path: String) throws {
+    public static func save(_ model: ModelFiles, toPath path: String) throws {
         try save(model, to: URL(fileURLWithPath: path, isDirectory: true))
     }
 

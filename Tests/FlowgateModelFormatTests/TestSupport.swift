@@ -1,7 +1,9 @@
+import FlowgateCommon
+import FlowgateCore
 import Foundation
 import Testing
 
-@testable import FlowgateCore
+@testable import FlowgateModelFormat
 
 /// A fresh empty directory under the system temp directory, removed by `cleanUp()`.
 struct TemporaryDirectory {
@@ -21,19 +23,6 @@ struct TemporaryDirectory {
     func contents(_ sub: String? = nil) -> [String] {
         let dir = sub.map { url.appendingPathComponent($0) } ?? url
         return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
-    }
-}
-
-/// SplitMix64: a tiny seeded generator so test data is reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
@@ -64,7 +53,7 @@ func rawSafetensors(header: String, buffer: [UInt8] = [], declaredLength: UInt64
 }
 
 /// A small but complete model: a flow policy with LayerNorm and Fourier features, a twin critic.
-func sampleModel(seed: UInt64 = 42) -> LoadedModel {
+func sampleModel(seed: UInt64 = 42) -> ModelFiles {
     var rng = SplitMix64(seed: seed)
     let policy = NetworkSpec(
         file: "policy.safetensors", kind: "flow-velocity",
@@ -94,5 +83,5 @@ func sampleModel(seed: UInt64 = 42) -> LoadedModel {
         }
         networks[role] = tensors
     }
-    return LoadedModel(manifest: manifest, networks: networks)
+    return ModelFiles(manifest: manifest, networks: networks)
 }

@@ -1,5 +1,5 @@
 import Testing
-import FlowgateCore
+import FlowgateCommon
 
 @Suite("sample statistics")
 struct SampleStatisticsTests {
@@ -24,5 +24,20 @@ struct SampleStatisticsTests {
         // Out-of-range p is clamped.
         #expect(SampleStatistics.percentile(v, 150) == 50)
         #expect(SampleStatistics.mean(v) == 30)
+        #expect(SampleStatistics.percentile(sorted: [], 50) == nil)
+    }
+
+    @Test("quantiles interpolate in the values' own precision")
+    func quantiles() {
+        let v: [Float] = [1, 2, 4, 8]
+        #expect(SampleStatistics.quantile(sorted: v, 0) == 1)
+        #expect(SampleStatistics.quantile(sorted: v, 1) == 8)
+        // h = 0.5 · 3 = 1.5: halfway between 2 and 4.
+        #expect(SampleStatistics.quantile(sorted: v, 0.5) == 3)
+        // The fraction is rounded to Float before interpolating, as the calibration always did.
+        let q = 0.95, sorted: [Float] = (0..<1000).map { Float($0) * 0.37 }
+        let h = q * 999, lo = Int(h.rounded(.down))
+        #expect(SampleStatistics.quantile(sorted: sorted, q) == sorted[lo] + Float(h - Double(lo)) * (sorted[lo + 1] - sorted[lo]))
+        #expect(SampleStatistics.quantile(sorted: [2.5], 0.3) == 2.5)
     }
 }

@@ -1,3 +1,5 @@
+import FlowgateCore
+
 /// A description of a model for people and tools: the manifest plus per-network sizes.
 /// `flowgate inspect` prints it as a table or, with `--json`, encodes it.
 public struct ModelSummary: Codable, Sendable {
@@ -51,7 +53,7 @@ public struct ModelSummary: Codable, Sendable {
     public var fileCount: Int
 }
 
-extension LoadedModel {
+extension ModelFiles {
     /// Summarises the model: per network its MLPs, parameter count and byte size.
     public func summary() -> ModelSummary {
         let networks = manifest.networks.keys.sorted().map { role -> ModelSummary.Network in

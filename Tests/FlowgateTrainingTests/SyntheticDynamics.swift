@@ -1,4 +1,6 @@
 import FlowgateCore
+import FlowgateTraining
+import RealModule
 
 /// A small linear system with known dynamics for tests and for exercising the energy model before
 /// real data is at hand: observation 4-D, action 2-D,
@@ -39,7 +41,7 @@ public enum SyntheticDynamics {
             let act = (0..<2).map { i -> Float in
                 var v: Float = 0
                 for j in 0..<4 { v += k[i * 4 + j] * s[j] }
-                return min(max(0.5 * tanhf(v) + 0.1 * rng.normal(), -1), 1)
+                return min(max(0.5 * Float.tanh(v) + 0.1 * rng.normal(), -1), 1)
             }
             let sn = nextState(s[...], act[...]).map { $0 + noise * rng.normal() }
             obs += s; acts += act; next += sn
@@ -50,9 +52,3 @@ public enum SyntheticDynamics {
             terminals: [Bool](repeating: false, count: count), timeouts: [Bool](repeating: false, count: count))
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

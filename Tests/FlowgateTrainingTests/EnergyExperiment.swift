@@ -1,5 +1,6 @@
 import FlowgateAlgorithms
 import FlowgateCore
+import FlowgateTraining
 
 /// Train → calibrate → evaluate in one call: the Hopper evaluation (docs/energy-model.md) and the
 /// synthetic checks use it.

@@ -1,4 +1,6 @@
+import FlowgateCommon
 import FlowgateProtocol
+import FlowgateServer
 import Foundation
 
 /// A deterministic toy model for smoke tests and client interop tests (`flowgate serve --demo`).
@@ -34,18 +36,13 @@ public final class DemoModel: ServableModel {
             var r = ActResult(actions: [], confidence: [], energy: [], q: [], reliable: [])
             r.actions.reserveCapacity(count * 2)
             for b in 0..<count {
-                var state = seeds[b]
+                var rng = SplitMix64(seed: seeds[b])
                 let obs = observations[(b * 4)..<((b + 1) * 4)]
                 var q: Float = 0
                 for j in 0..<2 {
                     var z: Float = 0
                     for (k, x) in obs.enumerated() { z += 0.1 * Float((j + 1) * (k + 1)) * x }
-                    state &+= 0x9E37_79B9_7F4A_7C15
-                    var s = state
-                    s = (s ^ (s >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                    s = (s ^ (s >> 27)) &* 0x94D0_49BB_1331_11EB
-                    s ^= s >> 31
-                    let u = Float(Double(s >> 11) / Double(1 << 53)) - 0.5
+                    let u = Float(rng.nextUnitInterval()) - 0.5
                     let a = tanh(z + u / Float(options.steps))
                     r.actions.append(a)
                     q -= a * a

@@ -1,8 +1,10 @@
+import FlowgateCore
+
 /// A complete, validated model: its manifest and every network's tensors.
 ///
 /// `ModelDirectory.load(at:)` returns one only when every file is valid; the trainer builds one to
 /// hand to `ModelDirectory.save(_:to:)`, which validates it the same way before writing anything.
-public struct LoadedModel: Sendable {
+public struct ModelFiles: Sendable {
     /// The model's manifest.
     public var manifest: Manifest
     /// Network role (a key of `manifest.networks`) → tensor name → tensor.
@@ -32,7 +34,7 @@ public struct LoadedModel: Sendable {
             guard let tensors = networks[role] else {
                 throw ModelFileError(path: spec.file, .invalidInput("no tensors given for network '\(role)'"))
             }
-            try LoadedModel.check(tensors, dtypes: [:], against: spec, path: spec.file)
+            try ModelFiles.check(tensors, dtypes: [:], against: spec, path: spec.file)
         }
     }
 

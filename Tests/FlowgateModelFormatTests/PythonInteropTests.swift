@@ -1,7 +1,9 @@
+import FlowgateCommon
+import FlowgateCore
 import Foundation
 import Testing
 
-@testable import FlowgateCore
+@testable import FlowgateModelFormat
 
 /// Safetensors interop with the reference implementation (PyPI `safetensors`), which is the real
 /// counterpart: files written by Python must load here bit for bit, and files written here must

@@ -1,3 +1,6 @@
+import FlowgateCommon
+import FlowgateCore
+
 /// Micro-benchmarks of the dense products every network is built from (`flowgate bench dense`).
 ///
 /// For one `width × width` linear layer and a batch of rows it times, in the same run:
@@ -103,20 +106,11 @@ public enum DenseBenchmark {
         }
     }
 
-    /// Seconds since an arbitrary start, from a monotonic clock (for timing loops).
-    public static func monotonicSeconds() -> Double { now() }
-
-    static func now() -> Double {
-        let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-    }
-    private static let start = ContinuousClock.now
-
     /// Microseconds per call of `body`: calls it `iterations` times and divides.
     static func time(iterations: Int, _ body: () -> Void) -> Double {
-        let t0 = now()
+        let t0 = monotonicSeconds()
         for _ in 0..<iterations { body() }
-        return (now() - t0) * 1e6 / Double(iterations)
+        return (monotonicSeconds() - t0) * 1e6 / Double(iterations)
     }
 
     /// How many calls of `body` last at least `seconds` (one untimed warm-up call first).
@@ -124,9 +118,9 @@ public enum DenseBenchmark {
         body()
         var n = 1
         while true {
-            let t0 = now()
+            let t0 = monotonicSeconds()
             for _ in 0..<n { body() }
-            let dt = now() - t0
+            let dt = monotonicSeconds() - t0
             if dt >= seconds || n >= 1 << 24 { return n }
             n = dt <= 0 ? n * 10 : max(n + 1, min(n * 10, Int(Double(n) * seconds / dt * 1.2)))
         }

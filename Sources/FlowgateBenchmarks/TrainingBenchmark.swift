@@ -1,4 +1,6 @@
+import FlowgateCommon
 import FlowgateCore
+import FlowgateTraining
 
 /// Throughput of each training phase (`flowgate bench train`).
 ///
@@ -38,9 +40,9 @@ public enum TrainingBenchmark {
             for k in 0..<windows {
                 let n = timed * (k + 1) / windows - done
                 guard n > 0 else { continue }
-                let t0 = DenseBenchmark.monotonicSeconds()
+                let t0 = monotonicSeconds()
                 for _ in 0..<n { _ = try phase.step() }
-                rates.append(Double(n) / (DenseBenchmark.monotonicSeconds() - t0))
+                rates.append(Double(n) / (monotonicSeconds() - t0))
                 done += n
             }
             let rows = phase is SupportGenerationPhase ? supportChunk : run.config.batchSize

@@ -1,7 +1,9 @@
+import FlowgateCommon
+import FlowgateCore
 import Foundation
 import Testing
 
-@testable import FlowgateCore
+@testable import FlowgateModelFormat
 
 @Suite("Safetensors")
 struct SafetensorsTests {

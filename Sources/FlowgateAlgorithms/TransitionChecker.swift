@@ -1,0 +1,20 @@
+import FlowgateCore
+
+/// The energy check on chosen actions, as the action selector sees it (implemented by the MC-ETM
+/// energy model's per-thread sampler).
+public protocol TransitionChecker: AnyObject {
+    /// `E_min` for each of `count` (normalised observation, scaled action) pairs using `samples`
+    /// next-state samples; `rngs` has one generator per pair.
+    func minimumEnergy(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int, samples: Int, rngs: inout [RNG]) -> [Float]
+    /// Calibrated tail probability of an `E_min` under held-out real transitions, in [0, 1].
+    func confidence(energy: Float) -> Float
+    /// The reliability threshold on `E_min`.
+    var threshold: Float { get }
+    /// Floating-point operations of the check for one (observation, action) pair with `samples`
+    /// next-state samples (what the server's work budgets count).
+    func flopsPerPair(samples: Int) -> Double
+}
+
+extension TransitionChecker {
+    public func flopsPerPair(samples: Int) -> Double { 0 }
+}
