@@ -1,11 +1,5 @@
 import FlowgateCore
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Settings of next-state sampling at inference.
 public struct EnergySamplingConfig: Codable, Sendable, Equatable {
     /// Next-state samples per (s, a) row.
@@ -551,14 +545,4 @@ public final class EnergySampler {
         Columns.slice(input.pointer, rows: rows, total: w, start: w - d, width: d, into: manifold.pointer)
         return (UnsafePointer(manifold.pointer), UnsafePointer(sampleEnergies.pointer))
     }
-}
-
-/// Scales `v[0..<n]` to unit L2 norm (leaves an all-zero vector alone).
-@inline(__always)
-func normalise(_ v: UnsafeMutablePointer<Float>, _ n: Int) {
-    var s: Float = 0
-    for j in 0..<n { s += v[j] * v[j] }
-    guard s > 0 else { return }
-    let inv = 1 / s.squareRoot()
-    for j in 0..<n { v[j] *= inv }
 }

@@ -18,7 +18,3 @@ public struct SelectionSettings: Sendable, Hashable {
         self.check = check
     }
 }
-
-/// The old name of `SelectionSettings`, kept only while `FlowgateServer/PolicyServable.swift` (being
-/// reworked elsewhere) still spells it `FlowgateAlgorithms.SamplingSettings`; remove with that change.
-public typealias SamplingSettings = SelectionSettings

@@ -188,7 +188,7 @@ public final class MLP {
         normed[l].reserve(batch * width)
         rstd[l].reserve(batch)
         let gi = l
-        let xh = xhat[l].pointer, out = normed[l].pointer, rs = rstd[l].pointer
+        let normalised = xhat[l].pointer, out = normed[l].pointer, inverseStd = rstd[l].pointer
         lnGains[gi].value.withUnsafeBufferPointer { g in
             lnShifts[gi].value.withUnsafeBufferPointer { s in
                 for r in 0..<batch {
@@ -200,10 +200,10 @@ public final class MLP {
                     for j in 0..<width { let d = row[j] - mean; v += d * d }
                     v /= Float(width)
                     let inv = 1 / (v + MLP.layerNormEpsilon).squareRoot()
-                    rs[r] = inv
+                    inverseStd[r] = inv
                     for j in 0..<width {
                         let nv = (row[j] - mean) * inv
-                        xh[r * width + j] = nv
+                        normalised[r * width + j] = nv
                         out[r * width + j] = nv * g[j] + s[j]
                     }
                 }
@@ -280,7 +280,7 @@ public final class MLP {
     /// Backward through LayerNorm, in place on `dy` (which holds ∂loss/∂(LN output) on entry and
     /// ∂loss/∂(LN input) on exit).
     private func layerNormBackward(layer l: Int, dy: UnsafeMutablePointer<Float>, batch: Int, width: Int, accumulate: Bool) {
-        let xh = xhat[l].pointer, rs = rstd[l].pointer
+        let normalised = xhat[l].pointer, inverseStd = rstd[l].pointer
         let n = Float(width)
         if accumulate {
             // Only here are the shared parameters' gradients touched: replicas that compute input
@@ -289,7 +289,7 @@ public final class MLP {
                 lnShifts[l].grad.withUnsafeMutableBufferPointer { shiftGrad in
                     for r in 0..<batch {
                         let d = dy + r * width
-                        let xr = xh + r * width
+                        let xr = normalised + r * width
                         for j in 0..<width {
                             gainGrad[j] += d[j] * xr[j]
                             shiftGrad[j] += d[j]
@@ -301,14 +301,14 @@ public final class MLP {
         lnGains[l].value.withUnsafeBufferPointer { g in
             for r in 0..<batch {
                 let d = dy + r * width
-                let xr = xh + r * width
+                let xr = normalised + r * width
                 var sumD: Float = 0, sumDX: Float = 0
                 for j in 0..<width {
                     let dxh = d[j] * g[j]
                     sumD += dxh
                     sumDX += dxh * xr[j]
                 }
-                let inv = rs[r]
+                let inv = inverseStd[r]
                 for j in 0..<width {
                     let dxh = d[j] * g[j]
                     d[j] = inv / n * (n * dxh - sumD - xr[j] * sumDX)

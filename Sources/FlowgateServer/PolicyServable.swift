@@ -51,9 +51,9 @@ public final class PolicyServable: ServableModel, Sendable {
 /// One worker thread's action selector.
 final class PolicyWorker: ModelWorker {
     let selector: ActionSelector
-    let defaults: FlowgateAlgorithms.SamplingSettings
+    let defaults: SelectionSettings
 
-    init(selector: ActionSelector, defaults: FlowgateAlgorithms.SamplingSettings) {
+    init(selector: ActionSelector, defaults: SelectionSettings) {
         self.selector = selector
         self.defaults = defaults
     }
