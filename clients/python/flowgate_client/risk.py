@@ -221,7 +221,10 @@ def cmd_fit(args) -> int:
     fit_eps = episodes[0::2]
     cal_eps = episodes[1::2]
     rate = args.trend_rate
-    stateless = fit_model(fit_eps, cal_eps, STATELESS, rate, args.horizon)
+    bad = [k for k in args.stateless_features.split(",") if k not in STATELESS]
+    if bad:
+        raise SystemExit(f"--stateless-features: {bad} need a stream or are unknown (stateless: {STATELESS})")
+    stateless = fit_model(fit_eps, cal_eps, args.stateless_features.split(","), rate, args.horizon)
     stream = fit_model(fit_eps, cal_eps, args.stream_features.split(","), rate, args.horizon)
     # AUROC and alarm rule on the calibration half (the fit half would flatter them)
     report = {}
@@ -259,6 +262,8 @@ def main(argv=None) -> int:
     f.add_argument("runs", nargs="+", help="alarms run JSON files (training seeds)")
     f.add_argument("--horizon", type=int, default=20)
     f.add_argument("--trend-rate", type=float, default=0.2)
+    f.add_argument("--stateless-features", default=",".join(STATELESS),
+                   help="features of the model for requests without a stream (q, energy)")
     f.add_argument("--stream-features", default=",".join(STREAM))
     f.add_argument("--max-false-alarms", type=float, default=1.0, help="per 1000 undisturbed steps, when choosing the rule")
     f.add_argument("--max-alarm-share", type=float, default=0.01, help="most share of undisturbed steps in alarm")
