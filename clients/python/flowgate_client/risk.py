@@ -134,7 +134,10 @@ def predict(model: dict, f: dict[str, np.ndarray]) -> np.ndarray:
     z = np.full(len(f["q"]), model["bias"])
     for i, k in enumerate(model["features"]):
         z = z + model["weights"][i] * (f[k] - model["mean"][i]) / model["std"][i]
-    return _sigmoid(z).astype(np.float32)
+    # the server's form, 1 / (1 + e^-z) in double, then float: (1 + tanh(z/2)) / 2 loses the last
+    # float bit of small risks to cancellation
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
 def alarm_states(risk: np.ndarray, rule: dict) -> np.ndarray:
