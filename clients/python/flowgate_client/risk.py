@@ -3,6 +3,8 @@ store them in the model's manifest (the optional ``risk`` section the server rea
 
     python -m flowgate_client.risk fit runs/alarms/train-hopper-medium.json \\
         --manifest models/hopper-medium/manifest.json [--horizon 20] [--write]
+    python -m flowgate_client.risk rescore runs/alarms/eval-hopper-medium.json \\
+        --manifest models/hopper-medium/manifest.json [--out report.json] [--plot alarms.png]
 
 Training episodes (``alarms run`` with training seeds) are split by episode: even episodes fit
 the logistic models, odd ones calibrate them (Platt scaling folded into the weights) and choose
@@ -11,7 +13,13 @@ the alarm rule. Evaluation uses other seeds (``alarms run --seed ...``), never t
 The features mirror ``Sources/FlowgateServer/RiskModel.swift`` exactly (``stream_features``):
 ``q`` (critic value of the chosen action), ``energy`` (E_min), and for streams ``q_drop``
 (moving average of earlier q minus q), ``q_delta`` (previous q minus q) and ``energy_trend``
-(E_min minus its moving average).
+(E_min minus its moving average). ``--stateless-features`` and ``--stream-features`` choose a
+subset (the shipped models use ``q`` and ``q,q_drop,q_delta``: their energy check changed after
+the training episodes were recorded).
+
+``rescore`` recomputes, from the recorded q (and E_min), the stream risk and alarm a server with
+the manifest's risk section would serve on each recorded episode, and reports them like
+``alarms report`` (rule ``server``, signal ``risk``; ``risk_stateless`` is the stateless model).
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .alarms import auroc, load_run
+from .alarms import add_metric_args, auroc, evaluate, load_run, plot, print_table
 
 STATELESS = ["q", "energy"]
 STREAM = ["q", "energy", "q_drop", "q_delta", "energy_trend"]
@@ -126,7 +134,10 @@ def predict(model: dict, f: dict[str, np.ndarray]) -> np.ndarray:
     z = np.full(len(f["q"]), model["bias"])
     for i, k in enumerate(model["features"]):
         z = z + model["weights"][i] * (f[k] - model["mean"][i]) / model["std"][i]
-    return _sigmoid(z).astype(np.float32)
+    # the server's form, 1 / (1 + e^-z) in double, then float: (1 + tanh(z/2)) / 2 loses the last
+    # float bit of small risks to cancellation
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
 def alarm_states(risk: np.ndarray, rule: dict) -> np.ndarray:
@@ -221,7 +232,10 @@ def cmd_fit(args) -> int:
     fit_eps = episodes[0::2]
     cal_eps = episodes[1::2]
     rate = args.trend_rate
-    stateless = fit_model(fit_eps, cal_eps, STATELESS, rate, args.horizon)
+    bad = [k for k in args.stateless_features.split(",") if k not in STATELESS]
+    if bad:
+        raise SystemExit(f"--stateless-features: {bad} need a stream or are unknown (stateless: {STATELESS})")
+    stateless = fit_model(fit_eps, cal_eps, args.stateless_features.split(","), rate, args.horizon)
     stream = fit_model(fit_eps, cal_eps, args.stream_features.split(","), rate, args.horizon)
     # AUROC and alarm rule on the calibration half (the fit half would flatter them)
     report = {}
@@ -251,6 +265,64 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def rescore_episode(e: dict, section: dict) -> dict:
+    """One recorded episode with the risk and alarm a server with `section` would have served on
+    its stream (``x_risk``, ``x_alarm``) and the stateless risk (``x_risk_stateless``), computed
+    from the recorded q (and E_min if the section uses it). The recorded served values are kept
+    as ``x_risk_recorded`` and ``x_alarm_recorded``."""
+    s = dict(e["steps"])
+    f = stream_features(s["q"], s["energy"], section["trend_rate"])
+    risk = predict(section["stream"], f)
+    for k in ("risk", "alarm"):
+        if "x_" + k in s:
+            s["x_" + k + "_recorded"] = s["x_" + k]
+    s["x_risk"] = risk.astype(np.float64)
+    s["x_alarm"] = alarm_states(risk, section["alarm"]).astype(np.float64)
+    s["x_risk_stateless"] = predict(section["stateless"], f).astype(np.float64)
+    out = dict(e)
+    out["steps"] = s
+    return out
+
+
+def calibration_table(episodes, horizon, key="x_risk", edges=(0, 0.01, 0.05, 0.2, 0.5, 0.8, 1.0000001)) -> dict:
+    rs, ys = [], []
+    for e in episodes:
+        y, known = labels(e, horizon)
+        rs.append(np.asarray(e["steps"][key], dtype=np.float64)[known])
+        ys.append(y[known])
+    r, y = np.concatenate(rs), np.concatenate(ys).astype(np.float64)
+    bins = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (r >= lo) & (r < hi)
+        bins.append({"lo": lo, "hi": min(hi, 1.0), "steps": int(sel.sum()),
+                     "mean_risk": float(r[sel].mean()) if sel.any() else None,
+                     "share_falling": float(y[sel].mean()) if sel.any() else None})
+    return {"brier": float(np.mean((r - y) ** 2)), "base_rate": float(y.mean()), "steps": int(len(r)), "bins": bins}
+
+
+def cmd_rescore(args) -> int:
+    """Score recorded runs with the manifest's risk section instead of the risk they were served with."""
+    section = json.loads(Path(args.manifest).read_text())["risk"]
+    episodes, summaries = [], []
+    for path in args.runs:
+        s, eps = load_run(path)
+        summaries.append(s)
+        episodes += [rescore_episode(e, section) for e in eps]
+    res = evaluate(episodes, args)
+    print_table(res)
+    cal = calibration_table(episodes, section["horizon"])
+    print(json.dumps({k: v for k, v in cal.items() if k != "bins"}))
+    for b in cal["bins"]:
+        print(b)
+    if args.plot:
+        plot(res, episodes, args.plot, args.title or f"{summaries[0]['model']}: alarms under disturbances (re-scored)")
+    if args.out:
+        Path(args.out).write_text(json.dumps({
+            "rescored": True, "manifest": args.manifest, "risk": section, "runs": args.runs,
+            "note": args.note, "calibration": cal, "metrics": res}, indent=1) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flowgate_client.risk", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -259,6 +331,8 @@ def main(argv=None) -> int:
     f.add_argument("runs", nargs="+", help="alarms run JSON files (training seeds)")
     f.add_argument("--horizon", type=int, default=20)
     f.add_argument("--trend-rate", type=float, default=0.2)
+    f.add_argument("--stateless-features", default=",".join(STATELESS),
+                   help="features of the model for requests without a stream (q, energy)")
     f.add_argument("--stream-features", default=",".join(STREAM))
     f.add_argument("--max-false-alarms", type=float, default=1.0, help="per 1000 undisturbed steps, when choosing the rule")
     f.add_argument("--max-alarm-share", type=float, default=0.01, help="most share of undisturbed steps in alarm")
@@ -266,8 +340,16 @@ def main(argv=None) -> int:
     f.add_argument("--manifest", help="manifest.json to put the risk section into")
     f.add_argument("--write", action="store_true", help="write the manifest (else only print)")
     f.add_argument("--out", help="fit report JSON")
+    r = sub.add_parser("rescore", help="score recorded alarm runs with a manifest's risk section (offline mirror of the server)")
+    r.add_argument("runs", nargs="+", help="alarms run JSON files (pooled)")
+    r.add_argument("--manifest", required=True, help="manifest.json whose risk section to serve")
+    r.add_argument("--out", help="report JSON")
+    r.add_argument("--title")
+    r.add_argument("--note", help="free text stored in the report")
+    add_metric_args(r)
+    r.set_defaults(signals=["1-confidence", "-q", "risk", "risk_stateless"])
     args = ap.parse_args(argv)
-    return cmd_fit(args)
+    return cmd_fit(args) if args.cmd == "fit" else cmd_rescore(args)
 
 
 if __name__ == "__main__":

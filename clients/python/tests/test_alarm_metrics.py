@@ -75,3 +75,23 @@ def test_a_fall_before_the_onset_is_scored_as_undisturbed():
     early = _episode("push", 80, True, 200, rel)  # onset 200 never came: fell at 80
     res = evaluate_condition([early], ["flag"], [], _Args)
     assert res["rules"]["flag"]["recall"] == 1.0 and res["rules"]["flag"]["leads"] == [20]
+
+
+def test_rescore_serves_a_q_only_section_and_keeps_the_recorded_values():
+    from flowgate_client.risk import predict, rescore_episode
+    section = {"horizon": 20, "trend_rate": 0.5,
+               "stateless": {"features": ["q"], "mean": [10.0], "std": [2.0], "weights": [-1.0], "bias": -2.0},
+               "stream": {"features": ["q", "q_drop", "q_delta"], "mean": [10.0, 0.0, 0.0], "std": [2.0, 1.0, 1.0],
+                          "weights": [-1.0, 0.5, 0.1], "bias": -2.0},
+               "alarm": {"on": 0.5, "k": 1, "n": 1, "off": 0.25, "clear_after": 2}}
+    e = _episode("push", 4, True, 0, [True] * 4)
+    e["steps"]["q"] = np.array([10.0, 10.0, 2.0, 2.0])
+    e["steps"]["energy"] = np.array([np.nan, 5.0, -5.0, 100.0])  # ignored by a q-only section
+    e["steps"]["x_risk"] = np.full(4, 0.7)
+    out = rescore_episode(e, section)
+    s = out["steps"]
+    assert s["x_risk_recorded"].tolist() == [0.7] * 4 and e["steps"]["x_risk"].tolist() == [0.7] * 4
+    z = -2.0 - (2.0 - 10.0) / 2.0 + 0.5 * 8.0 + 0.1 * 8.0  # step 2: q 2, q_drop 10 - 2, q_delta 10 - 2
+    assert np.isclose(s["x_risk"][2], 1 / (1 + np.exp(-z)), atol=1e-6)
+    assert s["x_alarm"].tolist() == [0, 0, 1, 1]
+    assert np.allclose(s["x_risk_stateless"], predict(section["stateless"], {"q": e["steps"]["q"]}))
