@@ -1,6 +1,6 @@
 import FlowgateProtocol
 import Foundation
-import Synchronization
+
 
 /// A finished `act` request, handed from a worker to the socket thread.
 struct Completion: Sendable {
@@ -17,9 +17,9 @@ struct Completion: Sendable {
     let telemetry: [TelemetryEvent]
 }
 
-/// Completions waiting for the socket thread; thread-safe by construction (one `Mutex`).
+/// Completions waiting for the socket thread; thread-safe by construction (one `Locked` value).
 final class CompletionQueue: Sendable {
-    private let items = Mutex<[Completion]>([])
+    private let items = Locked<[Completion]>([])
 
     func push(_ completions: [Completion]) {
         items.withLock { $0.append(contentsOf: completions) }

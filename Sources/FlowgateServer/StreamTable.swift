@@ -1,11 +1,9 @@
-import Synchronization
-
 /// Per-stream alarm state (requests with `stream`), bounded: at most `capacity` streams, each
 /// forgotten `ttlSeconds` after its last observation; when the table is full the least recently
 /// used stream is evicted. Memory is bounded by the server's settings, never by what clients send
 /// (a stream name is at most `ActParameters.maxStreamBytes` bytes).
 ///
-/// Thread-safe (one `Mutex`): workers update it as they finish batches. Times are passed in, in
+/// Thread-safe (one `Locked` value): workers update it as they finish batches. Times are passed in, in
 /// seconds on any monotonic clock, so that tests need no clock.
 final class StreamTable: Sendable {
     struct Key: Hashable, Sendable {
@@ -26,7 +24,7 @@ final class StreamTable: Sendable {
 
     let capacity: Int
     let ttlSeconds: Double
-    private let storage = Mutex(Storage())
+    private let storage = Locked(Storage())
 
     init(capacity: Int, ttlSeconds: Double) {
         self.capacity = max(1, capacity)

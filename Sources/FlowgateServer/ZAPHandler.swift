@@ -1,15 +1,15 @@
 import FlowgateZMQ
 import Foundation
 import Logging
-import Synchronization
+
 
 /// Counts of CURVE handshakes decided by the ZAP handler and allowlist reloads. Thread-safe by
-/// construction (one `Mutex`): written by the ZAP thread, read by the socket thread for `stats`.
+/// construction (one `Locked` value): written by the ZAP thread, read by the socket thread for `stats`.
 final class CurveAccessCounters: Sendable {
     private struct Counts {
         var allowed = 0, refused = 0, allowlistKeys = 0, reloads = 0, reloadErrors = 0, handshakeFailures = 0
     }
-    private let counts = Mutex(Counts())
+    private let counts = Locked(Counts())
 
     func admitted(_ ok: Bool) {
         counts.withLock { if ok { $0.allowed += 1 } else { $0.refused += 1 } }
