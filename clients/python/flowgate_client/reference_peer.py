@@ -166,6 +166,9 @@ class Model:
             self.noise = np.float32(o.get("noise", 0.01))
         rel = m.get("reliability")
         self.threshold = np.float32(rel["threshold"]) if rel else np.float32(np.inf)
+        # The optional failure-risk calibration (docs/reliability.md): requests without `stream` get
+        # its stateless model, a logistic on the chosen action's q.
+        self.risk = (m.get("risk") or {}).get("stateless")
         self.table = f32(rel["calibration"]) if rel else None
         if self.table is not None and len(self.table) < 2:
             self.table = np.repeat(self.table[:1] if len(self.table) else self.threshold, 2).astype(np.float32)
@@ -382,6 +385,10 @@ class Peer:
                 rep[k] = float(r[k][sl][0]) if one else arr(r[k][sl], dt)
             rep["reliable"] = bool(r["reliable"][sl][0]) if one else [bool(x) for x in r["reliable"][sl]]
             rep["threshold"] = float(self.model.threshold)
+            if self.model.risk is not None:
+                from .risk import predict
+                risk = predict(self.model.risk, {"q": np.asarray(r["q"][sl], np.float64)})
+                rep["risk"] = float(risk[0]) if one else arr(risk, dt)
             rep["timing"] = {"queue_us": int((t0 - j["t"]) * 1e6), "compute_us": compute_us, "batch": len(obs)}
             replies.append(rep)
         return replies

@@ -118,3 +118,5 @@ def test_info_and_replies_have_flowgates_keys(endpoints):
     assert infos[0]["models"][0]["defaults"] == infos[1]["models"][0]["defaults"]
     assert set(replies[0]) == set(replies[1])
     assert set(replies[0]["timing"]) == set(replies[1]["timing"])
+    if "risk" in replies[0]:  # the shipped models carry a risk calibration: same q, same risk
+        assert abs(replies[0]["risk"] - replies[1]["risk"]) <= 1e-6 + 1e-4 * replies[0]["risk"]
