@@ -226,7 +226,10 @@ struct CalibrateCommand: ParsableCommand {
         var merged = try JSONSerialization.jsonObject(with: try directory.manifest.encoded()) as! [String: Any]
         let original = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any] ?? [:]
         for (key, value) in original where merged[key] == nil { merged[key] = value }
-        if let risk = original["risk"] as? [String: Any], "\(risk)".contains("energy") {
+        let riskFeatures = ["stateless", "stream"].flatMap {
+            ((original["risk"] as? [String: Any])?[$0] as? [String: Any])?["features"] as? [String] ?? []
+        }
+        if riskFeatures.contains(where: { $0.hasPrefix("energy") }) {
             note("warning: \(data.model)'s risk model uses E_min features fitted with the previous check; refit it (python -m flowgate_client.risk fit)")
         }
         try AtomicFile.write(

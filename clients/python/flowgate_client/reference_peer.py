@@ -33,6 +33,8 @@ import torch.nn.functional as F
 import zmq
 from safetensors.numpy import load_file
 
+from .risk import predict
+
 U64 = np.uint64
 
 
@@ -386,7 +388,6 @@ class Peer:
             rep["reliable"] = bool(r["reliable"][sl][0]) if one else [bool(x) for x in r["reliable"][sl]]
             rep["threshold"] = float(self.model.threshold)
             if self.model.risk is not None:
-                from .risk import predict
                 risk = predict(self.model.risk, {"q": np.asarray(r["q"][sl], np.float64)})
                 rep["risk"] = float(risk[0]) if one else arr(risk, dt)
             rep["timing"] = {"queue_us": int((t0 - j["t"]) * 1e6), "compute_us": compute_us, "batch": len(obs)}
