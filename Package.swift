@@ -80,7 +80,12 @@ let package = Package(
         // policy; kept out of the server library).
         .target(name: "FlowgateDemo", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateServer"]),
         // Client library (used by tests and the load tester).
-        .target(name: "FlowgateClient", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ"]),
+        .target(
+            name: "FlowgateClient",
+            dependencies: [
+                "FlowgateCommon", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
         // The one thin executable.
         .executableTarget(
             name: "flowgate",

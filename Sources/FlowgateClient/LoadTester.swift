@@ -33,6 +33,8 @@ public struct LoadTestConfiguration: Sendable {
     public var timeoutMilliseconds: Int = 10_000
     /// The server's context, for `inproc://` endpoints.
     public var sharedContext: SharedZMQContext? = nil
+    /// Keys for a CURVE server; nil for plaintext.
+    public var curve: CurveClientKeys? = nil
 
     public init(
         endpoint: String, concurrency: Int, requests: Int, durationSeconds: Double, parameters: ActParameters,
@@ -52,7 +54,8 @@ public struct LoadTestResult: Sendable {
     public var concurrency: Int
     /// Successful timed requests.
     public var completed: Int
-    /// Failed timed requests, by reason.
+    /// Failed timed requests, by code: the server's error codes, `timeout`, `transport`,
+    /// `malformed_reply`.
     public var errors: [String: Int]
     /// Seconds from the start signal until the last client finished.
     public var wallSeconds: Double
@@ -63,6 +66,14 @@ public struct LoadTestResult: Sendable {
     public var meanComputeMicroseconds: Double
     /// Mean number of observations computed together with a request (the reply's `timing.batch`).
     public var meanBatch: Double
+
+    /// The latencies in an HdrHistogram (percentiles p50…p99.9 and max as `flowgate bench serve`
+    /// reports them).
+    public var histogram: LatencyHistogram {
+        var h = LatencyHistogram()
+        for l in latenciesMicroseconds { h.record(microseconds: UInt64(l.rounded())) }
+        return h
+    }
 
     /// Successful requests per second.
     public var throughput: Double { wallSeconds > 0 ? Double(completed) / wallSeconds : 0 }
@@ -131,11 +142,11 @@ public enum LoadTester {
     ) {
         let client: FlowgateClient
         var rng = SplitMix64(seed: config.seed &+ UInt64(index) &* SplitMix64.goldenGamma)
-        func observation() -> [Float] { (0..<config.observationDim).map { _ in rng.normal() } }
+        func observation() -> [Float] { (0..<config.observationDim).map { _ in rng.normalFloat() } }
         do {
             client = try FlowgateClient(
                 endpoint: config.endpoint, kind: .req, timeoutMilliseconds: config.timeoutMilliseconds, retries: 0,
-                sharedContext: config.sharedContext?.handle)
+                sharedContext: config.sharedContext?.handle, curve: config.curve)
             for _ in 0..<config.warmupRequests {
                 _ = try client.act(observation: observation(), parameters: config.parameters, model: config.model)
             }
@@ -164,7 +175,9 @@ public enum LoadTester {
                 case .server(let e)?: samples.errors[e.code.rawValue, default: 0] += 1
                 // retries: 0 has already reopened the REQ socket; carry on.
                 case .timeout?: samples.errors["timeout", default: 0] += 1
-                default: samples.errors["\(error)", default: 0] += 1
+                case .transport?: samples.errors["transport", default: 0] += 1
+                case .malformedReply?: samples.errors["malformed_reply", default: 0] += 1
+                case nil: samples.errors["client", default: 0] += 1
                 }
             }
         }
@@ -202,14 +215,5 @@ public enum LoadTester {
                 return true
             }
         }
-    }
-}
-
-extension SplitMix64 {
-    /// A Box–Muller normal, for random observations (not for anything statistical).
-    fileprivate mutating func normal() -> Float {
-        let u1 = max(nextUnitInterval(), 1e-300)
-        let u2 = nextUnitInterval()
-        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }
