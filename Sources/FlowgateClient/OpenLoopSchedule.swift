@@ -39,6 +39,11 @@ public struct OutstandingRequests {
         public var latencyNanoseconds: UInt64
         /// From the actual send to the reply (the server's service time plus the network).
         public var serviceNanoseconds: UInt64
+
+        public init(latencyNanoseconds: UInt64, serviceNanoseconds: UInt64) {
+            self.latencyNanoseconds = latencyNanoseconds
+            self.serviceNanoseconds = serviceNanoseconds
+        }
     }
 
     /// Absolute intended send time of request i (monotonic nanoseconds).

@@ -190,13 +190,15 @@ public enum OpenLoopTester {
                 while let frames = try? s.receive(dontWait: true).frames {
                     let t = monotonicNanoseconds()
                     last = max(last, t)
+                    // MessagePack has no separate unsigned type on the wire for small values: the id
+                    // may come back as int or uint.
                     guard frames.count == 2, let reply = try? MessagePack.decode(frames[1]),
-                        let id = reply["id"].flatMap(RequestID.init), case .uint(let u) = id, u < UInt64(intended.count)
+                        let index = reply["id"].flatMap(RequestID.init).flatMap(Self.index)
                     else {
                         errors["malformed_reply", default: 0] += 1
                         continue
                     }
-                    guard let done = book.completed(Int(u), at: t) else { continue }  // late: counted by the book
+                    guard let done = book.completed(index, at: t) else { continue }  // late: counted by the book
                     do {
                         try Reply.checkOK(reply)
                         latency.record(nanoseconds: done.latencyNanoseconds)
@@ -228,6 +230,16 @@ public enum OpenLoopTester {
             wallSeconds: Double(last - start) / 1e9, scheduleSeconds: span, latency: latency, serviceTime: service,
             maxSendLagMicroseconds: Double(book.maxSendLagNanoseconds) / 1e3, meanQueueMicroseconds: queue / ok,
             meanComputeMicroseconds: compute / ok, meanBatch: batch / ok)
+    }
+
+    /// The schedule index a reply's id names (ids are the indices; warm-up ids are near 2⁶⁴ and
+    /// resolve to no outstanding request).
+    static func index(_ id: RequestID) -> Int? {
+        switch id {
+        case .int(let i): return i >= 0 && i < Int64(Int.max) ? Int(i) : nil
+        case .uint(let u): return u < UInt64(Int.max) ? Int(u) : nil
+        default: return nil
+        }
     }
 
     /// Sleeps until each intended time and pushes the request's index (8 bytes) to the I/O thread.

@@ -48,7 +48,7 @@ public struct ServeBenchReport<Machine: Codable>: Codable {
     /// The report as written to disk: pretty-printed, sorted, snake_case keys.
     public func jsonData() throws -> Data {
         let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         e.keyEncodingStrategy = .convertToSnakeCase
         return try e.encode(self)
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FlowgateCore
+import FlowgateModelFormat
 
 /// Output flags shared by every `flowgate bench` subcommand.
 struct BenchOutputOptions: ParsableArguments {
@@ -12,12 +13,17 @@ struct BenchOutputOptions: ParsableArguments {
 
     /// Prints `table` as text or CSV and writes `report` as JSON when asked.
     func emit<R: Encodable>(_ table: TextTable, report: R) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.keyEncodingStrategy = .convertToSnakeCase
+        try emit(table, json: json == nil ? Data() : e.encode(report))
+    }
+
+    /// Prints `table` and writes already-encoded JSON when asked (atomically: write, fsync, rename).
+    func emit(_ table: TextTable, json data: @autoclosure () throws -> Data) throws {
         print(csv ? table.csv : table.text, terminator: "")
         if let json {
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys]
-            e.keyEncodingStrategy = .convertToSnakeCase
-            try e.encode(report).write(to: URL(fileURLWithPath: json))
+            try AtomicFile.write(try data(), to: URL(fileURLWithPath: json))
             note("wrote \(json)")
         }
     }

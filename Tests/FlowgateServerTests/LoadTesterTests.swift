@@ -26,3 +26,21 @@ struct LoadTesterTests {
         }
     }
 }
+
+@Suite("load tester errors")
+struct LoadTesterErrorTests {
+    @Test("closed loop: server errors are counted by code, percentiles come from the histogram")
+    func errorsByCode() throws {
+        try withServer(models: [DemoModel()]) { server in
+            var config = LoadTestConfiguration(
+                endpoint: server.endpoint, concurrency: 2, requests: 10, durationSeconds: 30,
+                parameters: ActParameters(steps: 2), observationDim: 4)
+            config.warmupRequests = 0
+            config.model = "no-such-model"
+            let r = try LoadTester.run(config)
+            #expect(r.completed == 0)
+            #expect(r.errors == ["unknown_model": 10])
+            #expect(r.histogram.count == 0)
+        }
+    }
+}
