@@ -5,10 +5,10 @@
     .venv/bin/python scripts/plot_bench.py serve.json --table          # markdown table on stdout
 
 Writes PREFIX-latency-throughput.png (p50/p90/p99/p99.9 latency against achieved throughput, one
-line per setting of K, M, N, check and window, points ordered by offered load: clients or rate) and,
+panel per setting of mode, K, M, N, check and window, points labelled with the offered load: clients
+or arrivals per second) and,
 when a report sweeps K, PREFIX-latency-k.png (p50 and p99 against K, one colour per load). Rows of
-several reports are pooled; each line is labelled with its mode (closed/open), so closed- and
-open-loop runs of one model can share a figure.
+several reports are pooled, so closed- and open-loop runs of one model share a figure.
 """
 import argparse
 import json
@@ -47,7 +47,7 @@ def load_of(r):
 
 def label(key, k=None):
     mode, m, n, check, window = key
-    parts = [mode, f"M={m}", f"N={n}" if check else "check off"]
+    parts = [mode, f"M={m}", f"check on, N={n}" if check else "check off"]
     if k is not None:
         parts.insert(1, f"K={k}")
     if window is not None:
@@ -62,24 +62,32 @@ def plot_latency_throughput(rows, out, title):
     groups = defaultdict(list)
     for r in rows:
         groups[setting(r) + (r["steps"],)].append(r)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (key, rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
-        rs.sort(key=load_of)
+    keys = sorted(groups, key=str)
+    cols = min(len(keys), 3)
+    nrows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.6 * nrows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
+        rs = sorted(groups[key], key=load_of)
         xs = [r["throughput_rps"] for r in rs]
-        for name, marker, ls in PERCENTILES:
-            ax.plot(xs, [r["latency_ms"][name] for r in rs], marker=marker, ls=ls, color=f"C{i % 10}",
-                    label=f"{name.replace('_', '.')} — {label(key[:5], key[5])}" if len(groups) > 1 else name.replace("_", "."))
-        for r in rs:  # the offered load next to the p50 point
-            ax.annotate(str(int(load_of(r))), (r["throughput_rps"], r["latency_ms"]["p50"]), fontsize=7,
+        for i, (name, marker, ls) in enumerate(PERCENTILES):
+            ax.plot(xs, [r["latency_ms"][name] for r in rs], marker=marker, ls=ls, color=f"C{i}",
+                    label=name.replace("_", "."))
+        unit = "/s" if key[0] == "open" else ""
+        for r in rs:  # the offered load (clients, or arrivals per second) beside the p50 point
+            ax.annotate(f"{load_of(r):g}{unit}", (r["throughput_rps"], r["latency_ms"]["p50"]), fontsize=7,
                         textcoords="offset points", xytext=(3, -9))
-    ax.set_yscale("log")
-    ax.set_xlabel("achieved throughput (successful act replies / s)")
-    ax.set_ylabel("latency (ms, log)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6, ncol=2 if len(groups) > 2 else 1)
+        ax.set_yscale("log")
+        ax.set_title(label(key[:5], key[5]), fontsize=8)
+        ax.set_xlabel("achieved throughput (act replies/s)", fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("latency (ms, log)")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
 
