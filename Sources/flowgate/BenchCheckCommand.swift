@@ -15,7 +15,7 @@ struct EnergyDataOptions: ParsableArguments {
     var energySeed: UInt64?
     @Option(help: "Held-out fraction the energy model was trained with.")
     var heldOutFraction = EnergyTrainingConfig().heldOutFraction
-    @Option(help: "Held-out rows used to calibrate the threshold.")
+    @Option(help: "Held-out rows used to calibrate the threshold: at most this many, drawn at random from the held-out split (a larger split is capped; the rest are not scored).")
     var calibrationRows = EnergyTrainingConfig().calibrationRows
 
     func validateOptions() throws {
