@@ -1,6 +1,6 @@
 // Thin libzmq wrapper shared by FlowgateServer and FlowgateClient (package access only: the client
 // must not depend on the server, and neither exposes ZeroMQ types in its public API).
-package import CZeroMQ
+internal import CZeroMQ
 
 #if canImport(Glibc)
 import Glibc
