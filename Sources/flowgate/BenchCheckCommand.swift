@@ -156,7 +156,9 @@ struct BenchCheckCommand: ParsableCommand {
             other: otherData, settings: try parsedSettings(), calibrationRows: data.calibrationRows,
             evaluationRows: evaluationRows, stateNoise: stateNoise, timingBatch: timingBatch, clock: monotonicSeconds
         ) { r in
-            note("\(r.setting): \(fmt(r.mflopPerObservation, 1)) MFLOP, \(fmt(r.microsecondsPerObservation, 0)) µs, AUROC random \(fmt(r.aurocRandomActions, 3)) noisy \(fmt(r.aurocNoisyStates, 3)) other \(r.aurocOtherDataset.map { fmt($0, 3) } ?? "-"), fresh reliable \(fmt(r.reliableRateFresh, 3))")
+            note(
+                "\(r.setting): \(fmt(r.mflopPerObservation, 1)) MFLOP, \(fmt(r.microsecondsPerObservation, 0)) µs, AUROC random \(fmt(r.aurocRandomActions, 3)) noisy \(fmt(r.aurocNoisyStates, 3)) other \(r.aurocOtherDataset.map { fmt($0, 3) } ?? "-"), fresh reliable \(fmt(r.reliableRateFresh, 3))"
+            )
         }
         for r in rows {
             table.add([

@@ -224,4 +224,3 @@ func defaultModelDirectory() -> String? {
     candidates.append(exe.deletingLastPathComponent().appendingPathComponent("../../../models/\(name)").standardizedFileURL.path)
     return candidates.first { FileManager.default.fileExists(atPath: $0 + "/manifest.json") }
 }
-
