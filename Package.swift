@@ -29,11 +29,20 @@ let package = Package(
         // Elementary functions (exp, log, tanh, sin, cos) on Float and Double without per-file
         // Glibc/Darwin shims; already in the graph through hdrhistogram-swift.
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        // Graceful shutdown on SIGTERM/SIGINT and SIGHUP reload for serve, broker and train
+        // (ServiceGroup, UnixSignals) instead of hand-written DispatchSource signal code.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // Typed POSIX calls (open, write, fsync, rename) with EINTR retries for AtomicFile; already
+        // in the graph through swift-nio.
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         // C system libraries (Debian packages; found through pkg-config).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        // No pkgConfig for libzmq: Debian's libzmq.pc adds `-isystem /usr/include/mit-krb5` (from its
+        // GSSAPI build), which SwiftPM refuses with a warning on every build; zmq.h is in
+        // /usr/include and the modulemap links zmq, so nothing from the .pc file is needed.
+        .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CMsgPack", pkgConfig: "msgpack", providers: [.apt(["libmsgpack-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
@@ -47,7 +56,9 @@ let package = Package(
             name: "FlowgateCore",
             dependencies: ["FlowgateCommon", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
         // The model-file format and its I/O: safetensors, manifest, model directories, atomic writes.
-        .target(name: "FlowgateModelFormat", dependencies: ["FlowgateCore"]),
+        .target(
+            name: "FlowgateModelFormat",
+            dependencies: ["FlowgateCore", .product(name: "SystemPackage", package: "swift-system")]),
         // Algorithms: flow policy + sampler, critic, energy transition model, action selection.
         .target(name: "FlowgateAlgorithms", dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateModelFormat"]),
         // Training: datasets (npz, hdf5), trainers, checkpoints, progress, training logs.
@@ -76,6 +87,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
+        // Process lifecycle shared by serve, broker and train: a blocking loop run as a
+        // swift-service-lifecycle Service on its own thread, stopped on SIGTERM/SIGINT, and SIGHUP.
+        .target(
+            name: "FlowgateLifecycle",
+            dependencies: [
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // The deterministic toy model behind `flowgate serve --demo` and `bench serve --demo` (not a
         // policy; kept out of the server library).
         .target(name: "FlowgateDemo", dependencies: ["FlowgateCommon", "FlowgateProtocol", "FlowgateServer"]),
@@ -92,6 +112,7 @@ let package = Package(
             dependencies: [
                 "FlowgateCommon", "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "FlowgateTraining",
                 "FlowgateBenchmarks", "FlowgateProtocol", "FlowgateServer", "FlowgateDemo", "FlowgateClient", "FlowgateZMQ",
+                "FlowgateLifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -109,6 +130,12 @@ let package = Package(
             dependencies: [
                 "FlowgateTraining", "FlowgateAlgorithms", "FlowgateModelFormat", "FlowgateCore", "FlowgateTestSupport",
                 .product(name: "RealModule", package: "swift-numerics"),
+            ]),
+        .testTarget(
+            name: "FlowgateLifecycleTests",
+            dependencies: [
+                "FlowgateLifecycle", .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol", "FlowgateCore"]),
         .testTarget(

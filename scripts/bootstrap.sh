@@ -11,7 +11,8 @@ shift || true
 
 APT_PACKAGES=(pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev zlib1g-dev libhdf5-dev python3-venv)
 
-log() { printf '[bootstrap] %s\n' "$*" >&2; }
+# Each line carries the seconds since the start, so a CI log shows where the time went.
+log() { printf '[bootstrap %4ds] %s\n' "$SECONDS" "$*" >&2; }
 
 install_system() {
     local missing=()
@@ -44,6 +45,13 @@ install_peer() {
     .venv/bin/pip install -q --disable-pip-version-check --no-deps -r clients/python/requirements-peer.txt
 }
 
+# swift-format (ships with the Swift toolchain) against the checked-in .swift-format; --strict
+# turns every finding into a failure. Fix findings with: swift format format -i -r Sources Tests Fuzz Package.swift
+lint_swift() {
+    log "swift format lint --strict (.swift-format)"
+    swift format lint --strict --parallel -r Sources Tests Fuzz Package.swift
+}
+
 build_release() {
     log "swift build -c release"
     swift build -c release
@@ -57,6 +65,7 @@ serve)
     log "serving the default model (Ctrl-C to stop)"
     exec .build/release/flowgate serve "$@" ;;
 test)
+    lint_swift  # first: a formatting slip fails in seconds, not after the builds
     install_system; install_python; install_peer
     export FLOWGATE_PYTHON="$ROOT/.venv/bin/python"
     log "swift build (debug + tests)"
@@ -71,7 +80,8 @@ test)
     bash scripts/fuzz.sh 30000
     log "pytest clients/python/tests"
     export FLOWGATE_BIN="$ROOT/.build/release/flowgate"
-    .venv/bin/python -m pytest -q clients/python/tests ;;
+    .venv/bin/python -m pytest -q clients/python/tests
+    log "done" ;;
 *)
     echo "usage: scripts/bootstrap.sh serve|test|install" >&2; exit 2 ;;
 esac

@@ -61,7 +61,7 @@ public final class ActionSelector {
     }
 
     private func actPass(observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings) -> ActionBatch {
-        let od = observationDim, ad = actionDim
+        let od = observationDim
         let m = critic == nil ? 1 : settings.candidates
         normObs.reserve(count * od)
         for i in 0..<(count * od) {

@@ -52,4 +52,3 @@ extension CriticSpec {
         self.init(observationDim: observationDim, actionDim: actionDim, hiddenDims: q.hiddenDims, activation: q.activation, layerNorm: q.layerNorm)
     }
 }
-

@@ -235,7 +235,7 @@ public final class MLP {
         for d in dims { maxWidth = max(maxWidth, d) }
         gradA.reserve(batch * maxWidth)
         gradB.reserve(batch * maxWidth)
-        var dy = gradA.pointer      // gradient w.r.t. current layer output
+        var dy = gradA.pointer  // gradient w.r.t. current layer output
         var spare = gradB.pointer
         dy.update(from: gradOutput, count: batch * outputDim)
         for l in stride(from: layerCount - 1, through: 0, by: -1) {
@@ -265,7 +265,11 @@ public final class MLP {
             }
             if l > 0 || computeInputGradient {
                 // dx = dy W
-                let dst = l == 0 ? { gradInput.reserve(batch * fin); return gradInput.pointer }() : spare
+                let dst =
+                    l == 0
+                    ? {
+                        gradInput.reserve(batch * fin); return gradInput.pointer
+                    }() : spare
                 weights[l].value.withUnsafeBufferPointer { wp in
                     BLAS.sgemm(
                         transA: false, transB: false, m: batch, n: fin, k: fout, dy, lda: fout,

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 
 #if canImport(Glibc)
     import Glibc
@@ -15,6 +16,10 @@ import Foundation
 /// contents or the new ones, never a mix; at worst a temporary file named
 /// `.<target name>.tmp-<random>` is left behind, which readers ignore and which
 /// `removeStaleTemporaries(for:)` deletes.
+///
+/// The POSIX calls go through swift-system (`FileDescriptor.open`, `writeAll`, `close`: typed
+/// `Errno`, `EINTR` retried, short writes continued). swift-system has no `fsync`, `rename` or
+/// `unlink`, so those three are libc calls behind `retryingOnInterrupt`, which throws the same `Errno`.
 public enum AtomicFile {
     /// The name prefix of the temporary files used while writing `target`.
     public static func temporaryPrefix(for target: URL) -> String {
@@ -31,25 +36,31 @@ public enum AtomicFile {
     /// - Throws: `ModelFileError` with an `.io` problem naming the failing call and `errno`.
     public static func write(_ data: Data, to url: URL) throws {
         let directory = url.deletingLastPathComponent()
-        let tempURL = directory.appendingPathComponent(
-            temporaryPrefix(for: url) + String(UInt64.random(in: 0...UInt64.max), radix: 36))
-        let tempPath = tempURL.path
-        let fd = try retrying("open", path: tempPath) {
-            open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let tempPath = directory.appendingPathComponent(
+            temporaryPrefix(for: url) + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        ).path
+        let temp = FilePath(tempPath)
+        let fd = try io("open", path: tempPath) {
+            try FileDescriptor.open(
+                temp, .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                permissions: [.ownerReadWrite, .groupRead, .otherRead])
         }
         var renamed = false
         defer {
             if !renamed { _ = unlink(tempPath) }
         }
-        do {
-            try writeAll(data, fd: fd, path: tempPath)
-            _ = try retrying("fsync", path: tempPath) { fsync(fd) }
-        } catch {
-            _ = close(fd)
-            throw error
+        // `closeAfter` closes on every path (never retrying close: after EINTR the descriptor is
+        // gone on Linux) and reports a failed close only when writing and syncing succeeded.
+        var operation = "write"
+        try io({ operation }, path: tempPath) {
+            try fd.closeAfter {
+                _ = try fd.writeAll(data)
+                operation = "fsync"
+                try retryingOnInterrupt { fsync(fd.rawValue) }
+                operation = "close"
+            }
         }
-        _ = try retrying("close", path: tempPath, retryOnInterrupt: false) { close(fd) }
-        _ = try retrying("rename", path: url.path) { rename(tempPath, url.path) }
+        try rename(tempPath, to: url.path)
         renamed = true
         try syncDirectory(directory)
     }
@@ -57,9 +68,21 @@ public enum AtomicFile {
     /// `fsync`s a directory so that renames and creations inside it are durable.
     public static func syncDirectory(_ directory: URL) throws {
         let path = directory.path.isEmpty ? "." : directory.path
-        let fd = try retrying("open", path: path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-        defer { _ = close(fd) }
-        _ = try retrying("fsync", path: path) { fsync(fd) }
+        let fd = try io("open", path: path) {
+            try FileDescriptor.open(FilePath(path), .readOnly, options: [.directory, .closeOnExec])
+        }
+        try io("fsync", path: path) {
+            try fd.closeAfter { try retryingOnInterrupt { fsync(fd.rawValue) } }
+        }
+    }
+
+    /// `rename(2)` of `source` over `target` (atomic within one file system), retried on `EINTR`.
+    ///
+    /// - Throws: `ModelFileError` naming `target` and the `errno` text.
+    public static func rename(_ source: String, to target: String) throws {
+        try io("rename", path: target) {
+            try retryingOnInterrupt { Foundation.rename(source, target) }
+        }
     }
 
     /// Deletes temporary files left next to `target` by interrupted writes; returns how many.
@@ -75,35 +98,26 @@ public enum AtomicFile {
         return removed
     }
 
-    private static func writeAll(_ data: Data, fd: Int32, path: String) throws {
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            guard let base = raw.baseAddress else { return }
-            var offset = 0
-            while offset < raw.count {
-                let n = try retrying("write", path: path) {
-                    posixWrite(fd, base + offset, raw.count - offset)
-                }
-                offset += n
-            }
-        }
+    /// Runs `body`, turning a swift-system `Errno` into a `ModelFileError` naming `path` and the call.
+    private static func io<T>(_ operation: @autoclosure () -> String, path: String, _ body: () throws -> T) throws -> T {
+        try io(operation, path: path, body)
     }
 
-    /// Runs a POSIX call, retrying on `EINTR`, and turns `-1` into a `ModelFileError`.
-    static func retrying<T: BinaryInteger>(
-        _ operation: String, path: String, retryOnInterrupt: Bool = true, _ call: () -> T
-    ) throws -> T {
-        while true {
-            let result = call()
-            if result != -1 { return result }
-            let code = errno
-            if code == EINTR && retryOnInterrupt { continue }
-            let message = String(cString: strerror(code))
-            throw ModelFileError(path: path, .io(operation: operation, message: message))
+    private static func io<T>(_ operation: () -> String, path: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as Errno {
+            throw ModelFileError(path: path, .io(operation: operation(), message: error.description))
         }
     }
 }
 
-/// `write(2)` under a name that does not clash with `AtomicFile.write(_:to:)`.
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buffer, count)
+/// Runs a libc call that returns -1 and sets `errno` on failure, again while it fails with `EINTR`.
+///
+/// - Throws: the call's `Errno`.
+func retryingOnInterrupt(_ call: () -> Int32) throws {
+    while call() == -1 {
+        let code = Errno(rawValue: errno)
+        if code != .interrupted { throw code }
+    }
 }

@@ -77,7 +77,7 @@ public enum ModelDirectory {
         var renamed = false
         defer { if !renamed { try? FileManager.default.removeItem(at: temp) } }
         for file in files { try AtomicFile.write(file.data, to: temp.appendingPathComponent(file.name)) }
-        _ = try AtomicFile.retrying("rename", path: url.path) { rename(temp.path, url.path) }
+        try AtomicFile.rename(temp.path, to: url.path)
         renamed = true
         try AtomicFile.syncDirectory(parent)
     }

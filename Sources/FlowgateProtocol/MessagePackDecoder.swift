@@ -79,7 +79,8 @@ extension MessagePack {
                 })
         case MSGPACK_OBJECT_EXT:
             let e = o.via.ext
-            let data = e.size > 0 && e.ptr != nil
+            let data =
+                e.size > 0 && e.ptr != nil
                 ? Array(UnsafeRawBufferPointer(start: e.ptr, count: Int(e.size))) : []
             return .ext(e.type, data)
         default:

@@ -691,4 +691,3 @@ struct RequestDecoder: ~Copyable {
         s.count <= 64 ? s : String(s.prefix(64)) + "…"
     }
 }
-

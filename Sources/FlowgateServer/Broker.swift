@@ -124,7 +124,8 @@ public final class Broker: @unchecked Sendable {
         warnAboutExposedEndpoints([configuration.frontend], curve: zap != nil, logger: logger)
         if !isLocalOnly(endpoint: configuration.backend) {
             logger.warning(
-                "backend \(configuration.backend) is reachable from other machines: anything that connects to it receives client requests and can answer them (CURVE covers the frontend only); allow only the replicas to reach it (firewall, NetworkPolicy)")
+                "backend \(configuration.backend) is reachable from other machines: anything that connects to it receives client requests and can answer them (CURVE covers the frontend only); allow only the replicas to reach it (firewall, NetworkPolicy)"
+            )
         }
     }
 

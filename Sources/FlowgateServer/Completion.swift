@@ -1,7 +1,6 @@
 import FlowgateProtocol
 import Foundation
 
-
 /// A finished `act` request, handed from a worker to the socket thread.
 struct Completion: Sendable {
     let envelope: [[UInt8]]

@@ -28,6 +28,7 @@ func warnAboutExposedEndpoints(_ endpoints: [String], curve: Bool, logger: Logge
     guard !curve else { return }
     for e in endpoints where !isLocalOnly(endpoint: e) {
         logger.critical(
-            "SECURITY WARNING: \(e) is reachable from other machines and CURVE is off: anyone who can connect can request actions and read the telemetry, unencrypted and unauthenticated. Configure --curve-secret-key and --curve-allow (docs/operations.md), or bind tcp://127.0.0.1.")
+            "SECURITY WARNING: \(e) is reachable from other machines and CURVE is off: anyone who can connect can request actions and read the telemetry, unencrypted and unauthenticated. Configure --curve-secret-key and --curve-allow (docs/operations.md), or bind tcp://127.0.0.1."
+        )
     }
 }

@@ -1,4 +1,4 @@
-public import FlowgateCore
+import FlowgateCore
 public import FlowgateAlgorithms
 public import FlowgateProtocol
 

@@ -151,10 +151,12 @@ final class WorkerThread: @unchecked Sendable {
             result = try worker.act(observations: observations, count: count, seeds: seeds, options: options)
         } catch {
             logger.error("model '\(model.name)' failed on a batch of \(count): \(error)")
-            return out + live.map {
-                errorCompletion($0, .internal, "model '\(model.name)' failed: \(error)",
-                    queueMicroseconds: microseconds(from: $0.arrival, to: start))
-            }
+            return out
+                + live.map {
+                    errorCompletion(
+                        $0, .internal, "model '\(model.name)' failed: \(error)",
+                        queueMicroseconds: microseconds(from: $0.arrival, to: start))
+                }
         }
         let computeEnd = monotonicNanoseconds()
         let actDim = description.actionDim
@@ -163,9 +165,10 @@ final class WorkerThread: @unchecked Sendable {
         else {
             let message = "model '\(model.name)' returned results of the wrong size for \(count) observations"
             logger.error("\(message)")
-            return out + live.map {
-                errorCompletion($0, .internal, message, queueMicroseconds: microseconds(from: $0.arrival, to: start))
-            }
+            return out
+                + live.map {
+                    errorCompletion($0, .internal, message, queueMicroseconds: microseconds(from: $0.arrival, to: start))
+                }
         }
         if !options.check {
             // Unchecked actions are never reported reliable (docs/protocol.md, "check").

@@ -2,7 +2,6 @@ import FlowgateZMQ
 import Foundation
 import Logging
 
-
 /// Counts of CURVE handshakes decided by the ZAP handler and allowlist reloads. Thread-safe by
 /// construction (one `Locked` value): written by the ZAP thread, read by the socket thread for `stats`.
 final class CurveAccessCounters: Sendable {

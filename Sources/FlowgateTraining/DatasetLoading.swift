@@ -110,7 +110,8 @@ extension OfflineDataset {
         let term = try flags("terminals", rows: n)
         let tout = try flags("timeouts", rows: n)
         guard term != nil || tout != nil else {
-            throw fail(.missingKey, "terminals",
+            throw fail(
+                .missingKey, "terminals",
                 "neither 'terminals' nor 'timeouts' is present, so episode ends are unknown (D4RL files always have 'terminals')")
         }
         let terminals = term ?? [Bool](repeating: false, count: n)
@@ -145,12 +146,14 @@ extension OfflineDataset {
             guard !keep.isEmpty else {
                 throw fail(.shapeMismatch, "next_observations", "absent and cannot be derived for any row")
             }
-            self.init(source: source, observationDim: obsDim, actionDim: actDim, observations: o, actions: a, rewards: r,
-                      nextObservations: no, terminals: te, timeouts: to, metadata: metadata)
+            self.init(
+                source: source, observationDim: obsDim, actionDim: actDim, observations: o, actions: a, rewards: r,
+                nextObservations: no, terminals: te, timeouts: to, metadata: metadata)
             return
         }
-        self.init(source: source, observationDim: obsDim, actionDim: actDim, observations: obs.values, actions: act.values,
-                  rewards: rew.values, nextObservations: next, terminals: terminals, timeouts: timeouts, metadata: metadata)
+        self.init(
+            source: source, observationDim: obsDim, actionDim: actDim, observations: obs.values, actions: act.values,
+            rewards: rew.values, nextObservations: next, terminals: terminals, timeouts: timeouts, metadata: metadata)
     }
 
     static let datasetKeys: Set<String> = ["observations", "actions", "rewards", "next_observations", "terminals", "timeouts"]
@@ -167,7 +170,8 @@ extension OfflineDataset {
         }
         guard terminalCount > 0, rewards[0] == 0 else { return }
         for i in 0..<(rewards.count - 1) where (terminals[i] || timeouts[i]) && rewards[i + 1] != 0 { return }
-        throw DatasetError(.shiftedLayout, file: source, key: "rewards",
+        throw DatasetError(
+            .shiftedLayout, file: source, key: "rewards",
             "looks like a d4rl-pybullet file (every terminal row has a zero action and every episode starts with reward 0): rewards are shifted one row and time-limit ends are stored as terminals; convert it to the D4RL layout first")
     }
 

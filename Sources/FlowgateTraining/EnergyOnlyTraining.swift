@@ -26,7 +26,8 @@ public struct EnergyOnlyTraining {
         self.directory = directory
         self.dataset = dataset
         let url = URL(fileURLWithPath: directory)
-        existing = FileManager.default.fileExists(atPath: url.appendingPathComponent(Manifest.fileName).path)
+        existing =
+            FileManager.default.fileExists(atPath: url.appendingPathComponent(Manifest.fileName).path)
             ? try ModelDirectory.load(at: url) : nil
     }
 
@@ -49,7 +50,8 @@ public struct EnergyOnlyTraining {
     /// - Throws: `TrainingError.invalidData` naming both when they differ.
     public func checkSameData(_ manifest: Manifest, as run: TrainingRun) throws {
         let data = run.data
-        let same = manifest.observationDim == data.observationDim && manifest.actionDim == data.actionDim
+        let same =
+            manifest.observationDim == data.observationDim && manifest.actionDim == data.actionDim
             && zip(
                 manifest.normalization.observationMean + manifest.normalization.observationStd,
                 data.observationMean + data.observationStd

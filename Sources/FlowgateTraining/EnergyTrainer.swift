@@ -144,8 +144,10 @@ public enum EnergyScoring {
         model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalizer,
         observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256
     ) -> [Float] {
-        score(model: model, sampling: sampling, normalization: normalization, observations: observations, actions: actions,
-              seedBase: seedBase, chunk: chunk).eMin
+        score(
+            model: model, sampling: sampling, normalization: normalization, observations: observations, actions: actions,
+            seedBase: seedBase, chunk: chunk
+        ).eMin
     }
 
     /// Like `eMin`, also returning the lowest-energy next state per row (raw units) and the spread

@@ -80,12 +80,14 @@ public enum HDF5Reader {
         var message = ""
         let box = Unmanaged.passRetained(MessageBox())
         defer { box.release() }
-        H5Ewalk2(hDefault, H5E_WALK_DOWNWARD, { _, desc, data in
-            guard let desc, let data else { return 0 }
-            let b = Unmanaged<MessageBox>.fromOpaque(data).takeUnretainedValue()
-            if b.text.isEmpty, let m = desc.pointee.desc { b.text = String(cString: m) }
-            return 0
-        }, box.toOpaque())
+        H5Ewalk2(
+            hDefault, H5E_WALK_DOWNWARD,
+            { _, desc, data in
+                guard let desc, let data else { return 0 }
+                let b = Unmanaged<MessageBox>.fromOpaque(data).takeUnretainedValue()
+                if b.text.isEmpty, let m = desc.pointee.desc { b.text = String(cString: m) }
+                return 0
+            }, box.toOpaque())
         message = box.takeUnretainedValue().text
         return message.isEmpty ? "unknown HDF5 error" : message
     }
@@ -112,11 +114,13 @@ public enum HDF5Reader {
         let box = Unmanaged.passRetained(MessageBox())
         defer { box.release() }
         var idx: hsize_t = 0
-        _ = H5Aiterate2(oid, H5_INDEX_NAME, H5_ITER_INC, &idx, { _, name, _, data in
-            guard let name, let data else { return 0 }
-            Unmanaged<MessageBox>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
-            return 0
-        }, box.toOpaque())
+        _ = H5Aiterate2(
+            oid, H5_INDEX_NAME, H5_ITER_INC, &idx,
+            { _, name, _, data in
+                guard let name, let data else { return 0 }
+                Unmanaged<MessageBox>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
+                return 0
+            }, box.toOpaque())
         var out: [String: String] = [:]
         for name in box.takeUnretainedValue().names {
             let aid = H5Aopen(oid, name, hDefault)
@@ -208,8 +212,7 @@ public enum HDF5Reader {
         case H5T_FLOAT:
             if size == 4 { dtype = .float32; memType = H5T_NATIVE_FLOAT_g } else { dtype = .float64; memType = H5T_NATIVE_DOUBLE_g }
         case H5T_INTEGER:
-            if size == 1 && H5Tget_sign(tid) == H5T_SGN_NONE { dtype = .uint8; memType = H5T_NATIVE_UINT8_g }
-            else { dtype = .int64; memType = H5T_NATIVE_INT64_g }
+            if size == 1 && H5Tget_sign(tid) == H5T_SGN_NONE { dtype = .uint8; memType = H5T_NATIVE_UINT8_g } else { dtype = .int64; memType = H5T_NATIVE_INT64_g }
         case H5T_ENUM where size == 1:
             // h5py stores numpy bool as an enum {FALSE = 0, TRUE = 1} over int8.
             dtype = .bool
@@ -235,8 +238,8 @@ public enum HDF5Reader {
             for i in bytes.indices where bytes[i] > 1 { bytes[i] = 1 }
         }
         #if _endian(big)
-        // Native memory types are big-endian here; NumpyArray holds little-endian bytes.
-        if dtype.itemSize > 1 { for i in stride(from: 0, to: nbytes, by: dtype.itemSize) { bytes[i..<(i + dtype.itemSize)].reverse() } }
+            // Native memory types are big-endian here; NumpyArray holds little-endian bytes.
+            if dtype.itemSize > 1 { for i in stride(from: 0, to: nbytes, by: dtype.itemSize) { bytes[i..<(i + dtype.itemSize)].reverse() } }
         #endif
         return .array(NumpyArray(unchecked: dtype, shape: shape, bytes: bytes))
     }

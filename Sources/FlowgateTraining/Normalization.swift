@@ -82,8 +82,9 @@ extension OfflineDataset {
         guard returns.count >= 2, range > 0, range.isFinite else {
             return RewardScaling(scale: 1, completeEpisodes: returns.count, minEpisodeReturn: lo, maxEpisodeReturn: hi, isFallback: true)
         }
-        return RewardScaling(scale: Float(Double(targetRange) / range), completeEpisodes: returns.count,
-                             minEpisodeReturn: lo, maxEpisodeReturn: hi, isFallback: false)
+        return RewardScaling(
+            scale: Float(Double(targetRange) / range), completeEpisodes: returns.count,
+            minEpisodeReturn: lo, maxEpisodeReturn: hi, isFallback: false)
     }
 
     /// Multiplies every reward by `scale`.

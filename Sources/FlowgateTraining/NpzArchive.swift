@@ -83,7 +83,8 @@ public enum NpzArchive {
             throw truncated("end record asks for ZIP64 but there is no ZIP64 locator")
         }
         guard cdOffset <= cdLimit, cdSize <= cdLimit - cdOffset else {
-            throw DatasetError(.sizeOutOfRange, file: file,
+            throw DatasetError(
+                .sizeOutOfRange, file: file,
                 "central directory (offset \(cdOffset), size \(cdSize)) lies outside the \(n)-byte file")
         }
         guard entryCount <= cdSize / 46 else {
@@ -158,7 +159,8 @@ public enum NpzArchive {
         let dataStart = UInt64(lh) + 30 + UInt64(b.u16(lh + 26)) + UInt64(b.u16(lh + 28))
         guard dataStart <= n else { throw fail(.memberTruncated, "local header runs past the end of the file") }
         guard e.compressedSize <= n - dataStart else {
-            throw fail(.memberTruncated,
+            throw fail(
+                .memberTruncated,
                 "member declares \(e.compressedSize) compressed bytes but only \(n - dataStart) remain in the file (truncated?)")
         }
         let raw = UnsafeRawBufferPointer(rebasing: b[Int(dataStart)..<Int(dataStart + e.compressedSize)])
@@ -171,7 +173,8 @@ public enum NpzArchive {
         }
         let (limit, o) = e.compressedSize.multipliedReportingOverflow(by: maxDeflateRatio)
         guard !o, e.uncompressedSize <= limit + 64, e.uncompressedSize <= UInt64(Int.max / 2) else {
-            throw fail(.sizeOutOfRange,
+            throw fail(
+                .sizeOutOfRange,
                 "declared uncompressed size \(e.uncompressedSize) is impossible for \(e.compressedSize) deflated bytes")
         }
         let inflated = try inflateRaw(raw, declaredSize: Int(e.uncompressedSize), file: file, key: key)
@@ -190,7 +193,8 @@ public enum NpzArchive {
             p += chunk
         }
         guard UInt32(truncatingIfNeeded: crc) == e.crc else {
-            throw DatasetError(.crcMismatch, file: file, key: key,
+            throw DatasetError(
+                .crcMismatch, file: file, key: key,
                 String(format: "CRC-32 mismatch: archive says %08x, data gives %08x (corrupt file)", e.crc, UInt32(truncatingIfNeeded: crc)))
         }
     }

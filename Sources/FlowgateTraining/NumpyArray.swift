@@ -50,7 +50,7 @@ public struct NumpyArray: Sendable, Equatable {
     /// Validating initialiser: `bytes.count` must equal the product of `shape` × item size.
     public init(dtype: NumpyDType, shape: [Int], bytes: [UInt8]) throws {
         guard let n = NumpyArray.elementCount(shape), n.multipliedReportingOverflow(by: dtype.itemSize).overflow == false,
-              n * dtype.itemSize == bytes.count
+            n * dtype.itemSize == bytes.count
         else {
             throw DatasetError(.shapeMismatch, file: "<memory>", "shape \(shape) × \(dtype.itemSize) bytes ≠ \(bytes.count) bytes")
         }
@@ -105,9 +105,9 @@ public struct NumpyArray: Sendable, Equatable {
             return [Float](unsafeUninitializedCapacity: n) { out, c in
                 bytes.withUnsafeBytes { raw in
                     #if _endian(little)
-                    if n > 0 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: n * 4) }
+                        if n > 0 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: n * 4) }
                     #else
-                    for i in 0..<n { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+                        for i in 0..<n { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
                     #endif
                 }
                 c = n
@@ -254,8 +254,9 @@ public enum NumpyFormat {
 
     static func parseDescr(_ descr: String, file: String, key: String?) throws -> NumpyDType {
         func unsupported() -> DatasetError {
-            DatasetError(.unsupportedDtype, file: file, key: key,
-                         "unsupported dtype '\(descr)' (supported: <f4 <f8 |b1 <i8 <i4 |u1 <U…)")
+            DatasetError(
+                .unsupportedDtype, file: file, key: key,
+                "unsupported dtype '\(descr)' (supported: <f4 <f8 |b1 <i8 <i4 |u1 <U…)")
         }
         if descr == "?" { return .bool }
         guard let first = descr.first, "<>|=".contains(first) else { throw unsupported() }

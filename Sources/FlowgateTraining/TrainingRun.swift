@@ -133,7 +133,8 @@ public final class TrainingRun {
             guard restartFrom != nil, let saved = file.metadata["config"].flatMap({ try? TrainingConfig().merging(json: Data($0.utf8)) }),
                 TrainingRun.sameExceptRestarted(saved, config, restarted: Set(phases[firstRestarted...].map(\.name)))
             else {
-                throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config; resume with the same config and flags, or start a new run")
+                let differences = configDifferences(saved: file.metadata["config"] ?? "", current: configJSON)
+                throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config (\(differences.joined(separator: "; "))); resume with the same config and flags, or start a new run")
             }
         }
         guard file.metadata["phases"] == phases.map(\.name).joined(separator: ",") else {

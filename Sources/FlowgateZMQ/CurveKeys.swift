@@ -14,9 +14,9 @@ internal import CZeroMQ
 internal import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A CURVE keypair as Z85 strings (40 characters each).

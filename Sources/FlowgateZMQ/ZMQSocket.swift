@@ -1,11 +1,11 @@
 // Thin libzmq wrapper shared by FlowgateServer and FlowgateClient (package access only: the client
 // must not depend on the server, and neither exposes ZeroMQ types in its public API).
-package import CZeroMQ
+internal import CZeroMQ
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A libzmq call failed: names the function and the errno it reported.

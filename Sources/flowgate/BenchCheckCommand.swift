@@ -15,7 +15,7 @@ struct EnergyDataOptions: ParsableArguments {
     var energySeed: UInt64?
     @Option(help: "Held-out fraction the energy model was trained with.")
     var heldOutFraction = EnergyTrainingConfig().heldOutFraction
-    @Option(help: "Held-out rows used to calibrate the threshold.")
+    @Option(help: "Held-out rows used to calibrate the threshold: at most this many, drawn at random from the held-out split (a larger split is capped; the rest are not scored).")
     var calibrationRows = EnergyTrainingConfig().calibrationRows
 
     func validateOptions() throws {
@@ -156,7 +156,9 @@ struct BenchCheckCommand: ParsableCommand {
             other: otherData, settings: try parsedSettings(), calibrationRows: data.calibrationRows,
             evaluationRows: evaluationRows, stateNoise: stateNoise, timingBatch: timingBatch, clock: monotonicSeconds
         ) { r in
-            note("\(r.setting): \(fmt(r.mflopPerObservation, 1)) MFLOP, \(fmt(r.microsecondsPerObservation, 0)) µs, AUROC random \(fmt(r.aurocRandomActions, 3)) noisy \(fmt(r.aurocNoisyStates, 3)) other \(r.aurocOtherDataset.map { fmt($0, 3) } ?? "-"), fresh reliable \(fmt(r.reliableRateFresh, 3))")
+            note(
+                "\(r.setting): \(fmt(r.mflopPerObservation, 1)) MFLOP, \(fmt(r.microsecondsPerObservation, 0)) µs, AUROC random \(fmt(r.aurocRandomActions, 3)) noisy \(fmt(r.aurocNoisyStates, 3)) other \(r.aurocOtherDataset.map { fmt($0, 3) } ?? "-"), fresh reliable \(fmt(r.reliableRateFresh, 3))"
+            )
         }
         for r in rows {
             table.add([

@@ -46,7 +46,8 @@ struct TextTable {
                 return i == 0 ? cells[i] + pad : pad + cells[i]
             }.joined(separator: "  ")
         }
-        return ([line(headers), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
+        return
+            ([line(headers), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
             + rows.map(line)).joined(separator: "\n") + "\n"
     }
 
@@ -67,7 +68,8 @@ struct MachineInfo: Codable {
 
     static func current(blasThreads: Int) -> MachineInfo {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
+        let model =
+            cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
             .map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" } ?? "unknown"
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) }
         return MachineInfo(

@@ -1,11 +1,12 @@
 import ArgumentParser
 import FlowgateServer
 import Foundation
+import FlowgateLifecycle
 import Logging
 
 /// `flowgate broker`: libzmq's proxy before N `flowgate serve --connect` replicas, until
 /// SIGTERM/SIGINT.
-struct BrokerCommand: ParsableCommand {
+struct BrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "broker",
         abstract: "Spread requests over replicas: a ROUTER for clients, a DEALER for `serve --connect` replicas.",
@@ -71,7 +72,7 @@ struct BrokerCommand: ParsableCommand {
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
     }
 
-    func run() throws {
+    func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -80,29 +81,21 @@ struct BrokerCommand: ParsableCommand {
         }
         let logger = Logger(label: "flowgate.broker")
         let broker = try Broker(configuration: brokerConfiguration, logger: logger)
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                logger.info("received signal \(sig); stopping")
+        // SIGTERM/SIGINT: a graceful shutdown of the service group stops the proxy; exit 0.
+        let proxying = ThreadService(
+            "flowgate.broker",
+            body: { try broker.run() },
+            stop: {
+                logger.info("shutdown requested; stopping")
                 broker.stop()
-            }
-            source.resume()
-            sources.append(source)
-        }
-        signal(SIGHUP, SIG_IGN)
-        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        hup.setEventHandler {
+            })
+        let reloading = SignalService("flowgate.reload", signals: [.sighup]) { _ in
             do {
                 if let n = try broker.reloadAllowlist() { logger.notice("SIGHUP: CURVE allowlist reloaded, \(n) keys") }
             } catch {
                 logger.error("SIGHUP: CURVE allowlist not reloaded, the previous keys stay: \(error)")
             }
         }
-        hup.resume()
-        sources.append(hup)
-        try broker.run()
-        sources.forEach { $0.cancel() }
+        try await ProcessLifecycle.run(proxying, with: [reloading], ignoring: [.sighup], logger: logger)
     }
 }

@@ -5,7 +5,7 @@ import FlowgateTraining
 
 /// `flowgate train` flags for the MC-ETM energy model (docs/energy-model.md).
 struct EnergyTrainOptions: ParsableArguments {
-    @Flag(name: .long, help: "Also train the MC-ETM energy transition model and export it with its reliability calibration.")
+    @Flag(name: .long, help: "Also train the MC-ETM energy transition model and export it with its reliability calibration (from at most 5000 held-out rows drawn at random: calibrationRows in --energy-config).")
     var energy = false
 
     @Flag(name: .long, help: "Train only the energy model and add it (network + calibration) to the existing model directory --out, trained on the same dataset.")

@@ -2,7 +2,7 @@ import ArgumentParser
 import FlowgateCore
 
 @main
-struct Flowgate: ParsableCommand {
+struct Flowgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowgate",
         abstract: "Serve and train offline-RL flow policies (QIPO) with energy-model reliability checks.",

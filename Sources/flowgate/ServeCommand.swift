@@ -5,9 +5,10 @@ import FlowgateAlgorithms
 import Foundation
 import Logging
 import FlowgateDemo
+import FlowgateLifecycle
 
 /// `flowgate serve`: runs the inference server until SIGTERM/SIGINT, then drains and exits 0.
-struct ServeCommand: ParsableCommand {
+struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve models over ZeroMQ + MessagePack (protocol v1, docs/protocol.md).",
@@ -138,7 +139,7 @@ struct ServeCommand: ParsableCommand {
         return c
     }
 
-    func run() throws {
+    func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -158,26 +159,23 @@ struct ServeCommand: ParsableCommand {
         if demo { models.append(DemoModel()) }  // never displaces the default (first) model
         let server = try InferenceServer(models: models, configuration: configuration, logger: logger)
 
-        // Signals are handled on a dispatch queue, not in an async-signal context.
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                logger.info("received signal \(sig); draining")
+        // SIGTERM/SIGINT: a graceful shutdown of the service group, which drains the server
+        // (stop accepting, answer every queued request) and exits 0.
+        let serving = ThreadService(
+            "flowgate.serve",
+            body: {
+                server.start()
+                server.wait()
+            },
+            stop: {
+                logger.info("shutdown requested; draining")
                 server.requestShutdown()
-            }
-            source.resume()
-            sources.append(source)
-        }
+            })
         // SIGHUP: hot reload of the model directories and of the CURVE allowlist. Each model
         // directory is loaded and validated again, off the serving path; a valid one is swapped in
         // between two requests, an invalid one is refused with its reason logged while the loaded
         // version keeps serving. SIGHUP never kills the server (`systemctl reload`).
-        let reloadQueue = DispatchQueue(label: "flowgate.reload")
-        signal(SIGHUP, SIG_IGN)
-        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: reloadQueue)
-        hup.setEventHandler {
+        let reloading = SignalService("flowgate.reload", signals: [.sighup]) { [directories] _ in
             if configuration.curveEnabled {
                 logger.info("received SIGHUP; reloading the CURVE allowlist")
                 _ = try? server.reloadAllowlist()  // failures are logged; the old keys stay
@@ -187,11 +185,7 @@ struct ServeCommand: ParsableCommand {
                 reloadModel(directory: dir, into: server, logger: logger)
             }
         }
-        hup.resume()
-        sources.append(hup)
-        server.start()
-        server.wait()
-        sources.forEach { $0.cancel() }
+        try await ProcessLifecycle.run(serving, with: [reloading], ignoring: [.sighup], logger: logger)
     }
 }
 
@@ -230,4 +224,3 @@ func defaultModelDirectory() -> String? {
     candidates.append(exe.deletingLastPathComponent().appendingPathComponent("../../../models/\(name)").standardizedFileURL.path)
     return candidates.first { FileManager.default.fileExists(atPath: $0 + "/manifest.json") }
 }
-

@@ -4,11 +4,10 @@ import FlowgateCore
 import FlowgateAlgorithms
 import FlowgateTraining
 import FlowgateModelFormat
+import FlowgateLifecycle
+import Logging
 
-/// Set by the SIGINT/SIGTERM handler; polled between training steps.
-nonisolated(unsafe) private var stopRequested: sig_atomic_t = 0
-
-struct TrainCommand: ParsableCommand {
+struct TrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a QIPO flow policy and its critic from an offline dataset into a model directory.",
@@ -67,7 +66,7 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         configureBLASFromEnvironment()
         let outURL = URL(fileURLWithPath: out)
         let modelName = name ?? outURL.lastPathComponent
@@ -116,11 +115,23 @@ struct TrainCommand: ParsableCommand {
             if FileManager.default.fileExists(atPath: logPath) { try FileManager.default.removeItem(atPath: logPath) }
         }
         let log = try TrainingLog(path: logPath)
-        signal(SIGINT) { _ in stopRequested = 1 }
-        signal(SIGTERM) { _ in stopRequested = 1 }
-        let outcome = try run.run(progress: progress, log: log, checkpointPath: checkpoint) { stopRequested != 0 }
-        if outcome == .interrupted {
-            progress.message("stopped; continue with: flowgate train --dataset \(dataset) --out \(out) --resume" + (runDir.map { " --run-dir \($0)" } ?? ""))
+        // SIGINT (Ctrl-C) / SIGTERM: a graceful shutdown of the service group sets the flag the
+        // run polls between steps; it then writes a checkpoint and returns `.interrupted`.
+        let stop = StopFlag()
+        let interrupted = StopFlag()
+        nonisolated(unsafe) let (training, reporter, trainingLog) = (run, progress, log)
+        let service = ThreadService(
+            "flowgate.train",
+            body: {
+                let result = try training.run(progress: reporter, log: trainingLog, checkpointPath: checkpoint) { stop.isSet }
+                if result == .interrupted { interrupted.set() }
+            },
+            stop: { stop.set() })
+        var logger = Logger(label: "flowgate.train")
+        logger.logLevel = .warning
+        try await ProcessLifecycle.run(service, logger: logger)
+        if interrupted.isSet {
+            progress.message("stopped; continue with: \(ResumeCommandLine.from(arguments: CommandLine.arguments))")
             throw ExitCode(130)
         }
         if let energyOnly {

@@ -187,8 +187,9 @@ struct EnergySamplerTests {
         #expect(tensors.keys.contains("enc.0.weight") && tensors.keys.contains("dec.1.bias") && tensors.keys.contains("energy.2.weight"))
         let loaded = try EnergyTransitionModel(spec: spec, tensors: tensors)
         let s = randomArray(8, seed: 1), a = randomArray(4, seed: 2), sn = randomArray(8, seed: 3)
-        #expect(model.energies(observations: s, actions: a, nextObservations: sn, rows: 2)
-            == loaded.energies(observations: s, actions: a, nextObservations: sn, rows: 2))
+        #expect(
+            model.energies(observations: s, actions: a, nextObservations: sn, rows: 2)
+                == loaded.energies(observations: s, actions: a, nextObservations: sn, rows: 2))
         var missing = tensors
         missing["energy.0.bias"] = nil
         #expect(throws: ParameterLoadError.self) { try EnergyTransitionModel(spec: spec, tensors: missing) }

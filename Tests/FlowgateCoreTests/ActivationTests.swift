@@ -2,7 +2,7 @@ import FlowgateCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("vectorised activations")

@@ -179,5 +179,5 @@ struct LossAndOptimizerTests {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

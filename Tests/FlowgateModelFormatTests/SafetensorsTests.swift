@@ -86,7 +86,9 @@ struct SafetensorsTests {
             for bits in UInt16.min...UInt16.max {
                 let expected = Float(Float16(bitPattern: bits))
                 let got = SafetensorsDType.floatFromHalf(bits)
-                if expected.isNaN { #expect(got.isNaN) } else if got.bitPattern != expected.bitPattern {
+                if expected.isNaN {
+                    #expect(got.isNaN)
+                } else if got.bitPattern != expected.bitPattern {
                     Issue.record("half 0x\(String(bits, radix: 16)): got \(got), expected \(expected)")
                 }
             }

@@ -100,12 +100,18 @@ import Testing
     /// `msgpack.packb({'ok': False, 'id': …, 'error': {'code': …, 'message': …}})`.
     @Test func errorReplyBytesMatchPython() throws {
         let cases: [(ProtocolError, String)] = [
-            (ProtocolError(.overloaded, "queue full", id: .string("q")),
-             "83a26f6bc2a26964a171a56572726f7282a4636f6465aa6f7665726c6f61646564a76d657373616765aa71756575652066756c6c"),
-            (ProtocolError(.badRequest, "x"),
-             "83a26f6bc2a26964c0a56572726f7282a4636f6465ab6261645f72657175657374a76d657373616765a178"),
-            (ProtocolError(.deadlineExceeded, "late", id: .int(7)),
-             "83a26f6bc2a2696407a56572726f7282a4636f6465b1646561646c696e655f6578636565646564a76d657373616765a46c617465"),
+            (
+                ProtocolError(.overloaded, "queue full", id: .string("q")),
+                "83a26f6bc2a26964a171a56572726f7282a4636f6465aa6f7665726c6f61646564a76d657373616765aa71756575652066756c6c"
+            ),
+            (
+                ProtocolError(.badRequest, "x"),
+                "83a26f6bc2a26964c0a56572726f7282a4636f6465ab6261645f72657175657374a76d657373616765a178"
+            ),
+            (
+                ProtocolError(.deadlineExceeded, "late", id: .int(7)),
+                "83a26f6bc2a2696407a56572726f7282a4636f6465b1646561646c696e655f6578636565646564a76d657373616765a46c617465"
+            ),
         ]
         for (error, python) in cases {
             #expect(error.encode() == hex(python), "\(error)")

@@ -43,12 +43,15 @@ func withHeldWorker<T>(
 @Suite struct BatchingTests {
     @Test func requestsWaitingForABusyWorkerShareOneBatch() throws {
         var clients: [FlowgateClient] = []
-        try withHeldWorker(queued: 6, send: { server in
-            clients = try (0..<6).map { _ in try FlowgateClient(server, kind: .dealer) }
-            for (i, c) in clients.enumerated() {
-                try c.send(Request.act(FloatArray([Float(i), 0, 0]), parameters: ActParameters(seed: UInt64(i)), id: .int(Int64(i))))
+        try withHeldWorker(
+            queued: 6,
+            send: { server in
+                clients = try (0..<6).map { _ in try FlowgateClient(server, kind: .dealer) }
+                for (i, c) in clients.enumerated() {
+                    try c.send(Request.act(FloatArray([Float(i), 0, 0]), parameters: ActParameters(seed: UInt64(i)), id: .int(Int64(i))))
+                }
             }
-        }) { server in
+        ) { server in
             for (i, c) in clients.enumerated() {
                 let reply = try ActReply(#require(try c.receive(timeoutMilliseconds: 10_000)))
                 #expect(reply.id == .int(Int64(i)))
@@ -71,13 +74,16 @@ func withHeldWorker<T>(
             }
         }
         var dealer: FlowgateClient?
-        try withHeldWorker(queued: rows.count, send: { server in
-            let d = try FlowgateClient(server, kind: .dealer)
-            for (i, row) in rows.enumerated() {
-                try d.send(Request.act(FloatArray(row), parameters: ActParameters(seed: UInt64(40 + i)), id: .int(Int64(i))))
+        try withHeldWorker(
+            queued: rows.count,
+            send: { server in
+                let d = try FlowgateClient(server, kind: .dealer)
+                for (i, row) in rows.enumerated() {
+                    try d.send(Request.act(FloatArray(row), parameters: ActParameters(seed: UInt64(40 + i)), id: .int(Int64(i))))
+                }
+                dealer = d
             }
-            dealer = d
-        }) { _ in
+        ) { _ in
             var seen: Set<Int64> = []
             for _ in rows {
                 let reply = try ActReply(#require(try dealer?.receive(timeoutMilliseconds: 10_000)))
@@ -103,11 +109,14 @@ func withHeldWorker<T>(
         // All four wait together; only the two with equal settings may share a batch.
         let settings = [ActParameters(steps: 2), ActParameters(steps: 3), ActParameters(steps: 2), ActParameters(steps: 2, check: false)]
         var dealer: FlowgateClient?
-        try withHeldWorker(queued: settings.count, send: { server in
-            let d = try FlowgateClient(server, kind: .dealer)
-            for (i, p) in settings.enumerated() { try d.send(Request.act(FloatArray([0, 0, 0]), parameters: p, id: .int(Int64(i)))) }
-            dealer = d
-        }) { _ in
+        try withHeldWorker(
+            queued: settings.count,
+            send: { server in
+                let d = try FlowgateClient(server, kind: .dealer)
+                for (i, p) in settings.enumerated() { try d.send(Request.act(FloatArray([0, 0, 0]), parameters: p, id: .int(Int64(i)))) }
+                dealer = d
+            }
+        ) { _ in
             var batchOf: [Int64: Int] = [:]
             for _ in settings {
                 let reply = try ActReply(#require(try dealer?.receive(timeoutMilliseconds: 10_000)))

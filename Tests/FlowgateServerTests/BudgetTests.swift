@@ -40,10 +40,13 @@ import Testing
     @Test func queueIsBoundedByWork() throws {
         // One request computes (1 s), one 36-MFLOP request waits; a second waiting one would make
         // 72 MFLOP, over the 50-MFLOP queue budget.
-        try withServer(models: [LinearTestModel(maxBatch: 1, delay: 1)], configure: {
-            $0.workers = 1
-            $0.maxQueuedGflop = 0.05
-        }) { server in
+        try withServer(
+            models: [LinearTestModel(maxBatch: 1, delay: 1)],
+            configure: {
+                $0.workers = 1
+                $0.maxQueuedGflop = 0.05
+            }
+        ) { server in
             let dealer = try FlowgateClient(server, kind: .dealer)
             try dealer.send(Request.act(FloatArray([0, 0, 0]), id: .int(0)))
             try waitUntilQueueIsEmpty(server, inFlight: 1)
@@ -203,7 +206,12 @@ import Testing
 
     @Test func everyWorkerComputesAFullBatchBeforeServing() throws {
         let model = Counting()
-        try withServer(models: [model], configure: { $0.warmup = true; $0.workers = 2 }) { server in
+        try withServer(
+            models: [model],
+            configure: {
+                $0.warmup = true; $0.workers = 2
+            }
+        ) { server in
             let client = try FlowgateClient(server)
             _ = try client.act(observation: [0, 0, 0])
             // Each worker warms up (a batch of the model's cap, 8) before its loop takes requests,

@@ -33,10 +33,12 @@ import Testing
     }
 
     func withCurveServer<T>(_ keys: Keys, telemetry: Bool = false, _ body: (InferenceServer) throws -> T) throws -> T {
-        try withServer(telemetry: telemetry, configure: {
-            $0.curveSecretKeyFile = keys.dir + "/server.secret"
-            $0.curveAllow = keys.allow
-        }, body)
+        try withServer(
+            telemetry: telemetry,
+            configure: {
+                $0.curveSecretKeyFile = keys.dir + "/server.secret"
+                $0.curveAllow = keys.allow
+            }, body)
     }
 
     /// True when `keys` get a health reply within 1.5 s (a refused client gets none at all).

@@ -112,11 +112,14 @@ import Testing
     }
 
     @Test func fullQueueIsOverloaded() throws {
-        try withServer(models: [LinearTestModel(maxBatch: 1, delay: 0.2)], configure: {
-            $0.workers = 1
-            $0.queueLimit = 2
-            $0.maxDelayMicroseconds = 0
-        }) { server in
+        try withServer(
+            models: [LinearTestModel(maxBatch: 1, delay: 0.2)],
+            configure: {
+                $0.workers = 1
+                $0.queueLimit = 2
+                $0.maxDelayMicroseconds = 0
+            }
+        ) { server in
             let dealer = try FlowgateClient(server, kind: .dealer)
             for i in 0..<6 { try dealer.send(Request.act(FloatArray([0, 0, 0]), id: .int(Int64(i)))) }
             var codes: [ErrorCode?] = []
@@ -134,10 +137,13 @@ import Testing
     }
 
     @Test func queuedPastDeadlineIsDeadlineExceeded() throws {
-        try withServer(models: [LinearTestModel(maxBatch: 1, delay: 0.3)], configure: {
-            $0.workers = 1
-            $0.maxDelayMicroseconds = 0
-        }) { server in
+        try withServer(
+            models: [LinearTestModel(maxBatch: 1, delay: 0.3)],
+            configure: {
+                $0.workers = 1
+                $0.maxDelayMicroseconds = 0
+            }
+        ) { server in
             let dealer = try FlowgateClient(server, kind: .dealer)
             try dealer.send(Request.act(FloatArray([0, 0, 0]), id: .string("slow")))
             try dealer.send(Request.act(FloatArray([0, 0, 0]), parameters: ActParameters(deadlineMilliseconds: 20), id: .string("late")))

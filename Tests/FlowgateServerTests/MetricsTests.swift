@@ -6,7 +6,7 @@ import Logging
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `/metrics`, `/healthz` and `/readyz` scraped over real HTTP from servers on loopback.

@@ -52,8 +52,9 @@ let calm: Float = 0, middle: Float = 1.5, high: Float = 9
 
     @Test func streamTrendsFollowTheServersDefinition() {
         let trend = RiskModel.Logistic(features: ["q_drop", "q_delta"], mean: [0, 0], std: [1, 1], weights: [1, 0], bias: 0)
-        let m = RiskModel(horizon: 20, trendRate: 0.5, stateless: energyRisk, stream: trend,
-                          alarm: .init(on: 0.9, k: 1, n: 1, off: 0.1, clearAfter: 1))
+        let m = RiskModel(
+            horizon: 20, trendRate: 0.5, stateless: energyRisk, stream: trend,
+            alarm: .init(on: 0.9, k: 1, n: 1, off: 0.1, clearAfter: 1))
         var s = RiskModel.StreamState()
         #expect(abs(m.step(&s, q: 10, energy: 1).risk - 0.5) < 1e-6)  // first step: no trend
         // average 10, q 8: q_drop 2

@@ -22,7 +22,8 @@ struct EnergyExperimentHarness {
     @Test("run the energy experiment", .enabled(if: env["FLOWGATE_ENERGY_DATA"] != nil))
     func run() throws {
         let source = Self.env["FLOWGATE_ENERGY_DATA"]!
-        let data = source == "synthetic"
+        let data =
+            source == "synthetic"
             ? SyntheticDynamics.dataset(count: 20_000, seed: 1) : try OfflineDataset.load(path: source)
         let other = try Self.env["FLOWGATE_ENERGY_OTHER"].map { try OfflineDataset.load(path: $0) }
         var config = EnergyTrainingConfig()

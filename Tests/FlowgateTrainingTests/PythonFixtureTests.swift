@@ -6,79 +6,79 @@ import Testing
 @Suite("numpy / h5py fixtures", .enabled(if: PythonFixtures.mustRun, Comment(rawValue: PythonFixtures.skipMessage)))
 struct PythonFixtureTests {
     static let npzScript = #"""
-import sys, json, zipfile, numpy as np
-out = sys.argv[1]
-rng = np.random.default_rng(7)
-n = 9
-obs = rng.standard_normal((n, 3)).astype(np.float32)
-nxt = rng.standard_normal((n, 3)).astype(np.float32)
-act = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
-rew = rng.standard_normal(n).astype(np.float32)
-term = np.zeros(n, bool); term[3] = True
-tout = np.zeros(n, bool); tout[8] = True
-extra = dict(
-    env=np.array("hopper-medium-v2"),
-    ref_random_return=np.array(20.06),
-    episode_returns=np.array([1.5, -2.25]),
-    tags=np.array(["a", "béta"]),
-    i8=np.array([-3, 2**40], dtype="<i8"),
-    i4=np.array([[-7, 8]], dtype="<i4"),
-    u1=np.array([0, 255], dtype=np.uint8),
-)
-d = dict(observations=obs, next_observations=nxt, actions=act, rewards=rew, terminals=term, timeouts=tout)
-np.savez(out + "/stored.npz", **d, **extra)
-np.savez_compressed(out + "/compressed.npz", **d, **extra)
-# ZIP64 local headers written explicitly, deflated (numpy's own savez also forces ZIP64).
-d64 = dict(d, observations=obs.astype(np.float64), rewards=rew[:, None])
-with zipfile.ZipFile(out + "/zip64.npz", "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-    for k, v in d64.items():
-        with zf.open(k + ".npy", "w", force_zip64=True) as f:
-            np.lib.format.write_array(f, v, allow_pickle=False)
-with open(out + "/v2.npy", "wb") as f:
-    np.lib.format.write_array(f, act, version=(2, 0))
-with open(out + "/v3.npy", "wb") as f:
-    np.lib.format.write_array(f, act, version=(3, 0))
-np.save(out + "/fortran.npy", np.asfortranarray(obs))
-np.savez(out + "/bigendian.npz", observations=obs.astype(">f4"))
-H = lambda a: [float(x).hex() for x in np.asarray(a, dtype=np.float64).ravel()]
-exp = {k: H(v) for k, v in d.items()}
-exp["i8"] = H([-3.0, float(2**40)])
-with open(out + "/expected.json", "w") as f:
-    json.dump(exp, f)
-"""#
+        import sys, json, zipfile, numpy as np
+        out = sys.argv[1]
+        rng = np.random.default_rng(7)
+        n = 9
+        obs = rng.standard_normal((n, 3)).astype(np.float32)
+        nxt = rng.standard_normal((n, 3)).astype(np.float32)
+        act = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        rew = rng.standard_normal(n).astype(np.float32)
+        term = np.zeros(n, bool); term[3] = True
+        tout = np.zeros(n, bool); tout[8] = True
+        extra = dict(
+            env=np.array("hopper-medium-v2"),
+            ref_random_return=np.array(20.06),
+            episode_returns=np.array([1.5, -2.25]),
+            tags=np.array(["a", "béta"]),
+            i8=np.array([-3, 2**40], dtype="<i8"),
+            i4=np.array([[-7, 8]], dtype="<i4"),
+            u1=np.array([0, 255], dtype=np.uint8),
+        )
+        d = dict(observations=obs, next_observations=nxt, actions=act, rewards=rew, terminals=term, timeouts=tout)
+        np.savez(out + "/stored.npz", **d, **extra)
+        np.savez_compressed(out + "/compressed.npz", **d, **extra)
+        # ZIP64 local headers written explicitly, deflated (numpy's own savez also forces ZIP64).
+        d64 = dict(d, observations=obs.astype(np.float64), rewards=rew[:, None])
+        with zipfile.ZipFile(out + "/zip64.npz", "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            for k, v in d64.items():
+                with zf.open(k + ".npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, v, allow_pickle=False)
+        with open(out + "/v2.npy", "wb") as f:
+            np.lib.format.write_array(f, act, version=(2, 0))
+        with open(out + "/v3.npy", "wb") as f:
+            np.lib.format.write_array(f, act, version=(3, 0))
+        np.save(out + "/fortran.npy", np.asfortranarray(obs))
+        np.savez(out + "/bigendian.npz", observations=obs.astype(">f4"))
+        H = lambda a: [float(x).hex() for x in np.asarray(a, dtype=np.float64).ravel()]
+        exp = {k: H(v) for k, v in d.items()}
+        exp["i8"] = H([-3.0, float(2**40)])
+        with open(out + "/expected.json", "w") as f:
+            json.dump(exp, f)
+        """#
 
     static let hdf5Script = #"""
-import sys, json, numpy as np, h5py
-out = sys.argv[1]
-rng = np.random.default_rng(11)
-n = 8
-obs = rng.standard_normal((n, 4)).astype(np.float32)
-act = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
-rew = rng.standard_normal(n)  # float64 on disk
-term = np.zeros(n, bool); term[2] = True
-tout = np.zeros(n, bool); tout[5] = True
-with h5py.File(out + "/d4rl.hdf5", "w") as f:
-    f["observations"] = obs
-    f.create_dataset("actions", data=act, compression="gzip", chunks=(4, 2))
-    f["rewards"] = rew
-    f["terminals"] = term
-    f["timeouts"] = tout
-    f["infos/qpos"] = rng.standard_normal((n, 5))
-    f["infos/action_log_probs"] = rng.standard_normal(n)
-    f["metadata/algorithm"] = "SAC"
-    f["metadata/policy/fc0/weight"] = rng.standard_normal((3, 3))
-    f["metadata"].attrs["collector"] = "flowgate"
-    f.attrs["env"] = "bullet-hopper"
-    f.attrs["ref_max_score"] = 2479.5
-    f["env_name"] = "HopperBulletEnv"
-with h5py.File(out + "/noterminals.h5", "w") as f:
-    f["observations"] = obs
-    f["actions"] = act
-    f["rewards"] = rew.astype(np.float32)
-with open(out + "/expected.json", "w") as f:
-    H = lambda a: [float(x).hex() for x in np.asarray(a, dtype=np.float64).ravel()]
-    json.dump({"observations": H(obs), "actions": H(act), "rewards": H(rew), "terminals": H(term), "timeouts": H(tout)}, f)
-"""#
+        import sys, json, numpy as np, h5py
+        out = sys.argv[1]
+        rng = np.random.default_rng(11)
+        n = 8
+        obs = rng.standard_normal((n, 4)).astype(np.float32)
+        act = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        rew = rng.standard_normal(n)  # float64 on disk
+        term = np.zeros(n, bool); term[2] = True
+        tout = np.zeros(n, bool); tout[5] = True
+        with h5py.File(out + "/d4rl.hdf5", "w") as f:
+            f["observations"] = obs
+            f.create_dataset("actions", data=act, compression="gzip", chunks=(4, 2))
+            f["rewards"] = rew
+            f["terminals"] = term
+            f["timeouts"] = tout
+            f["infos/qpos"] = rng.standard_normal((n, 5))
+            f["infos/action_log_probs"] = rng.standard_normal(n)
+            f["metadata/algorithm"] = "SAC"
+            f["metadata/policy/fc0/weight"] = rng.standard_normal((3, 3))
+            f["metadata"].attrs["collector"] = "flowgate"
+            f.attrs["env"] = "bullet-hopper"
+            f.attrs["ref_max_score"] = 2479.5
+            f["env_name"] = "HopperBulletEnv"
+        with h5py.File(out + "/noterminals.h5", "w") as f:
+            f["observations"] = obs
+            f["actions"] = act
+            f["rewards"] = rew.astype(np.float32)
+        with open(out + "/expected.json", "w") as f:
+            H = lambda a: [float(x).hex() for x in np.asarray(a, dtype=np.float64).ravel()]
+            json.dump({"observations": H(obs), "actions": H(act), "rewards": H(rew), "terminals": H(term), "timeouts": H(tout)}, f)
+        """#
 
     func checkD4RL(_ ds: OfflineDataset, _ exp: [String: [Double]], obsDim: Int, actDim: Int) {
         #expect(ds.observationDim == obsDim)
@@ -167,17 +167,18 @@ with open(out + "/expected.json", "w") as f:
     func loadSpeed200kBy15() throws {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        try PythonFixtures.run(#"""
-import sys, numpy as np
-rng = np.random.default_rng(0); n = 200_000
-d = dict(observations=rng.standard_normal((n, 15), dtype=np.float32), next_observations=rng.standard_normal((n, 15), dtype=np.float32),
-         actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32), rewards=rng.standard_normal(n, dtype=np.float32),
-         terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000 == 999))
-np.savez(sys.argv[1] + "/big.npz", **d); np.savez_compressed(sys.argv[1] + "/bigc.npz", **d)
-import h5py
-with h5py.File(sys.argv[1] + "/big.hdf5", "w") as f:
-    for k, v in d.items(): f[k] = v
-"""#, args: [dir.path])
+        try PythonFixtures.run(
+            #"""
+            import sys, numpy as np
+            rng = np.random.default_rng(0); n = 200_000
+            d = dict(observations=rng.standard_normal((n, 15), dtype=np.float32), next_observations=rng.standard_normal((n, 15), dtype=np.float32),
+                     actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32), rewards=rng.standard_normal(n, dtype=np.float32),
+                     terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000 == 999))
+            np.savez(sys.argv[1] + "/big.npz", **d); np.savez_compressed(sys.argv[1] + "/bigc.npz", **d)
+            import h5py
+            with h5py.File(sys.argv[1] + "/big.hdf5", "w") as f:
+                for k, v in d.items(): f[k] = v
+            """#, args: [dir.path])
         for name in ["big.npz", "bigc.npz", "big.hdf5"] {
             let clock = ContinuousClock()
             var ds: OfflineDataset?

@@ -59,7 +59,10 @@ struct TrainingRunTests {
         let ckpt = dir.appendingPathComponent("checkpoint.safetensors").path
         let first = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig())
         var polls = 0
-        #expect(try first.run(progress: nil, log: nil, checkpointPath: ckpt) { polls += 1; return polls > 45 } == .interrupted)
+        #expect(
+            try first.run(progress: nil, log: nil, checkpointPath: ckpt) {
+                polls += 1; return polls > 45
+            } == .interrupted)
         let resumed = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig())
         try resumed.loadCheckpoint(from: ckpt)
         #expect(resumed.completedSteps == 45)
@@ -94,7 +97,9 @@ struct TrainingRunTests {
         let ckpt = dir.appendingPathComponent("c.safetensors").path
         let first = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig())
         var polls = 0
-        _ = try first.run(progress: nil, log: nil, checkpointPath: ckpt) { polls += 1; return polls > 60 }
+        _ = try first.run(progress: nil, log: nil, checkpointPath: ckpt) {
+            polls += 1; return polls > 60
+        }
         let criticAfter = first.critic.parameters.map(\.value)
         let behaviourEnd = first.phases.first { $0.name == "behaviour" }!.stateTensors()
         var retuned = Self.tinyConfig()
@@ -185,7 +190,7 @@ struct TrainingRunTests {
         let bundle = try PolicyBundle(model: try ModelDirectory.load(at: out))
         let loaded = try #require(bundle.critic)
         #expect(loaded.q1.spec.layerNorm && loaded.q2.spec.layerNorm)
-        let obs: [Float] = [0.3, -1, 0.2, 0.7, 1.5, -0.4]   // 3 rows of the 2-D toy observation
+        let obs: [Float] = [0.3, -1, 0.2, 0.7, 1.5, -0.4]  // 3 rows of the 2-D toy observation
         let act: [Float] = [0.5, -0.5, -0.9, 0.1, 0.0, 1.0]
         let trained = Array(UnsafeBufferPointer(start: run.critic.minQ(obs: obs, actions: act, batch: 3), count: 3))
         let served = Array(UnsafeBufferPointer(start: loaded.minQ(obs: obs, actions: act, batch: 3), count: 3))

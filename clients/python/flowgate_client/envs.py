@@ -40,13 +40,54 @@ _WEIGHT_NAMES = ("weights_dense1_w", "weights_dense1_b", "weights_dense2_w",
                  "weights_dense2_b", "weights_final_w", "weights_final_b")
 
 
-def _quiet_import(name: str):
-    # pybullet_envs prints "current_dir=..." on import; keep stdout clean for CLIs that print JSON.
-    with contextlib.redirect_stdout(io.StringIO()):
-        import warnings
-        with warnings.catch_warnings():
+@contextlib.contextmanager
+def quiet_simulator_imports():
+    """Silence what importing gym and pybullet (and connecting to bullet) prints on every run.
+
+    gym's import prints its "unmaintained" notice (gym_notices) to ``sys.stderr``; pybullet's C
+    module prints "pybullet build time: ..." to C ``stderr`` and the bullet client "argv[0]=" to C
+    ``stdout`` when it connects (file descriptors 2 and 1, past ``sys.stdout``/``sys.stderr``);
+    pybullet_envs prints "current_dir=..." and the old gym API raises deprecation warnings. All of
+    it is noise for a user and breaks CLIs that print JSON on stdout. Errors still raise (their
+    tracebacks print after the descriptors are restored).
+    """
+    import os
+    import sys
+    import warnings
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {}
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            try:
+                saved[fd] = os.dup(fd)
+            except OSError:  # no such descriptor (a daemon): nothing C-level to hide there
+                continue
+            os.dup2(devnull, fd)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return importlib.import_module(name)
+            yield
+    finally:
+        _flush_c_stdout()  # C stdio buffers stdout when it is not a terminal: flush it into /dev/null
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
+def _flush_c_stdout() -> None:
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+def _quiet_import(name: str):
+    with quiet_simulator_imports():
+        return importlib.import_module(name)
 
 
 def canonical_env_name(name: str) -> str:
@@ -62,14 +103,32 @@ def make_env(name: str, seed: int | None = None):
     """Instantiate a pybullet env class directly (headless) and seed it."""
     mod_name, cls_name, _ = _ENVS[canonical_env_name(name)]
     cls = getattr(_quiet_import(mod_name), cls_name)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with quiet_simulator_imports():  # the bullet client prints "argv[0]=" when it connects
         try:
             env = cls(render=False)
         except TypeError:  # the pendulum envs take no render argument
             env = cls()
     if seed is not None:
         env.seed(int(seed))
+    _quiet_first_reset(env)
     return env
+
+
+def _quiet_first_reset(env) -> None:
+    """The locomotion envs connect to bullet (which prints "argv[0]=") in their first ``reset``."""
+    original = env.reset
+    connected = False
+
+    def reset(*args, **kwargs):
+        nonlocal connected
+        if connected:
+            return original(*args, **kwargs)
+        with quiet_simulator_imports():
+            result = original(*args, **kwargs)
+        connected = True
+        return result
+
+    env.reset = reset
 
 
 def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -184,6 +185,7 @@ def main(argv=None) -> int:
         print("warning: --disturbance given with --disturbance-scale 0: no disturbance applied", file=sys.stderr)
     report = run(args)
     if args.report:
+        os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2)
             f.write("\n")
