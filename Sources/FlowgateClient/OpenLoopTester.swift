@@ -4,7 +4,7 @@ public import FlowgateProtocol
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What one open-loop load test does.
