@@ -23,12 +23,38 @@ public struct ReflowRefinement {
             throw TrainingError.invalidConfig("\(modelPath): refine needs a flow policy; this model's kind is '\(source.manifest.kind)'")
         }
         var c = TrainingConfig()
+        var dropped: [String] = []
         if let json = source.manifest.provenance.config {
-            do { c = try TrainingConfig().merging(json: Data(json.utf8)) } catch {
+            do {
+                let known = try JSONSerialization.jsonObject(with: JSONEncoder().encode(TrainingConfig())) as! [String: Any]
+                guard let saved = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+                    throw TrainingError.invalidConfig("not a JSON object")
+                }
+                let kept = Self.keepingKnownKeys(saved, known: known, path: "", dropped: &dropped)
+                c = try TrainingConfig().merging(json: JSONSerialization.data(withJSONObject: kept))
+            } catch {
                 throw TrainingError.invalidConfig("\(modelPath): the manifest's provenance config cannot be read: \(error)")
             }
         }
         trainedConfig = c
+        droppedConfigKeys = dropped.sorted()
+    }
+
+    /// Keys of the model's recorded config that this version's config no longer has (e.g. a
+    /// serving field that moved into the manifest); they are ignored.
+    public let droppedConfigKeys: [String]
+
+    static func keepingKnownKeys(_ saved: [String: Any], known: [String: Any], path: String, dropped: inout [String]) -> [String: Any] {
+        var r: [String: Any] = [:]
+        for (k, v) in saved {
+            guard let kv = known[k] else { dropped.append(path + k); continue }
+            if let sub = v as? [String: Any], let ksub = kv as? [String: Any] {
+                r[k] = keepingKnownKeys(sub, known: ksub, path: path + k + ".", dropped: &dropped)
+            } else {
+                r[k] = v
+            }
+        }
+        return r
     }
 
     /// The run's config: the model's own config with only `reflow` training (every other phase at 0 steps).

@@ -44,6 +44,10 @@ struct RefineCommand: ParsableCommand {
     func run() throws {
         configureBLASFromEnvironment()
         let refinement = try ReflowRefinement(modelPath: model)
+        let progress = ProgressReporter()
+        if !refinement.droppedConfigKeys.isEmpty {
+            progress.message("note: ignoring fields of \(model)'s recorded config that this version no longer has: \(refinement.droppedConfigKeys.joined(separator: ", "))")
+        }
         var base = refinement.trainedConfig
         if base.reflow.steps == 0 { base.reflow.steps = 10_000 }
         if let config { base = try loadConfig(path: config, base: base) }
@@ -63,7 +67,6 @@ struct RefineCommand: ParsableCommand {
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         let checkpoint = runDirectory + "/checkpoint.safetensors"
         let logPath = runDirectory + "/train.jsonl"
-        let progress = ProgressReporter()
         progress.message("loading \(dataset)")
         let data = try OfflineDataset.load(path: dataset)
         let run = try refinement.makeRun(dataset: data, config: cfg, name: name)

@@ -40,7 +40,9 @@ struct ReflowTests {
         let ckpt = dir.appendingPathComponent("checkpoint.safetensors").path
         let partLog = dir.appendingPathComponent("part.jsonl").path
         let first = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
-        let stopAt = first.totalSteps - 12  // inside reflow, after a refresh and a validation
+        // Inside reflow (its step 15 of 25), after refreshes and validations, on a log boundary (the
+        // driver's log window restarts on resume).
+        let stopAt = first.totalSteps - 10
         var polls = 0
         #expect(try first.run(progress: nil, log: try TrainingLog(path: partLog), checkpointPath: ckpt) { polls += 1; return polls > stopAt } == .interrupted)
         let resumed = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
@@ -89,34 +91,43 @@ struct ReflowTests {
             nextObservations: obs, terminals: term, timeouts: tout)
     }
 
-    @Test("reflow makes one Euler step land where many did: the K=1-vs-K=8 gap shrinks by more than 4x")
+    /// Mean distance of the first action coordinate's magnitude from the modes (±0.7) at K = 1.
+    static func distanceFromModes(_ policy: FlowPolicy, data: PreparedData) -> Double {
+        let n = 256, od = data.observationDim, ad = data.actionDim
+        let obs = Array(data.observations[0..<(n * od)])
+        var rngs = (0..<n).map { RNG(seed: 900 + UInt64($0)) }
+        let a = obs.withUnsafeBufferPointer { FlowSampler(policy: policy).sample(observations: $0.baseAddress!, count: n, perObservation: 1, steps: 1, rngs: &rngs) }
+        return (0..<n).reduce(0) { $0 + Double(abs(abs(a[$1 * ad]) - 0.7)) } / Double(n)
+    }
+
+    @Test("reflow makes one Euler step land where many did: the K=1-vs-K=8 gap shrinks 4x and K=1 reaches the modes")
     func reflowStraightens() throws {
         var c = TrainingRunTests.tinyConfig(.bcFlow)
         c.policy.hiddenDims = [64, 64]
         c.batchSize = 128
-        c.behaviour.steps = 1500
+        c.behaviour.steps = 1000
         c.behaviour.learningRate = 1e-3
-        c = Self.withReflow(c, steps: 1500)
+        c = Self.withReflow(c, steps: 1000)
         c.reflow.learningRate = 1e-3
         c.reflow.teacherSteps = 16
-        c.reflow.poolSize = 4096
+        c.reflow.poolSize = 2048
         c.reflow.chunkSize = 512
-        c.reflow.refreshEvery = 50
+        c.reflow.refreshEvery = 100
         c.reflow.validationStates = 200
-        c.reflow.validateEvery = 1500
+        c.reflow.validateEvery = 1000
         let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
         let behaviour = run.phases[0]
         while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }
         let reflow = try #require(run.phases.last as? ReflowPhase)
-        let before = reflow.validate()
+        let before = reflow.validate(), modesBefore = Self.distanceFromModes(run.policy, data: run.data)
         while reflow.completedSteps < reflow.totalSteps { _ = try reflow.step() }
-        let after = reflow.validate()
+        let after = reflow.validate(), modesAfter = Self.distanceFromModes(run.policy, data: run.data)
         let gapBefore = try #require(before["val_gap_k1_k8"]), gapAfter = try #require(after["val_gap_k1_k8"])
         // The behaviour flow is curved to begin with, or the test would prove nothing.
         #expect(gapBefore > 0.02)
         #expect(gapAfter < gapBefore / 4)
-        // One step now lands near the data: a mode, not the midpoint between them.
-        #expect(try #require(after["val_mse_k1"]) < try #require(before["val_mse_k1"]) / 2)
+        // One step now lands near a mode, not between them (a curved flow's one step averages them).
+        #expect(modesAfter < modesBefore / 2)
     }
 
     @Test("reflow config errors name the field")
