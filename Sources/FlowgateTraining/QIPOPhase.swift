@@ -35,6 +35,9 @@ public final class QIPOPhase: TrainingPhase {
     private var dataQ: [Float] = []
     private var qScale: Float = 1
     private var initialised = false
+    /// The policy as this phase left it, once finished: a later phase (reflow) keeps training the
+    /// same policy, and `--restart-from reflow` must restart from QIPO's result, not from its own.
+    private var finalPolicy: [String: Tensor]?
     private var indices: [Int]
     private let obs = FloatBuffer(), rowsObs = FloatBuffer(), rowsAct = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer()
     private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer(), weights = FloatBuffer(), g = FloatBuffer()
@@ -202,6 +205,7 @@ public final class QIPOPhase: TrainingPhase {
         policy.backward(grad.pointer)
         optimizer.step()
         completedSteps += 1
+        if completedSteps == totalSteps { finalPolicy = policy.parameters.namedTensors() }
         return [
             "loss": Double(loss), "weight_entropy": entropy / Double(b), "dataset_weight": datasetWeight / Double(b),
             "support_q": meanQ / Double(b * s), "q_scale": Double(qScale), "generation": Double(generation), "grad_norm": Double(optimizer.lastGradNorm),
@@ -209,7 +213,7 @@ public final class QIPOPhase: TrainingPhase {
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var st = policy.parameters.namedTensors().prefixed("policy.")
+        var st = (finalPolicy ?? policy.parameters.namedTensors()).prefixed("policy.")
         st.merge(snapshot.parameters.namedTensors().prefixed("snapshot.")) { a, _ in a }
         st.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
         st["rng"] = rng.tensor()
@@ -232,6 +236,7 @@ public final class QIPOPhase: TrainingPhase {
         try optimizer.loadState(st, prefix: "adam")
         rng = try RNG(tensor: st["rng"] ?? Tensor(shape: [0]))
         completedSteps = Int(st["step"]?.scalars.first ?? 0)
+        finalPolicy = completedSteps == totalSteps ? policy.parameters.namedTensors() : nil
         generation = Int(st["generation"]?.scalars.first ?? 0)
         initialised = (st["initialised"]?.scalars.first ?? 0) == 1
         if initialised {

@@ -22,6 +22,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var behaviour = Behaviour()
     public var criticTraining = CriticTraining()
     public var qipo = QIPO()
+    /// Reflow after QIPO (see `ReflowPhase`); 0 steps by default.
+    public var reflow = Reflow()
     public var sampling = Sampling()
 
     public struct PolicyNet: Codable, Sendable, Equatable {

@@ -24,7 +24,12 @@ public final class TrainingRun {
     /// Outcome of `run`.
     public enum Outcome: Equatable { case finished, interrupted }
 
-    public init(name: String, dataset: OfflineDataset, config: TrainingConfig, actionLow: [Float]? = nil, actionHigh: [Float]? = nil) throws {
+    /// - Parameter policyTensors: start from these flow-policy weights (an existing model's
+    ///   `policy.safetensors`, for `flowgate refine`) instead of a random initialisation.
+    public init(
+        name: String, dataset: OfflineDataset, config: TrainingConfig, actionLow: [Float]? = nil, actionHigh: [Float]? = nil,
+        policyTensors: [String: Tensor]? = nil
+    ) throws {
         self.name = name
         self.config = config
         self.dataset = dataset
@@ -50,7 +55,8 @@ public final class TrainingRun {
         let policySpec = FlowPolicySpec(
             observationDim: observationDim, actionDim: actionDim, hiddenDims: config.policy.hiddenDims, activation: config.policy.activation,
             layerNorm: config.policy.layerNorm)
-        policy = FlowPolicy(spec: policySpec, rng: &rng)
+        let randomPolicy = FlowPolicy(spec: policySpec, rng: &rng)
+        policy = try policyTensors.map { try FlowPolicy(spec: policySpec, tensors: $0) } ?? randomPolicy
         critic = TwinCritic(
             spec: CriticSpec(
                 observationDim: observationDim, actionDim: actionDim, hiddenDims: config.critic.hiddenDims, activation: config.critic.activation,
@@ -76,10 +82,11 @@ public final class TrainingRun {
             seed: s &+ 2)
         let criticPhase = CriticPhase(critic: critic, data: data, support: support, config: config.criticTraining, batchSize: config.batchSize, seed: s &+ 3)
         let qipo = QIPOPhase(policy: policy, critic: critic, data: data, config: config.qipo, batchSize: config.batchSize, seed: s &+ 4)
+        let reflow = try ReflowPhase(policy: policy, data: data, config: config.reflow, batchSize: config.batchSize, seed: s &+ 6)
         if config.algorithm == .bcFlow || config.criticTraining.steps == 0 {
-            phases = [behaviour].filter { $0.totalSteps > 0 }
+            phases = [behaviour, reflow].filter { $0.totalSteps > 0 }
         } else {
-            phases = [behaviour, support, criticPhase, qipo].filter { $0.totalSteps > 0 }
+            phases = [behaviour, support, criticPhase, qipo, reflow].filter { $0.totalSteps > 0 }
         }
     }
 
@@ -153,6 +160,7 @@ public final class TrainingRun {
         for c in [\TrainingConfig.logEvery, \TrainingConfig.checkpointEvery] { x[keyPath: c] = 0; y[keyPath: c] = 0 }
         x.sampling = y.sampling
         if restarted.contains("qipo") { x.qipo = y.qipo }
+        if restarted.contains("reflow") { x.reflow = y.reflow }
         if restarted.contains("critic") { x.criticTraining = y.criticTraining }
         if restarted.contains("behaviour") { return true }
         return x == y

@@ -1,0 +1,251 @@
+import FlowgateCore
+import FlowgateAlgorithms
+
+extension TrainingConfig {
+    /// Reflow (straightening) after QIPO: the policy is retrained with flow matching on the
+    /// couplings `(x0, x1 = ODE_teacher(s, x0))` of a frozen copy of itself, so that its trajectories
+    /// become straight and 1–2 Euler steps land where many steps did. Off (0 steps) unless set.
+    public struct Reflow: Codable, Sendable, Equatable {
+        public var steps: Int = 0
+        public var learningRate: Float = 3e-4
+        /// Euler steps the frozen teacher integrates to make each coupling's endpoint.
+        public var teacherSteps: Int = 32
+        /// Couplings held in the cache the student trains on.
+        public var poolSize: Int = 65_536
+        /// Couplings generated per teacher call; the pool is filled and refreshed in chunks of this size.
+        public var chunkSize: Int = 4096
+        /// Every this many steps one chunk of the pool is replaced by fresh couplings (0 = never).
+        public var refreshEvery: Int = 250
+        /// Held-out dataset states for the validation signal (excluded from the couplings).
+        public var validationStates: Int = 1024
+        /// Steps between validation measurements (also measured at the start and the end).
+        public var validateEvery: Int = 500
+        public init() {}
+
+        /// Throws `TrainingError.invalidConfig` naming the first field out of range.
+        public func validate(datasetCount: Int) throws {
+            func fail(_ s: String) -> TrainingError { .invalidConfig("reflow.\(s)") }
+            guard steps >= 0 else { throw fail("steps must not be negative (got \(steps))") }
+            guard steps > 0 else { return }
+            guard learningRate > 0, learningRate.isFinite else { throw fail("learningRate must be positive (got \(learningRate))") }
+            guard teacherSteps >= 1 else { throw fail("teacherSteps must be at least 1 (got \(teacherSteps))") }
+            guard chunkSize >= 1 else { throw fail("chunkSize must be at least 1 (got \(chunkSize))") }
+            guard poolSize >= chunkSize, poolSize % chunkSize == 0 else {
+                throw fail("poolSize (\(poolSize)) must be a positive multiple of chunkSize (\(chunkSize))")
+            }
+            guard refreshEvery >= 0 else { throw fail("refreshEvery must not be negative (got \(refreshEvery))") }
+            guard validateEvery >= 1 else { throw fail("validateEvery must be at least 1 (got \(validateEvery))") }
+            guard validationStates >= 0, validationStates <= datasetCount / 2 else {
+                throw fail("validationStates must be between 0 and half the dataset (\(datasetCount / 2)), got \(validationStates)")
+            }
+        }
+    }
+}
+
+/// Reflow: flow matching on the straight couplings of a frozen teacher (the policy as QIPO left it).
+///
+/// For dataset states `s` and noise `x0 ~ N(0, I)` the teacher integrates `x1 = ODE(s, x0)` with
+/// `teacherSteps` Euler steps through `FlowSampler` — the server's sampler, *without* the final clip,
+/// so that clipping the student's endpoint gives what clipping the teacher's gave. The student
+/// (the policy itself, starting from the teacher's weights) is trained on
+/// `||v(s, x_t, t) − (x1 − x0)||²` with `x_t = (1 − t)·x0 + t·x1`, `t ~ U[0, 1]`. Straight
+/// trajectories make K = 1 and K = 2 land where many steps do, and the map x0 → action keeps the
+/// candidates' diversity, so best-of-M selection works as before.
+///
+/// Couplings live in a pool of `poolSize`, filled in chunks when the phase starts and refreshed one
+/// chunk every `refreshEvery` steps, which amortises the teacher's cost. A held-out split of
+/// `validationStates` dataset states never enters the pool; on it the phase measures, with fixed
+/// noise, the K = 1 and K = 8 action MSE against the dataset actions and the K = 1-vs-K = 8 gap
+/// (mean squared difference per action dimension), reported as `val_*` metrics.
+public final class ReflowPhase: TrainingPhase {
+    public let name: String
+    public let totalSteps: Int
+    public private(set) var completedSteps = 0
+    let policy: FlowPolicy
+    let teacher: FlowPolicy
+    let data: PreparedData
+    let config: TrainingConfig.Reflow
+    let batchSize: Int
+    let optimizer: Adam
+    var rng: RNG
+    private let seed: UInt64
+    private let teacherSampler: FlowSampler
+    private let studentSampler: FlowSampler
+    private var initialised = false
+    /// Pool of couplings: dataset row, noise and teacher endpoint.
+    private var poolState: [Int32]
+    private var poolX0: [Float]
+    private var poolX1: [Float]
+    private var nextChunk = 0
+    /// Dataset rows held out for validation, and a mask of them.
+    public let heldOut: [Int]
+    private var isHeldOut: [Bool]
+    private var validation: [String: Double] = [:]
+    private var indices: [Int]
+    private let obs = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer(), t = FloatBuffer()
+    private let target = FloatBuffer(), grad = FloatBuffer()
+
+    public init(name: String = "reflow", policy: FlowPolicy, data: PreparedData, config: TrainingConfig.Reflow, batchSize: Int, seed: UInt64) throws {
+        try config.validate(datasetCount: data.count)
+        self.name = name
+        self.policy = policy
+        self.data = data
+        self.config = config
+        self.batchSize = batchSize
+        self.seed = seed
+        totalSteps = config.steps
+        optimizer = Adam(parameters: policy.parameters, learningRate: config.learningRate)
+        rng = RNG(seed: seed)
+        teacher = try FlowPolicy(spec: policy.spec, tensors: policy.namedTensors())
+        teacherSampler = FlowSampler(policy: teacher)
+        studentSampler = FlowSampler(policy: policy)
+        let pool = config.steps > 0 ? config.poolSize : 0
+        poolState = [Int32](repeating: 0, count: pool)
+        poolX0 = [Float](repeating: 0, count: pool * data.actionDim)
+        poolX1 = [Float](repeating: 0, count: pool * data.actionDim)
+        // The held-out split depends only on the seed and the dataset size.
+        var splitRNG = RNG(seed: seed ^ 0x5EF1_0A11)
+        isHeldOut = [Bool](repeating: false, count: data.count)
+        var held: [Int] = []
+        let wanted = config.steps > 0 ? config.validationStates : 0
+        while held.count < wanted {
+            let i = splitRNG.int(below: data.count)
+            if !isHeldOut[i] { isHeldOut[i] = true; held.append(i) }
+        }
+        heldOut = held.sorted()
+        indices = [Int](repeating: 0, count: batchSize)
+    }
+
+    /// Freezes the teacher (the policy as the previous phase left it), fills the pool and measures
+    /// the starting point.
+    private func initialise() {
+        teacher.parameters.copyValues(from: policy.parameters)
+        for c in 0..<(config.poolSize / config.chunkSize) { generateChunk(c) }
+        nextChunk = 0
+        validation = validate()
+        initialised = true
+    }
+
+    /// Replaces chunk `c` of the pool with fresh couplings from the teacher.
+    private func generateChunk(_ c: Int) {
+        let n = config.chunkSize, od = data.observationDim, ad = data.actionDim
+        var states = [Int](repeating: 0, count: n)
+        for k in 0..<n {
+            var i = rng.int(below: data.count)
+            while isHeldOut[i] { i = rng.int(below: data.count) }
+            states[k] = i
+        }
+        obs.reserve(n * od)
+        PreparedData.gather(data.observations, width: od, indices: states, into: obs.pointer)
+        var rngs = (0..<n).map { _ in RNG(seed: rng.next()) }
+        var noise = rngs
+        // Unclipped: the sampler clips after integrating, so the student must learn the raw endpoint.
+        let x1 = teacherSampler.sample(observations: obs.pointer, count: n, perObservation: 1, steps: config.teacherSteps, rngs: &rngs, clip: false)
+        let base = c * n
+        poolX1.withUnsafeMutableBufferPointer { p in (p.baseAddress! + base * ad).update(from: x1, count: n * ad) }
+        poolX0.withUnsafeMutableBufferPointer { p in
+            // The same draws the sampler started from (one generator per row, `ad` normals each).
+            for k in 0..<n { noise[k].fillNormal(UnsafeMutableBufferPointer(start: p.baseAddress! + (base + k) * ad, count: ad)) }
+        }
+        for k in 0..<n { poolState[base + k] = Int32(states[k]) }
+    }
+
+    /// The validation signal on the held-out states, with fixed noise (the same every time).
+    public func validate() -> [String: Double] {
+        let m = heldOut.count, od = data.observationDim, ad = data.actionDim
+        guard m > 0 else { return [:] }
+        let o = FloatBuffer(), a = FloatBuffer()
+        o.reserve(m * od); a.reserve(m * ad)
+        PreparedData.gather(data.observations, width: od, indices: heldOut, into: o.pointer)
+        PreparedData.gather(data.actions, width: ad, indices: heldOut, into: a.pointer)
+        func sample(_ k: Int) -> [Float] {
+            var rngs = (0..<m).map { RNG(seed: seed &+ 0x7A11 &+ UInt64($0)) }
+            let p = studentSampler.sample(observations: o.pointer, count: m, perObservation: 1, steps: k, rngs: &rngs)
+            return Array(UnsafeBufferPointer(start: p, count: m * ad))
+        }
+        let one = sample(1), eight = sample(8)
+        var mse1: Double = 0, mse8: Double = 0, gap: Double = 0
+        for i in 0..<(m * ad) {
+            let d1 = Double(one[i] - a.pointer[i]), d8 = Double(eight[i] - a.pointer[i]), g = Double(one[i] - eight[i])
+            mse1 += d1 * d1; mse8 += d8 * d8; gap += g * g
+        }
+        let n = Double(m * ad)
+        return ["val_mse_k1": mse1 / n, "val_mse_k8": mse8 / n, "val_gap_k1_k8": gap / n]
+    }
+
+    public func step() throws -> [String: Double] {
+        if !initialised { initialise() }
+        let b = batchSize, od = data.observationDim, ad = data.actionDim
+        for k in 0..<b { indices[k] = rng.int(below: config.poolSize) }
+        obs.reserve(b * od); x0.reserve(b * ad); xt.reserve(b * ad); t.reserve(b); target.reserve(b * ad); grad.reserve(b * ad)
+        data.observations.withUnsafeBufferPointer { o in
+            for (r, k) in indices.enumerated() {
+                (obs.pointer + r * od).update(from: o.baseAddress! + Int(poolState[k]) * od, count: od)
+                let tr = rng.uniform()
+                t.pointer[r] = tr
+                for j in 0..<ad {
+                    let a0 = poolX0[k * ad + j], a1 = poolX1[k * ad + j]
+                    xt.pointer[r * ad + j] = (1 - tr) * a0 + tr * a1
+                    target.pointer[r * ad + j] = a1 - a0
+                }
+            }
+        }
+        let v = policy.velocity(obs: obs.pointer, x: xt.pointer, t: t.pointer, batch: b)
+        let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: ad, grad: grad.pointer)
+        policy.backward(grad.pointer)
+        optimizer.step()
+        completedSteps += 1
+        if config.refreshEvery > 0 && completedSteps % config.refreshEvery == 0 && completedSteps < totalSteps {
+            generateChunk(nextChunk)
+            nextChunk = (nextChunk + 1) % (config.poolSize / config.chunkSize)
+        }
+        if completedSteps % config.validateEvery == 0 || completedSteps == totalSteps { validation = validate() }
+        var metrics = validation
+        metrics["loss"] = Double(loss)
+        return metrics
+    }
+
+    public func stateTensors() -> [String: Tensor] {
+        var st = OptimizedState.save(policy.parameters, prefix: "policy.", optimizer: optimizer, rng: rng, step: completedSteps)
+        st["initialised"] = Tensor(shape: [1], scalars: [initialised ? 1 : 0])
+        if initialised {
+            st.merge(teacher.parameters.namedTensors().prefixed("teacher.")) { a, _ in a }
+            st["pool.state"] = Tensor(shape: [poolState.count], scalars: poolState.map { Float($0) })
+            st["pool.x0"] = Tensor(shape: [poolX0.count], scalars: poolX0)
+            st["pool.x1"] = Tensor(shape: [poolX1.count], scalars: poolX1)
+            st["pool.next_chunk"] = Tensor(shape: [1], scalars: [Float(nextChunk)])
+            for (k, v) in validation { st["validation." + k] = Self.tensor(exactly: v) }
+        }
+        return st
+    }
+
+    public func loadState(_ st: [String: Tensor]) throws {
+        (rng, completedSteps) = try OptimizedState.load(st, into: policy.parameters, prefix: "policy.", optimizer: optimizer)
+        initialised = (st["initialised"]?.scalars.first ?? 0) == 1
+        guard initialised else { return }
+        try teacher.parameters.load(from: st.unprefixed("teacher."))
+        guard let s = st["pool.state"], s.count == poolState.count, let a = st["pool.x0"], a.count == poolX0.count,
+            let b = st["pool.x1"], b.count == poolX1.count, let c = st["pool.next_chunk"]
+        else { throw ParameterLoadError.missing("reflow coupling pool") }
+        poolState = s.scalars.map { Int32($0) }
+        poolX0 = a.scalars
+        poolX1 = b.scalars
+        nextChunk = Int(c.scalars[0])
+        validation = [:]
+        for (k, v) in st where k.hasPrefix("validation.") { validation[String(k.dropFirst("validation.".count))] = try Self.double(v) }
+    }
+
+    /// A Double's 64 bits as four 16-bit chunks in Floats (exact), so a resumed run logs exactly
+    /// the validation values an uninterrupted one would.
+    static func tensor(exactly v: Double) -> Tensor {
+        let bits = v.bitPattern
+        return Tensor(shape: [4], scalars: (0..<4).map { Float((bits >> (16 * UInt64($0))) & 0xFFFF) })
+    }
+
+    static func double(_ t: Tensor) throws -> Double {
+        guard t.count == 4 else { throw ParameterLoadError.shape("validation", expected: [4], found: t.shape) }
+        var bits: UInt64 = 0
+        for k in 0..<4 { bits |= UInt64(t.scalars[k]) << (16 * UInt64(k)) }
+        return Double(bitPattern: bits)
+    }
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import FlowgateCore
+import FlowgateTraining
+import FlowgateModelFormat
+
+/// Set by the SIGINT/SIGTERM handler; polled between refine steps.
+nonisolated(unsafe) private var refineStopRequested: sig_atomic_t = 0
+
+struct RefineCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "refine",
+        abstract: "Straighten an existing model's flow policy (reflow) so that 1-2 flow steps act like many, into a new model directory.",
+        discussion: """
+            Runs only the reflow phase (docs/training.md): a frozen copy of the policy integrates \
+            noise to actions with --teacher-steps Euler steps and the policy is retrained on those \
+            straight couplings. The critic, energy model, reliability and risk sections are kept; the \
+            provenance records the reflow steps and config. The dataset must be the one the model was \
+            trained on. Progress, log, checkpoints, --resume and Ctrl-C work as in `flowgate train`.
+            """)
+
+    @Option(name: .long, help: "Model directory to refine (read only).") var model: String
+    @Option(name: .long, help: "Dataset the model was trained on (.npz or .hdf5).") var dataset: String
+    @Option(name: .long, help: "New model directory (must not exist; written atomically).") var out: String
+    @Option(name: .long, help: "JSON file overriding fields of the training config; only 'reflow' and the run settings (seed, batchSize, logEvery, checkpointEvery) matter.")
+    var config: String?
+    @Option(name: .long, help: "Model name in the manifest (default: the source model's name).") var name: String?
+    @Option(name: .long, help: "Directory for checkpoints and the log (default: runs/<out's name>).") var runDir: String?
+    @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.") var resume = false
+    @Option(name: .long, help: "Reflow steps (default 10000, or the config's).") var steps: Int?
+    @Option(name: .long, help: "Teacher Euler steps per coupling.") var teacherSteps: Int?
+    @Option(name: .long, help: "Reflow learning rate.") var learningRate: Float?
+    @Option(name: .long, help: "Random seed (overrides the model's).") var seed: UInt64?
+    @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
+    @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
+
+    func validate() throws {
+        for (flag, v) in [("--steps", steps), ("--teacher-steps", teacherSteps), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery)] {
+            if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
+        }
+        if let learningRate, !(learningRate > 0) { throw ValidationError("--learning-rate must be positive") }
+    }
+
+    func run() throws {
+        configureBLASFromEnvironment()
+        let refinement = try ReflowRefinement(modelPath: model)
+        let progress = ProgressReporter()
+        if !refinement.droppedConfigKeys.isEmpty {
+            progress.message("note: ignoring fields of \(model)'s recorded config that this version no longer has: \(refinement.droppedConfigKeys.joined(separator: ", "))")
+        }
+        var base = refinement.trainedConfig
+        if base.reflow.steps == 0 { base.reflow.steps = 10_000 }
+        if let config { base = try loadConfig(path: config, base: base) }
+        var reflow = base.reflow
+        if let steps { reflow.steps = steps }
+        if let teacherSteps { reflow.teacherSteps = teacherSteps }
+        if let learningRate { reflow.learningRate = learningRate }
+        if let seed { base.seed = seed }
+        if let checkpointEvery { base.checkpointEvery = checkpointEvery }
+        if let logEvery { base.logEvery = logEvery }
+        let cfg = try refinement.config(reflow: reflow, overrides: base)
+        if FileManager.default.fileExists(atPath: out) {
+            throw ValidationError("--out \(out) already exists; refine writes a new model directory")
+        }
+
+        let runDirectory = runDir ?? "runs/\(URL(fileURLWithPath: out).lastPathComponent)"
+        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        let checkpoint = runDirectory + "/checkpoint.safetensors"
+        let logPath = runDirectory + "/train.jsonl"
+        progress.message("loading \(dataset)")
+        let data = try OfflineDataset.load(path: dataset)
+        let run = try refinement.makeRun(dataset: data, config: cfg, name: name)
+        if resume {
+            guard FileManager.default.fileExists(atPath: checkpoint) else {
+                FileHandle.standardError.write(Data("Error: --resume: no checkpoint at \(checkpoint)\n".utf8))
+                throw ExitCode.failure
+            }
+            try run.loadCheckpoint(from: checkpoint)
+            progress.message("resumed from \(checkpoint) at step \(run.completedSteps)/\(run.totalSteps)")
+        } else if FileManager.default.fileExists(atPath: checkpoint) {
+            progress.message("note: starting fresh; the old checkpoint at \(checkpoint) will be overwritten (use --resume to continue it)")
+            if FileManager.default.fileExists(atPath: logPath) { try FileManager.default.removeItem(atPath: logPath) }
+        }
+        let log = try TrainingLog(path: logPath)
+        signal(SIGINT) { _ in refineStopRequested = 1 }
+        signal(SIGTERM) { _ in refineStopRequested = 1 }
+        let outcome = try run.run(progress: progress, log: log, checkpointPath: checkpoint) { refineStopRequested != 0 }
+        if outcome == .interrupted {
+            progress.message("stopped; continue with the same command and --resume")
+            throw ExitCode(130)
+        }
+        let refined = try refinement.refinedModel(from: run, gitCommit: gitCommit(), name: name)
+        try refinement.write(refined, to: out, trainingLog: logPath)
+        progress.message("wrote \(out) (reflow \(run.completedSteps) steps from \(model))")
+    }
+}

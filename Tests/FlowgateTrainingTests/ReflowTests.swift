@@ -1,0 +1,203 @@
+import Foundation
+import Testing
+import FlowgateCore
+import FlowgateAlgorithms
+@testable import FlowgateTraining
+import FlowgateModelFormat
+
+/// The reflow phase (straight couplings of a frozen teacher) and `flowgate refine`.
+@Suite("Reflow")
+struct ReflowTests {
+    static func withReflow(_ c: TrainingConfig, steps: Int = 25) -> TrainingConfig {
+        var c = c
+        c.reflow.steps = steps
+        c.reflow.teacherSteps = 4
+        c.reflow.poolSize = 64
+        c.reflow.chunkSize = 16
+        c.reflow.refreshEvery = 5
+        c.reflow.validationStates = 20
+        c.reflow.validateEvery = 7
+        return c
+    }
+
+    /// Log lines of one phase without the wall-clock time.
+    static func lines(_ path: String, phase: String) throws -> [String] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+            .filter { $0.contains("\"phase\":\"\(phase)\"") }
+            .map { $0.replacingOccurrences(of: #""time":[0-9.]+,"#, with: "", options: .regularExpression) }
+    }
+
+    @Test("interrupted inside reflow, checkpoint and resume give the same weights and the same log as an uninterrupted run")
+    func resumeInsideReflow() throws {
+        let dir = TrainingRunTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = Self.withReflow(TrainingRunTests.tinyConfig())
+        let fullLog = dir.appendingPathComponent("full.jsonl").path
+        let full = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
+        #expect(full.phases.map(\.name).last == "reflow")
+        #expect(try full.run(progress: nil, log: try TrainingLog(path: fullLog), checkpointPath: nil) == .finished)
+
+        let ckpt = dir.appendingPathComponent("checkpoint.safetensors").path
+        let partLog = dir.appendingPathComponent("part.jsonl").path
+        let first = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
+        // Inside reflow (its step 15 of 25), after refreshes and validations, on a log boundary (the
+        // driver's log window restarts on resume).
+        let stopAt = first.totalSteps - 10
+        var polls = 0
+        #expect(
+            try first.run(progress: nil, log: try TrainingLog(path: partLog), checkpointPath: ckpt) {
+                polls += 1; return polls > stopAt
+            } == .interrupted)
+        let resumed = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
+        try resumed.loadCheckpoint(from: ckpt)
+        #expect(resumed.completedSteps == stopAt)
+        #expect(try resumed.run(progress: nil, log: try TrainingLog(path: partLog), checkpointPath: ckpt) == .finished)
+        #expect(resumed.policy.parameters.map(\.value) == full.policy.parameters.map(\.value))
+        let expected = try Self.lines(fullLog, phase: "reflow")
+        #expect(expected.count >= 4 && expected.allSatisfy { $0.contains("val_gap_k1_k8") && $0.contains("val_mse_k1") })
+        #expect(try Self.lines(partLog, phase: "reflow") == expected)
+    }
+
+    @Test("--restart-from reflow starts again from the policy QIPO left, with a new reflow config")
+    func restartFromReflow() throws {
+        let dir = TrainingRunTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ckpt = dir.appendingPathComponent("checkpoint.safetensors").path
+        let first = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: Self.withReflow(TrainingRunTests.tinyConfig()))
+        #expect(try first.run(progress: nil, log: nil, checkpointPath: ckpt) == .finished)
+        let noReflow = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: TrainingRunTests.tinyConfig())
+        #expect(try noReflow.run(progress: nil, log: nil, checkpointPath: nil) == .finished)
+        #expect(first.policy.parameters.map(\.value) != noReflow.policy.parameters.map(\.value))
+
+        var retuned = Self.withReflow(TrainingRunTests.tinyConfig())
+        retuned.reflow.learningRate = 3e-4
+        let second = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: retuned)
+        try second.loadCheckpoint(from: ckpt, restartFrom: "reflow")
+        #expect(second.policy.parameters.map(\.value) == noReflow.policy.parameters.map(\.value))
+        #expect(second.phases.last?.completedSteps == 0)
+    }
+
+    /// Two-mode behaviour (a = ±0.7 by a coin): the behaviour flow's trajectories bend towards the
+    /// modes, so one Euler step lands between them; after reflow one step lands where many did.
+    static func bimodal(count: Int = 600) -> OfflineDataset {
+        var rng = RNG(seed: 7)
+        var obs: [Float] = [], act: [Float] = [], rew: [Float] = [], term: [Bool] = [], tout: [Bool] = []
+        for i in 0..<count {
+            let s = rng.normal()
+            let sign: Float = rng.uniform() < 0.5 ? -1 : 1
+            obs.append(s)
+            act += [sign * 0.7 + 0.05 * rng.normal(), 0.3 * s]
+            rew.append(0); term.append(false); tout.append(i % 50 == 49)
+        }
+        return OfflineDataset(
+            source: "bimodal.npz", observationDim: 1, actionDim: 2, observations: obs, actions: act, rewards: rew,
+            nextObservations: obs, terminals: term, timeouts: tout)
+    }
+
+    /// Mean distance of the first action coordinate's magnitude from the modes (±0.7) at K = 1.
+    static func distanceFromModes(_ policy: FlowPolicy, data: PreparedData) -> Double {
+        let n = 256, od = data.observationDim, ad = data.actionDim
+        let obs = Array(data.observations[0..<(n * od)])
+        var rngs = (0..<n).map { RNG(seed: 900 + UInt64($0)) }
+        let sampler = FlowSampler(policy: policy)
+        // Copied out while the sampler (which owns the buffer) is alive.
+        let a = obs.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: sampler.sample(observations: $0.baseAddress!, count: n, perObservation: 1, steps: 1, rngs: &rngs), count: n * ad))
+        }
+        return (0..<n).reduce(0) { $0 + Double(abs(abs(a[$1 * ad]) - 0.7)) } / Double(n)
+    }
+
+    @Test("reflow makes one Euler step land where many did: the K=1-vs-K=8 gap shrinks 4x and K=1 reaches the modes")
+    func reflowStraightens() throws {
+        var c = TrainingRunTests.tinyConfig(.bcFlow)
+        c.policy.hiddenDims = [64, 64]
+        c.batchSize = 128
+        c.behaviour.steps = 1000
+        c.behaviour.learningRate = 1e-3
+        c = Self.withReflow(c, steps: 1000)
+        c.reflow.learningRate = 1e-3
+        c.reflow.teacherSteps = 16
+        c.reflow.poolSize = 2048
+        c.reflow.chunkSize = 512
+        c.reflow.refreshEvery = 100
+        c.reflow.validationStates = 200
+        c.reflow.validateEvery = 1000
+        let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
+        let behaviour = run.phases[0]
+        while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }
+        let reflow = try #require(run.phases.last as? ReflowPhase)
+        let before = reflow.validate(), modesBefore = Self.distanceFromModes(run.policy, data: run.data)
+        while reflow.completedSteps < reflow.totalSteps { _ = try reflow.step() }
+        let after = reflow.validate(), modesAfter = Self.distanceFromModes(run.policy, data: run.data)
+        let gapBefore = try #require(before["val_gap_k1_k8"]), gapAfter = try #require(after["val_gap_k1_k8"])
+        // The behaviour flow is curved to begin with, or the test would prove nothing.
+        #expect(gapBefore > 0.02)
+        #expect(gapAfter < gapBefore / 4)
+        // One step now lands near a mode, not between them (a curved flow's one step averages them).
+        #expect(modesAfter < modesBefore * 0.6)
+    }
+
+    @Test("reflow config errors name the field")
+    func configErrors() throws {
+        var c = Self.withReflow(TrainingRunTests.tinyConfig())
+        c.reflow.poolSize = 60
+        #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.poolSize") }
+        c = Self.withReflow(TrainingRunTests.tinyConfig())
+        c.reflow.validationStates = 1000
+        #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.validationStates") }
+        c = Self.withReflow(TrainingRunTests.tinyConfig())
+        c.reflow.teacherSteps = 0
+        #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.teacherSteps") }
+    }
+
+    @Test("refine writes a new model directory: new policy, same critic and extra manifest sections, provenance with reflow")
+    func refineExistingModel() throws {
+        let dir = TrainingRunTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let src = dir.appendingPathComponent("src")
+        let trained = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: TrainingRunTests.tinyConfig())
+        _ = try trained.run(progress: nil, log: nil, checkpointPath: nil)
+        try ModelDirectory.save(try trained.makeModel(gitCommit: "test", datasetSHA256: nil), to: src)
+        // A section the Manifest type does not model (as the failure-risk model is) must survive.
+        let manifestURL = src.appendingPathComponent(Manifest.fileName)
+        var m = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
+        m["risk"] = ["horizon": 20, "note": "kept"]
+        try JSONSerialization.data(withJSONObject: m).write(to: manifestURL)
+        try Data("{\"phase\":\"qipo\"}\n".utf8).write(to: src.appendingPathComponent("training-log.jsonl"))
+
+        let refinement = try ReflowRefinement(modelPath: src.path)
+        #expect(refinement.trainedConfig.policy.hiddenDims == [16])
+        let config = try refinement.config(reflow: Self.withReflow(TrainingConfig()).reflow)
+        let run = try refinement.makeRun(dataset: TrainingRunTests.dataset(), config: config)
+        #expect(run.phases.map(\.name) == ["reflow"])
+        #expect(run.policy.parameters.map(\.value) == trained.policy.parameters.map(\.value))
+        let log = dir.appendingPathComponent("refine.jsonl").path
+        #expect(try run.run(progress: nil, log: try TrainingLog(path: log), checkpointPath: nil) == .finished)
+        let out = dir.appendingPathComponent("refined")
+        try refinement.write(try refinement.refinedModel(from: run, gitCommit: "abc"), to: out.path, trainingLog: log)
+
+        let loaded = try ModelDirectory.load(at: out)
+        let original = try ModelDirectory.load(at: src)
+        #expect(loaded.networks[CriticSpec.role] == original.networks[CriticSpec.role])
+        #expect(loaded.networks[FlowPolicySpec.role] != original.networks[FlowPolicySpec.role])
+        #expect(loaded.networks[FlowPolicySpec.role] == run.policy.namedTensors())
+        #expect(loaded.manifest.provenance.trainingSteps["reflow"] == 25)
+        #expect(loaded.manifest.provenance.trainingSteps["qipo"] == 20)
+        let recorded = try TrainingConfig().merging(json: Data((loaded.manifest.provenance.config ?? "").utf8))
+        #expect(recorded.reflow.steps == 25 && recorded.qipo.steps == 20 && recorded.behaviour.steps == 30)
+        let outManifest = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(Manifest.fileName))) as! [String: Any]
+        #expect((outManifest["risk"] as? [String: Any])?["note"] as? String == "kept")
+        let outLog = try String(contentsOfFile: out.appendingPathComponent("training-log.jsonl").path, encoding: .utf8)
+        #expect(outLog.hasPrefix("{\"phase\":\"qipo\"}\n") && outLog.contains("\"phase\":\"reflow\""))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).allSatisfy { !AtomicFile.isTemporaryName($0) })
+
+        // An existing directory is never replaced; another dataset is refused.
+        #expect { try refinement.write(try refinement.refinedModel(from: run, gitCommit: "abc"), to: out.path, trainingLog: log) } throws: {
+            "\($0)".contains("already exists")
+        }
+        #expect { try refinement.makeRun(dataset: TrainingRunTests.dataset(count: 200), config: config) } throws: {
+            "\($0)".contains("is not the dataset")
+        }
+        #expect { try refinement.makeRun(dataset: Self.bimodal(), config: config) } throws: { "\($0)".contains("is not the dataset") }
+    }
+}
