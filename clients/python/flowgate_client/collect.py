@@ -269,10 +269,14 @@ def main(argv=None) -> int:
     if args.reference:
         envs = [e for e in args.reference_envs.split(",") if e]
         refs = measure_references(envs, args.reference_episodes, args.reference_random_episodes, args.seed)
+        # Measuring some envs keeps the others' references (each entry records its own episodes).
+        previous = load_references(args.reference_out)
+        refs = {**previous, **refs}
         doc = {
             "description": "Reference returns (mean over episodes of at most 1000 steps, actions clipped to [-1,1]) "
                            "for D4RL-style normalised scores: 100*(R - random)/(expert - random).",
-            "command": "python -m flowgate_client.collect --reference " + " ".join(a for a in (argv or sys.argv[1:]) if a != "--reference"),
+            "command": "python -m flowgate_client.collect --reference " + " ".join(a for a in (argv or sys.argv[1:]) if a != "--reference")
+                       + (" (merged into the entries measured before)" if previous else ""),
             "seed": args.seed,
             "envs": refs,
         }
