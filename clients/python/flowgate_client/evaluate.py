@@ -93,9 +93,9 @@ def dataset_average(path: str) -> float | None:
 
 def simulate_once(endpoint: str, model: str, env: str, episodes: int, seed: int, steps: int | None,
                   candidates: int | None, disturbance: str | None = None, scale: float = 0.0,
-                  max_episode_steps: int | None = None) -> dict:
+                  max_episode_steps: int | None = None, timeout_ms: int = 10_000) -> dict:
     argv = ["--env", env, "--episodes", str(episodes), "--endpoint", endpoint, "--model", model,
-            "--seed", str(seed), "--server-seed", str(seed * 1_000_003)]
+            "--seed", str(seed), "--server-seed", str(seed * 1_000_003), "--timeout-ms", str(timeout_ms)]
     if max_episode_steps is not None:
         argv += ["--max-episode-steps", str(max_episode_steps)]
     if steps is not None:
@@ -115,6 +115,8 @@ def main(argv=None) -> int:
                                        "(it must serve --model and every --baseline)")
     ap.add_argument("--dataset", help="the training dataset (npz): its average score goes into the summary")
     ap.add_argument("--max-episode-steps", type=int, help="episode cut (default 1000; shorter for smoke tests)")
+    ap.add_argument("--timeout-ms", type=int, default=10_000,
+                    help="per-act reply timeout; generous, since this scores the policy, not the latency")
     ap.add_argument("--env", required=True)
     ap.add_argument("--model", required=True, help="model directory to evaluate")
     ap.add_argument("--baseline", action="append", default=[], help="baseline model directories (served alongside)")
@@ -161,22 +163,30 @@ def main(argv=None) -> int:
         write_atomic(out, json.dumps(summary, indent=2) + "\n")
 
     def run_all(endpoint: str):
-        with Client(endpoint) as c:
+        with Client(endpoint, timeout_ms=args.timeout_ms) as c:
             summary["info"] = c.info()
+            # One untimed act first: a server's first request can pay one-off set-up costs that
+            # would otherwise land in the first run's latency p99.
+            obs_dim = next((m.get("obs_dim") for m in summary["info"].get("models", []) if m.get("name") == main_name), None)
+            if obs_dim:
+                import numpy as np
+                c.act(np.zeros(int(obs_dim), np.float32), model=main_name)
         mes = args.max_episode_steps
         for k in ks:
             rep = simulate_once(endpoint, main_name, env_name, args.episodes, args.seed, k, args.candidates,
-                                max_episode_steps=mes)
+                                max_episode_steps=mes, timeout_ms=args.timeout_ms)
             record(f"{main_name}-K{k}", rep, model=main_name, steps=k)
         for b in args.baseline:
             name = model_name(b)
-            rep = simulate_once(endpoint, name, env_name, args.episodes, args.seed, None, None, max_episode_steps=mes)
+            rep = simulate_once(endpoint, name, env_name, args.episodes, args.seed, None, None, max_episode_steps=mes,
+                                timeout_ms=args.timeout_ms)
             record(f"{name}", rep, model=name, steps=None)
         if args.sweep:
             kind, scales = args.sweep.split(":")
             for s in [float(x) for x in scales.split(",")]:
                 rep = simulate_once(endpoint, main_name, env_name, args.sweep_episodes or args.episodes, args.seed,
-                                    args.sweep_steps, args.candidates, kind if s > 0 else None, s, max_episode_steps=mes)
+                                    args.sweep_steps, args.candidates, kind if s > 0 else None, s, max_episode_steps=mes,
+                                    timeout_ms=args.timeout_ms)
                 rep["disturbance"] = kind
                 rep["disturbance_scale"] = s
                 record(f"{main_name}-{kind}-{s:g}", rep, model=main_name, steps=args.sweep_steps, disturbance=kind, scale=s)

@@ -31,7 +31,8 @@ def test_endpoint_mode_reports_falls_latency_and_dataset_average(tmp_path, capsy
                               "--episodes", "2", "--steps", "1,2", "--max-episode-steps", "40",
                               "--dataset", str(dataset), "--out", str(out)]) == 0
         summary = json.loads(out.read_text())
-        assert s.acts == sum(json.loads(open(r["report"]).read())["total_steps"] for r in summary["runs"])
+        # one act per env step, plus one untimed warm-up act
+        assert s.acts == 1 + sum(json.loads(open(r["report"]).read())["total_steps"] for r in summary["runs"])
     assert summary["env"] == "HopperBulletEnv" and summary["max_episode_steps"] == 40
     assert summary["dataset_average"] == pytest.approx(38.3)
     assert [r["steps"] for r in summary["runs"]] == [1, 2]
