@@ -17,13 +17,17 @@ public struct PythonRunner {
     /// is started; a failure names the missing module and what to install.
     public func probe() throws {
         let script = "import sys, contextlib, io, warnings\nwarnings.simplefilter('ignore')\nwith contextlib.redirect_stdout(io.StringIO()):\n"
-            + "    import numpy, zmq, msgpack\n    import pybullet, pybullet_envs\n    import flowgate_client.evaluate\n"
+            + "    import numpy, zmq, msgpack\n    import pybullet, pybullet_envs\n    import flowgate_client.evaluate as ev\n"
+            + "if not hasattr(ev, 'markdown_table'):\n"
+            + "    sys.exit('flowgate_client at ' + ev.__file__ + ' is older than this flowgate eval (its evaluate has no --endpoint)')\n"
         let (status, output) = try capture(["-c", script])
         guard status != 0 else { return }
         let last = output.split(separator: "\n").last.map(String.init) ?? "exit status \(status)"
         var hint = "install the client's requirements into it (pip install -r clients/python/requirements.txt, or scripts/bootstrap.sh for the repository's .venv)"
         if last.contains("pybullet") {
             hint = "install pybullet into it (pip install pybullet==3.2.7 gym==0.23.1 'setuptools<82', as in clients/python/requirements.txt)"
+        } else if last.contains("is older than") {
+            hint = "run the flowgate binary built in the repository whose clients/python it should use, or pip install -e that clients/python"
         } else if last.contains("pkg_resources") {
             hint = "pybullet_envs needs pkg_resources: pip install 'setuptools<82' into it"
         }

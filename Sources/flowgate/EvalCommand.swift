@@ -20,8 +20,8 @@ struct EvalCommand: ParsableCommand {
             training dataset's average score when its file is found (the provenance's path, or data/NAME). \
             The env comes from --env, else from the dataset named in the model's provenance \
             (hopper-medium.npz → HopperBulletEnv). Python: --python, then FLOWGATE_PYTHON, then .venv/bin/python \
-            of the current directory or of the repository the binary was built in; it needs pybullet \
-            (clients/python/requirements.txt).
+            of the repository the binary was built in or of the current directory; it needs pybullet \
+            (clients/python/requirements.txt). The runner is that repository's clients/python.
             """)
 
     @Argument(help: "The model directory to evaluate.")
@@ -121,12 +121,13 @@ struct EvalCommand: ParsableCommand {
         }
     }
 
-    /// The current directory, then the source tree the executable was built in
-    /// (`.build/<triple>/<config>/flowgate` → three levels up).
+    /// The source tree the executable was built in (`.build/<triple>/<config>/flowgate` → three
+    /// levels up), then the current directory. The built tree comes first so that its
+    /// clients/python, the runner of this very version, wins over another checkout's.
     private func searchRoots() -> [String] {
         let cwd = FileManager.default.currentDirectoryPath
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let repo = exe.deletingLastPathComponent().appendingPathComponent("../../..").standardizedFileURL.path
-        return cwd == repo ? [cwd] : [cwd, repo]
+        return cwd == repo ? [cwd] : [repo, cwd]
     }
 }
