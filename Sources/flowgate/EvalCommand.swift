@@ -78,14 +78,15 @@ struct EvalCommand: ParsableCommand {
         }
         let logger = Logger(label: "flowgate.eval")
         do {
+            // Cheap checks first: the model (the validation `serve` runs) and its env, then Python.
+            let model = try PolicyServable(directory: modelDirectory)
+            let provenanceDataset = model.bundle.manifest.provenance.dataset
+            let environment = try EvalEnvironment.resolve(flag: env, provenanceDataset: provenanceDataset)
             let roots = searchRoots()
             let python = try PythonLocator.locate(flag: python, environment: ProcessInfo.processInfo.environment, roots: roots)
             let clientPath = roots.map { $0 + "/clients/python" }.first { FileManager.default.fileExists(atPath: $0 + "/flowgate_client/evaluate.py") }
             let runner = PythonRunner(python: python, clientPath: clientPath)
             try runner.probe()
-            let model = try PolicyServable(directory: modelDirectory)  // the validation `serve` runs
-            let provenanceDataset = model.bundle.manifest.provenance.dataset
-            let environment = try EvalEnvironment.resolve(flag: env, provenanceDataset: provenanceDataset)
             var temporary: URL?
             let summaryPath: String
             if let json {
