@@ -32,7 +32,8 @@ public enum EvalEnvironment {
         }
         let dataset = provenanceDataset ?? ""
         let file = (dataset as NSString).lastPathComponent.lowercased()
-        let match = known
+        let match =
+            known
             .filter { file == $0.short || file.hasPrefix($0.short + "-") || file.hasPrefix($0.short + ".") || file.hasPrefix($0.short + "_") }
             .max { $0.short.count < $1.short.count }
         guard let match else {

@@ -16,7 +16,8 @@ public struct PythonRunner {
     /// Checks that the Python can import pybullet's environments and the client, before a server
     /// is started; a failure names the missing module and what to install.
     public func probe() throws {
-        let script = "import sys, contextlib, io, warnings\nwarnings.simplefilter('ignore')\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+        let script =
+            "import sys, contextlib, io, warnings\nwarnings.simplefilter('ignore')\nwith contextlib.redirect_stdout(io.StringIO()):\n"
             + "    import numpy, zmq, msgpack\n    import pybullet, pybullet_envs\n    import flowgate_client.evaluate as ev\n"
             + "if not hasattr(ev, 'markdown_table'):\n"
             + "    sys.exit('flowgate_client at ' + ev.__file__ + ' is older than this flowgate eval (its evaluate has no --endpoint)')\n"

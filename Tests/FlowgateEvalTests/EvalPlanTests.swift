@@ -93,10 +93,11 @@ struct EvalPlanTests {
             modelDirectory: "models/hopper-medium", modelName: "hopper-medium", environment: "HopperBulletEnv",
             episodes: 3, steps: [1, 2], candidates: nil, seed: 7, maxEpisodeSteps: nil, dataset: nil, summaryPath: "/tmp/e.json")
         let a = plan.runnerArguments(endpoint: "tcp://127.0.0.1:4000")
-        #expect(a == [
-            "-m", "flowgate_client.evaluate", "--endpoint", "tcp://127.0.0.1:4000", "--env", "HopperBulletEnv",
-            "--model", "models/hopper-medium", "--episodes", "3", "--steps", "1,2", "--seed", "7", "--out", "/tmp/e.json",
-        ])
+        #expect(
+            a == [
+                "-m", "flowgate_client.evaluate", "--endpoint", "tcp://127.0.0.1:4000", "--env", "HopperBulletEnv",
+                "--model", "models/hopper-medium", "--episodes", "3", "--steps", "1,2", "--seed", "7", "--out", "/tmp/e.json",
+            ])
         plan.candidates = 8
         plan.maxEpisodeSteps = 50
         plan.dataset = "data/hopper-medium.npz"
