@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FlowgateProtocol", targets: ["FlowgateProtocol"]),
         .library(name: "FlowgateServer", targets: ["FlowgateServer"]),
         .library(name: "FlowgateClient", targets: ["FlowgateClient"]),
+        .library(name: "FlowgateEval", targets: ["FlowgateEval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -106,6 +107,10 @@ let package = Package(
                 "FlowgateCommon", "FlowgateProtocol", "FlowgateZMQ", "CZeroMQ",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
+        // `flowgate eval`: serves a model in-process and runs the Python pybullet runner against it.
+        .target(
+            name: "FlowgateEval",
+            dependencies: ["FlowgateServer", .product(name: "Logging", package: "swift-log")]),
         // The one thin executable.
         .executableTarget(
             name: "flowgate",
@@ -113,6 +118,7 @@ let package = Package(
                 "FlowgateCommon", "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "FlowgateTraining",
                 "FlowgateBenchmarks", "FlowgateProtocol", "FlowgateServer", "FlowgateDemo", "FlowgateClient", "FlowgateZMQ",
                 "FlowgateLifecycle",
+                "FlowgateEval",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -137,6 +143,7 @@ let package = Package(
                 "FlowgateLifecycle", .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(name: "FlowgateEvalTests", dependencies: ["FlowgateEval"]),
         .testTarget(name: "FlowgateProtocolTests", dependencies: ["FlowgateProtocol", "FlowgateCore"]),
         .testTarget(
             name: "FlowgateServerTests",

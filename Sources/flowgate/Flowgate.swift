@@ -7,5 +7,5 @@ struct Flowgate: AsyncParsableCommand {
         commandName: "flowgate",
         abstract: "Serve and train offline-RL flow policies (QIPO) with energy-model reliability checks.",
         version: flowgateVersion,
-        subcommands: [ServeCommand.self, BrokerCommand.self, TrainCommand.self, RefineCommand.self, InspectCommand.self, CalibrateCommand.self, BenchCommand.self, KeygenCommand.self])
+        subcommands: [ServeCommand.self, BrokerCommand.self, TrainCommand.self, RefineCommand.self, InspectCommand.self, CalibrateCommand.self, EvalCommand.self, BenchCommand.self, KeygenCommand.self])
 }

@@ -40,13 +40,20 @@ def percentiles(values_ms) -> dict:
             "p99": float(np.percentile(v, 99)), "mean": float(v.mean()), "max": float(v.max())}
 
 
-def run(args) -> dict:
+def run(args, policy=None, policy_name: str | None = None) -> dict:
+    """Runs ``args.episodes`` episodes and returns the report.
+
+    ``policy`` (a callable obs -> action) acts in-process instead of the server; other libraries'
+    policies (scripts/compare_d3rlpy.py) go through this same loop, seeds and normalisation.
+    """
     env_name = canonical_env_name(args.env)
     env = make_env(env_name, args.seed)
     rng = np.random.default_rng(np.random.SeedSequence([args.seed, 7]))
     client = None
-    expert = None
-    if args.policy == "expert":
+    expert = policy
+    if policy is not None:
+        args.policy = policy_name or "local"
+    elif args.policy == "expert":
         expert = expert_policy(env_name)
     else:
         client = Client(args.endpoint, timeout_ms=args.timeout_ms, retries=args.retries, model=args.model,
@@ -107,7 +114,9 @@ def run(args) -> dict:
                 break
         total_steps += length
         total_unreliable += unreliable
-        e = {"episode": ep, "return": ret, "length": length, "terminated": bool(done),
+        # The env classes apply no time limit, so `done` is always a true termination: a fall
+        # (Hopper, Ant) or the pole dropping (pendulums), before --max-episode-steps.
+        e = {"episode": ep, "return": ret, "length": length, "terminated": bool(done), "fell": bool(done),
              "normalized_score": float(100.0 * (ret - rnd_ref) / (exp_ref - rnd_ref)) if not math.isnan(rnd_ref) else None,
              "unreliable_steps": unreliable, "unreliable_share": unreliable / max(1, length), "pushes": pushes,
              "mean_confidence": float(np.mean(confidences)) if confidences else None}
@@ -130,6 +139,7 @@ def run(args) -> dict:
         "normalized_score_mean": float(scores.mean()) if len(scores) else None,
         "normalized_score_std": float(scores.std()) if len(scores) else None,
         "ref_random_return": rnd_ref, "ref_expert_return": exp_ref,
+        "falls": sum(1 for e in episodes if e["fell"]),
         "total_steps": total_steps, "unreliable_share": total_unreliable / max(1, total_steps),
         "latency_ms": percentiles(latencies_ms),
         "server_compute_us": percentiles(server_compute_us),
@@ -142,7 +152,7 @@ def run(args) -> dict:
     print(f"{env_name} ({args.policy}): return {report['return_mean']:.1f} ± {report['return_std']:.1f}, "
           f"normalised {report['normalized_score_mean'] if report['normalized_score_mean'] is not None else float('nan'):.1f} "
           f"± {report['normalized_score_std'] if report['normalized_score_std'] is not None else float('nan'):.1f}, "
-          f"unreliable {100.0 * report['unreliable_share']:.1f}% of {total_steps} steps"
+          f"falls {report['falls']}/{args.episodes}, unreliable {100.0 * report['unreliable_share']:.1f}% of {total_steps} steps"
           + (f", latency p50 {lat['p50']:.3f} / p90 {lat['p90']:.3f} / p99 {lat['p99']:.3f} ms" if lat["p50"] is not None else ""),
           flush=True)
     return report
