@@ -28,15 +28,16 @@ final class LoadedModel: Sendable {
     /// most `passRows` candidate rows (or one observation's candidates, when more), so the largest
     /// pass has either the most candidates the model admits, or one candidate for each of as many
     /// observations as a pass holds (the energy check's buffers grow with observations × samples);
-    /// both with the most samples the model admits and the check on.
+    /// both with the most samples the model admits and the check on. One flow step: the workspaces
+    /// do not grow with steps (each step reuses the same buffers), so more would only cost time.
     var warmupShapes: [(count: Int, options: ActOptions)] {
         let d = description
         let samples = max(d.limits.maxSamples, d.defaults.samples, 1)
         let maxCandidates = max(d.limits.maxCandidates, 1)
         return [
             (min(batchCap, max(1, passRows / maxCandidates)),
-             ActOptions(steps: d.defaults.steps, candidates: maxCandidates, samples: samples, check: true)),
-            (min(batchCap, passRows), ActOptions(steps: d.defaults.steps, candidates: 1, samples: samples, check: true)),
+             ActOptions(steps: 1, candidates: maxCandidates, samples: samples, check: true)),
+            (min(batchCap, passRows), ActOptions(steps: 1, candidates: 1, samples: samples, check: true)),
         ]
     }
 
