@@ -60,8 +60,8 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     /// Most rows one forward pass of a worker holds: a batch is computed in passes of whole
     /// observations of at most this many candidate rows (observations × candidates), and the energy
     /// check scores at most this many proposal rows at once. It bounds each worker's workspaces
-    /// (about 40 KB per row for the shipped models) without changing any result; products of 256
-    /// rows already run at the kernel's full speed.
+    /// (about 30 KB per row beyond a floor of about 6 MB for hopper-medium) without changing any
+    /// result; products of 256 rows already run at the kernel's full speed.
     public var passRows: Int = 256
     /// When a worker takes a batch of several observations while another worker is idle and no
     /// other request waits, it hands the idle worker a share of the rows, so both cores compute
