@@ -148,7 +148,8 @@ enum BatchPolicy {
 
     /// How a worker shares a batch of `count` observations with `idleWorkers` idle workers when no
     /// other request waits: contiguous row ranges, the first for itself, as equal as possible
-    /// (at most one per observation). Under load (`pendingRequests` > 0) or with no idle worker:
+    /// (at most one per observation; the first is the larger when they cannot be equal, since the
+    /// taker starts at once and the others only once woken). Under load (`pendingRequests` > 0) or with no idle worker:
     /// one range, one core per batch.
     static func shares(count: Int, idleWorkers: Int, pendingRequests: Int) -> [Range<Int>] {
         guard count > 0 else { return [] }
@@ -156,7 +157,7 @@ enum BatchPolicy {
         var ranges: [Range<Int>] = []
         var start = 0
         for p in 0..<parts {
-            let end = start + (count - start) / (parts - p)
+            let end = start + (count - start + parts - p - 1) / (parts - p)
             ranges.append(start..<end)
             start = end
         }

@@ -53,8 +53,10 @@ import Testing
     }
 
     @Test func aBatchIsSharedWithIdleWorkersOnlyWhenNothingElseWaits() {
-        // Idle machine: the rows are split as evenly as possible, the first share for the taker.
-        #expect(BatchPolicy.shares(count: 7, idleWorkers: 1, pendingRequests: 0) == [0..<3, 3..<7])
+        // Idle machine: the rows are split as evenly as possible, the first (larger) share for the
+        // taker, which starts at once.
+        #expect(BatchPolicy.shares(count: 7, idleWorkers: 1, pendingRequests: 0) == [0..<4, 4..<7])
+        #expect(BatchPolicy.shares(count: 8, idleWorkers: 2, pendingRequests: 0) == [0..<3, 3..<6, 6..<8])
         #expect(BatchPolicy.shares(count: 9, idleWorkers: 2, pendingRequests: 0) == [0..<3, 3..<6, 6..<9])
         // At most one share per observation.
         #expect(BatchPolicy.shares(count: 2, idleWorkers: 5, pendingRequests: 0) == [0..<1, 1..<2])
@@ -129,7 +131,7 @@ final class RecordingModel: ServableModel, @unchecked Sendable {
             observations: rows.flatMap { $0 }, count: 7, seeds: (0..<7).map { seed &+ UInt64($0) }, options: options)
         let reply = try withServer(models: [model], configure: { $0.workers = 2; $0.maxDelayMicroseconds = 0 }) { server in
             let client = try FlowgateClient(server)
-            // Both workers idle and nothing else waiting: the batch goes out as shares of 3 and 4.
+            // Both workers idle and nothing else waiting: the batch goes out as shares of 4 and 3.
             // (Retried a bounded number of times in case the second worker thread had not reached
             // its wait yet when the first request came: not a timing assumption on the result.)
             for _ in 0..<50 {
