@@ -142,18 +142,24 @@ enum BatchPolicy {
     /// nothing: the other worker can take the next request, or a share of this batch), when the
     /// queue is draining, or once the window (or a deadline's margin) is over; it waits only while
     /// every other worker is busy, to gather the requests that arrive meanwhile.
+    /// Fewest observations worth handing to another worker. Closed-loop single-observation clients
+    /// (2–16 of them) form batches of 1–7 while a worker is momentarily idle; splitting those made
+    /// every reply wait for the slower share and cost throughput (docs/benchmarks.md), while a share
+    /// of 4 or more observations halves a large request's time.
+    static let minimumShare = 4
+
     static func mayStart(now: UInt64, due: UInt64, window: UInt64, otherIdleWorkers: Int, closed: Bool) -> Bool {
         window == 0 || closed || otherIdleWorkers > 0 || now >= due
     }
 
     /// How a worker shares a batch of `count` observations with `idleWorkers` idle workers when no
     /// other request waits: contiguous row ranges, the first for itself, as equal as possible
-    /// (at most one per observation; the first is the larger when they cannot be equal, since the
-    /// taker starts at once and the others only once woken). Under load (`pendingRequests` > 0) or with no idle worker:
+    /// (each of at least `minimumShare` observations; the first is the larger when they cannot be
+    /// equal, since the taker starts at once and the others only once woken). Under load (`pendingRequests` > 0) or with no idle worker:
     /// one range, one core per batch.
     static func shares(count: Int, idleWorkers: Int, pendingRequests: Int) -> [Range<Int>] {
         guard count > 0 else { return [] }
-        let parts = pendingRequests > 0 ? 1 : min(count, 1 + max(0, idleWorkers))
+        let parts = pendingRequests > 0 ? 1 : max(1, min(count / minimumShare, 1 + max(0, idleWorkers)))
         var ranges: [Range<Int>] = []
         var start = 0
         for p in 0..<parts {

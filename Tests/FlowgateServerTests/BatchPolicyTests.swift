@@ -55,11 +55,12 @@ import Testing
     @Test func aBatchIsSharedWithIdleWorkersOnlyWhenNothingElseWaits() {
         // Idle machine: the rows are split as evenly as possible, the first (larger) share for the
         // taker, which starts at once.
-        #expect(BatchPolicy.shares(count: 7, idleWorkers: 1, pendingRequests: 0) == [0..<4, 4..<7])
-        #expect(BatchPolicy.shares(count: 8, idleWorkers: 2, pendingRequests: 0) == [0..<3, 3..<6, 6..<8])
-        #expect(BatchPolicy.shares(count: 9, idleWorkers: 2, pendingRequests: 0) == [0..<3, 3..<6, 6..<9])
-        // At most one share per observation.
-        #expect(BatchPolicy.shares(count: 2, idleWorkers: 5, pendingRequests: 0) == [0..<1, 1..<2])
+        #expect(BatchPolicy.shares(count: 9, idleWorkers: 1, pendingRequests: 0) == [0..<5, 5..<9])
+        #expect(BatchPolicy.shares(count: 14, idleWorkers: 2, pendingRequests: 0) == [0..<5, 5..<10, 10..<14])
+        // Every share holds at least `minimumShare` (4) observations: small batches stay whole.
+        #expect(BatchPolicy.shares(count: 9, idleWorkers: 2, pendingRequests: 0) == [0..<5, 5..<9])
+        #expect(BatchPolicy.shares(count: 8, idleWorkers: 5, pendingRequests: 0) == [0..<4, 4..<8])
+        #expect(BatchPolicy.shares(count: 7, idleWorkers: 1, pendingRequests: 0) == [0..<7])
         #expect(BatchPolicy.shares(count: 1, idleWorkers: 1, pendingRequests: 0) == [0..<1])
         // Under load (a request waits) or with no idle worker: one core per batch.
         #expect(BatchPolicy.shares(count: 7, idleWorkers: 1, pendingRequests: 1) == [0..<7])
@@ -123,15 +124,15 @@ final class RecordingModel: ServableModel, @unchecked Sendable {
         let model = RecordingModel(policy)
         let d = policy.modelDescription
         var rng = RNG(seed: 11)
-        let rows = (0..<7).map { _ in (0..<d.observationDim).map { _ in rng.normal() } }
+        let rows = (0..<9).map { _ in (0..<d.observationDim).map { _ in rng.normal() } }
         let seed: UInt64 = 4242
         // The unsplit computation: one worker, all seven rows in one call.
         let options = ActOptions(steps: d.defaults.steps, candidates: d.defaults.candidates, samples: max(d.defaults.samples, 1), check: true)
         let whole = try policy.makeWorker().act(
-            observations: rows.flatMap { $0 }, count: 7, seeds: (0..<7).map { seed &+ UInt64($0) }, options: options)
+            observations: rows.flatMap { $0 }, count: 9, seeds: (0..<9).map { seed &+ UInt64($0) }, options: options)
         let reply = try withServer(models: [model], configure: { $0.workers = 2; $0.maxDelayMicroseconds = 0 }) { server in
             let client = try FlowgateClient(server)
-            // Both workers idle and nothing else waiting: the batch goes out as shares of 4 and 3.
+            // Both workers idle and nothing else waiting: the batch goes out as shares of 5 and 4.
             // (Retried a bounded number of times in case the second worker thread had not reached
             // its wait yet when the first request came: not a timing assumption on the result.)
             for _ in 0..<50 {
@@ -142,11 +143,11 @@ final class RecordingModel: ServableModel, @unchecked Sendable {
             }
             return try client.act(batch: rows, parameters: ActParameters(seed: seed))
         }
-        #expect(model.lock.withLock { model.counts.sorted() } == [3, 4])
-        #expect(reply.timing.batch == 7)
+        #expect(model.lock.withLock { model.counts.sorted() } == [4, 5])
+        #expect(reply.timing.batch == 9)
         #expect(reply.actions.values.count == whole.actions.count)
         for (a, b) in zip(reply.actions.values, whole.actions) { #expect(abs(a - b) <= 1e-5, "action \(a) vs \(b)") }
-        for i in 0..<7 {
+        for i in 0..<9 {
             #expect(abs(reply.q[i] - whole.q[i]) <= 1e-4 * max(1, abs(whole.q[i])), "q row \(i)")
             #expect(abs(reply.energy[i] - whole.energy[i]) <= 1e-4 * max(1, abs(whole.energy[i])), "energy row \(i)")
             #expect(reply.reliable[i] == whole.reliable[i], "reliable row \(i)")
