@@ -63,9 +63,9 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     /// (about 30 KB per row beyond a floor of about 6 MB for hopper-medium) without changing any
     /// result; products of 256 rows already run at the kernel's full speed.
     public var passRows: Int = 256
-    /// When a worker takes a batch of several observations while another worker is idle and no
-    /// other request waits, it hands the idle worker a share of the rows, so both cores compute
-    /// one batch; under load every batch stays on one core. Results are the same either way (up to
+    /// When a worker takes a batch of 8 or more observations while another worker is idle and no
+    /// other request waits, it hands the idle worker a share of the rows (`BatchPolicy.shares`), so
+    /// both cores compute one batch; under load every batch stays on one core. Results are the same either way (up to
     /// float32 rounding).
     public var splitBatches: Bool = true
     /// Each worker computes, before taking requests, the largest pass any admissible batch needs
