@@ -29,10 +29,16 @@ public final class ActionSelector {
     public var observationDim: Int { sampler.observationDim }
     public var actionDim: Int { sampler.actionDim }
 
-    /// Most candidate rows (observations × candidates) one pass computes. A larger batch is
-    /// selected in passes of whole observations, so the networks' workspaces stay bounded by this
-    /// (a few MB) whatever the batch, and every row's result depends only on its seed.
+    /// Default of `rowsPerPass`.
     public static let candidateRowsPerPass = 1024
+
+    /// Most candidate rows (observations × candidates) one pass computes, and most proposal rows
+    /// one pass of the energy check scores. A larger batch is selected in passes of whole
+    /// observations, so the networks' workspaces stay bounded by this whatever the batch, and
+    /// every row's result depends only on its seed. The server sets it from `pass_rows`.
+    public var rowsPerPass = ActionSelector.candidateRowsPerPass {
+        didSet { checker?.limitRowsPerPass(rowsPerPass) }
+    }
 
     /// Selects actions for `count` raw observations (count × observationDim, row-major).
     public func act(observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings) -> ActionBatch {
@@ -41,7 +47,7 @@ public final class ActionSelector {
         precondition(seeds.count == count, "act: one seed per observation")
         // Without a critic there is nothing to choose between: one candidate per observation.
         let m = critic == nil ? 1 : settings.candidates
-        let chunk = max(1, Self.candidateRowsPerPass / max(m, 1))
+        let chunk = max(1, rowsPerPass / max(m, 1))
         if count <= chunk { return actPass(observations: observations, count: count, seeds: seeds, settings: settings) }
         var out = ActionBatch(actions: [], q: [], energy: [], confidence: [], reliable: [])
         var start = 0

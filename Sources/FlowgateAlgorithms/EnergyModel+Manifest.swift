@@ -104,12 +104,14 @@ extension EnergyTransitionModel {
         let spec = loaded.model.spec, sampling = loaded.sampling, calibration = loaded.calibration
         let bank = loaded.model.latentBank
         let tensors = model.networks[EnergyModelSpec.role]!
-        // The closure captures only values (spec, tensors, bank): each worker's checker builds its
-        // own networks on the shared, never-written weight storage.
+        // The closure captures only values (spec, tensors, bank, the bank's tables): each worker's
+        // checker builds its own networks on the shared, never-written weight storage, and shares
+        // the bank tables instead of computing a copy of its own.
+        let tables = EnergySampler.bankTables(model: loaded.model, frozenEnergy: true)
         return { [bank] in
             let model = try! EnergyTransitionModel(spec: spec, tensors: tensors)
             model.latentBank = bank
-            return EnergyTransitionChecker(model: model, sampling: sampling, calibration: calibration)
+            return EnergyTransitionChecker(model: model, sampling: sampling, calibration: calibration, bankTables: tables)
         }
     }
 }
@@ -132,8 +134,11 @@ public final class EnergyTransitionChecker: TransitionChecker {
     public let calibration: ReliabilityCalibration?
     private var seeds: [UInt64] = []
 
-    public init(model: EnergyTransitionModel, sampling: EnergySamplingConfig, calibration: ReliabilityCalibration?) {
-        sampler = EnergySampler(model: model, config: sampling, frozenEnergy: true)
+    public init(
+        model: EnergyTransitionModel, sampling: EnergySamplingConfig, calibration: ReliabilityCalibration?,
+        bankTables: EnergySampler.BankTables? = nil
+    ) {
+        sampler = EnergySampler(model: model, config: sampling, frozenEnergy: true, bankTables: bankTables)
         self.calibration = calibration
     }
 
@@ -157,4 +162,5 @@ public final class EnergyTransitionChecker: TransitionChecker {
     public func confidence(energy: Float) -> Float { calibration?.confidence(energy) ?? .nan }
     public func flopsPerPair(samples: Int) -> Double { sampler.flopsPerRow(samples: max(samples, 1)) }
     public var threshold: Float { calibration?.threshold ?? .infinity }
+    public func limitRowsPerPass(_ rows: Int) { sampler.proposalRowsPerPass = max(1, rows) }
 }

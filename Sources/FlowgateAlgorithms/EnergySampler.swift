@@ -82,17 +82,40 @@ public final class EnergySampler {
     /// A sampler sharing `model`'s weights. `frozenEnergy`: the energy network's weights will not
     /// change for this sampler's lifetime (serving, evaluation), which lets proposals reuse a
     /// precomputed part of its first layer; leave it false while the energy trains.
-    public init(model: EnergyTransitionModel, config: EnergySamplingConfig = EnergySamplingConfig(), frozenEnergy: Bool = false) {
+    ///
+    /// `bankTables`: the result of `EnergySampler.bankTables(model:frozenEnergy:)` for this model,
+    /// computed once and shared by several samplers (the server's workers), so each holds no copy
+    /// of its own; nil computes them here.
+    public init(
+        model: EnergyTransitionModel, config: EnergySamplingConfig = EnergySamplingConfig(), frozenEnergy: Bool = false,
+        bankTables: BankTables? = nil
+    ) {
         spec = model.spec
         self.config = config
         decoder = model.decoder.replica()
         energy = model.energy.replica()
         bank = model.latentBank
         bankCount = model.latentBank.count / model.spec.latentDim
-        // A throwaway replica, so this sampler's decoder workspaces stay sized by inference batches.
+        let tables = bankTables ?? Self.bankTables(model: model, frozenEnergy: frozenEnergy)
+        decodedBank = tables.decoded
+        bankFirstLayer = tables.firstLayer
+        rngCapacity = 64
+        rngs = .allocate(capacity: rngCapacity)
+        rngs.initialize(repeating: RNG(seed: 0), count: rngCapacity)
+    }
+
+    /// What a sampler precomputes from the latent bank: its latents decoded, and with
+    /// `frozenEnergy` their share of the energy's first layer. Immutable, so samplers may share it.
+    public struct BankTables: Sendable {
+        public let decoded: [Float]
+        public let firstLayer: [Float]
+    }
+
+    /// Computes the bank tables of `model` (see `BankTables`).
+    public static func bankTables(model: EnergyTransitionModel, frozenEnergy: Bool) -> BankTables {
+        // A throwaway replica, so no sampler's decoder workspaces are sized by the whole bank.
         let count = model.latentBank.count / model.spec.latentDim
         let decoded = count > 0 ? model.decoder.replica().forward(model.latentBank, batch: count) : []
-        decodedBank = decoded
         let h1 = model.energy.spec.dims[1], w = model.spec.energyInputDim, d = model.spec.obsDim
         var firstLayer = [Float](repeating: 0, count: frozenEnergy ? count * h1 : 0)
         if count > 0 && frozenEnergy {
@@ -106,10 +129,7 @@ public final class EnergySampler {
                 }
             }
         }
-        bankFirstLayer = firstLayer
-        rngCapacity = 64
-        rngs = .allocate(capacity: rngCapacity)
-        rngs.initialize(repeating: RNG(seed: 0), count: rngCapacity)
+        return BankTables(decoded: decoded, firstLayer: firstLayer)
     }
 
     deinit {
@@ -336,10 +356,14 @@ public final class EnergySampler {
 
     // MARK: Internals
 
+    /// Default of `proposalRowsPerPass`.
+    public static let defaultProposalRowsPerPass = 1024
+
     /// Most proposal rows scored in one forward pass. Proposals are scored in chunks of whole
-    /// observations up to this many rows, so the workspaces stay a few MB whatever the batch
+    /// observations up to this many rows, so the workspaces stay bounded whatever the batch
     /// (64 observations × 128 proposals would otherwise hold 8192-row activations per layer).
-    public static let proposalRowsPerPass = 1024
+    /// The server sets it from `pass_rows`; it changes no result, only how rows are grouped.
+    public var proposalRowsPerPass = EnergySampler.defaultProposalRowsPerPass
 
     /// Per row: `proposals` bank latents (drawn with the row's RNG; the whole bank when it is
     /// smaller), scored by forward passes of at most `proposalRowsPerPass` rows, the
@@ -349,7 +373,7 @@ public final class EnergySampler {
         proposals: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>
     ) {
         let p = max(min(proposals, bankCount), 1)
-        let chunk = max(1, Self.proposalRowsPerPass / p)
+        let chunk = max(1, proposalRowsPerPass / p)
         startEnergies.reserve(batch * n)
         startManifold.reserve(batch * n * spec.obsDim)
         var b0 = 0

@@ -13,8 +13,11 @@ public protocol TransitionChecker: AnyObject {
     /// Floating-point operations of the check for one (observation, action) pair with `samples`
     /// next-state samples (what the server's work budgets count).
     func flopsPerPair(samples: Int) -> Double
+    /// Most rows one forward pass of the check may hold (bounds its workspaces; no result changes).
+    func limitRowsPerPass(_ rows: Int)
 }
 
 extension TransitionChecker {
     public func flopsPerPair(samples: Int) -> Double { 0 }
+    public func limitRowsPerPass(_ rows: Int) {}
 }

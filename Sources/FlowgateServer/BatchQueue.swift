@@ -8,14 +8,49 @@ final class LoadedModel: Sendable {
     let description: ModelDescription
     /// Most observations computed together for this model.
     let batchCap: Int
+    /// Most rows one forward pass of a worker holds (`ServerConfiguration.passRows`).
+    let passRows: Int
 
-    init(_ model: any ServableModel, serverMaxBatch: Int) {
+    init(_ model: any ServableModel, serverMaxBatch: Int, passRows: Int = ServerConfiguration().passRows) {
         self.model = model
         self.description = model.modelDescription
         self.batchCap = max(1, min(serverMaxBatch, description.limits.maxBatch))
+        self.passRows = max(1, passRows)
     }
 
     var name: String { description.name }
+
+    /// A worker's compute state for this model, its passes bounded by `passRows`.
+    func makeWorker() -> any ModelWorker { model.makeWorker(rowsPerPass: passRows) }
+
+    /// The requests a worker computes at start so that its workspaces reach the largest size any
+    /// admissible batch needs, and traffic never grows them: every batch is computed in passes of at
+    /// most `passRows` candidate rows (or one observation's candidates, when more), so the largest
+    /// pass has either the most candidates the model admits, or one candidate for each of as many
+    /// observations as a pass holds (the energy check's buffers grow with observations × samples);
+    /// both with the most samples the model admits and the check on. One flow step: the workspaces
+    /// do not grow with steps (each step reuses the same buffers), so more would only cost time.
+    var warmupShapes: [(count: Int, options: ActOptions)] {
+        let d = description
+        let samples = max(d.limits.maxSamples, d.defaults.samples, 1)
+        let maxCandidates = max(d.limits.maxCandidates, 1)
+        return [
+            (
+                min(batchCap, max(1, passRows / maxCandidates)),
+                ActOptions(steps: 1, candidates: maxCandidates, samples: samples, check: true)
+            ),
+            (min(batchCap, passRows), ActOptions(steps: 1, candidates: 1, samples: samples, check: true)),
+        ]
+    }
+
+    /// Computes `warmupShapes` on `worker` (zero observations; errors are the caller's to log).
+    func warmUp(_ worker: any ModelWorker) throws {
+        for (count, options) in warmupShapes {
+            _ = try worker.act(
+                observations: [Float](repeating: 0, count: count * description.observationDim), count: count,
+                seeds: (0..<count).map { UInt64($0) }, options: options)
+        }
+    }
 }
 
 /// An accepted `act` request waiting for its batch.
@@ -68,6 +103,76 @@ struct Batch: Sendable {
     var due: UInt64
 }
 
+/// Rows of a batch handed to an idle worker, so that both cores compute one batch when the
+/// machine has nothing else to do. The worker that split the batch computes the first rows, then
+/// takes this part back if no worker has started it yet, else waits for its result. Every row's
+/// result depends only on its observation, seed and options (`ModelWorker.act`), so the merged
+/// result equals the unsplit one up to float32 rounding of differently sized products.
+final class SplitPart: @unchecked Sendable {
+    let model: LoadedModel
+    let observations: [Float]
+    let seeds: [UInt64]
+    let options: ActOptions
+    /// Guarded by the queue's lock.
+    fileprivate(set) var taken = false
+    fileprivate(set) var result: Result<ActResult, any Error>?
+    /// Signalled once `result` is set (a semaphore of its own, so waiting for a share never takes a
+    /// wake-up meant for an idle worker).
+    fileprivate let done = DispatchSemaphore(value: 0)
+
+    init(model: LoadedModel, observations: [Float], seeds: [UInt64], options: ActOptions) {
+        self.model = model
+        self.observations = observations
+        self.seeds = seeds
+        self.options = options
+    }
+
+    var count: Int { seeds.count }
+}
+
+/// What a free worker computes next.
+enum Work: Sendable {
+    case batch(Batch)
+    case part(SplitPart)
+}
+
+/// The batch-closing and splitting decisions, as pure functions of the queue's state (tested
+/// without threads or clocks).
+enum BatchPolicy {
+    /// Whether a free worker may start an open group now. Without a window it starts at once. With a
+    /// window it also starts at once when another worker is idle (waiting would idle a core for
+    /// nothing: the other worker can take the next request, or a share of this batch), when the
+    /// queue is draining, or once the window (or a deadline's margin) is over; it waits only while
+    /// every other worker is busy, to gather the requests that arrive meanwhile.
+    /// Fewest observations worth handing to another worker. Closed-loop single-observation clients
+    /// (2–16 of them) form batches of 1–7 while a worker is momentarily idle; splitting those made
+    /// every reply wait for the slower share and cost throughput (docs/benchmarks.md), while a share
+    /// of 4 or more observations halves a large request's time.
+    static let minimumShare = 4
+
+    static func mayStart(now: UInt64, due: UInt64, window: UInt64, otherIdleWorkers: Int, closed: Bool) -> Bool {
+        window == 0 || closed || otherIdleWorkers > 0 || now >= due
+    }
+
+    /// How a worker shares a batch of `count` observations with `idleWorkers` idle workers when no
+    /// other request waits: contiguous row ranges, the first for itself, as equal as possible
+    /// (each of at least `minimumShare` observations; the first is the larger when they cannot be
+    /// equal, since the taker starts at once and the others only once woken). Under load (`pendingRequests` > 0) or with no idle worker:
+    /// one range, one core per batch.
+    static func shares(count: Int, idleWorkers: Int, pendingRequests: Int) -> [Range<Int>] {
+        guard count > 0 else { return [] }
+        let parts = pendingRequests > 0 ? 1 : max(1, min(count / minimumShare, 1 + max(0, idleWorkers)))
+        var ranges: [Range<Int>] = []
+        var start = 0
+        for p in 0..<parts {
+            let end = start + (count - start + parts - p - 1) / (parts - p)
+            ranges.append(start..<end)
+            start = end
+        }
+        return ranges
+    }
+}
+
 /// Why `BatchQueue.enqueue` refused a request.
 enum EnqueueRefusal: Equatable {
     /// The queue holds `limit` requests already.
@@ -94,6 +199,10 @@ final class BatchQueue: @unchecked Sendable {
     private var queuedWork = 0.0
     private var withDeadline = 0
     private var closed = false
+    /// Shares of batches waiting for an idle worker; taken before anything else.
+    private var parts: [SplitPart] = []
+    /// Workers blocked in `next()` with nothing to do.
+    private var idle = 0
     private let limit: Int
     private let workLimit: Double
     private let batchWorkLimit: Double
@@ -173,13 +282,24 @@ final class BatchQueue: @unchecked Sendable {
 
     /// Blocks until a batch may start and returns it; `nil` once closed and empty.
     func next() -> Batch? {
+        while let work = nextWork() {
+            if case .batch(let batch) = work { return batch }
+        }
+        return nil
+    }
+
+    /// Blocks until a share of a split batch or a batch may start and returns it; `nil` once closed
+    /// and empty.
+    func nextWork() -> Work? {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            if let batch = take(now: monotonicNanoseconds()) {
-                if !ready.isEmpty || !open.isEmpty { condition.signal() }
-                return batch
+            if let work = take(now: monotonicNanoseconds()) {
+                if !parts.isEmpty || !ready.isEmpty || !open.isEmpty { condition.signal() }
+                return work
             }
+            idle += 1
+            defer { idle -= 1 }
             if let soonest = open.values.map(\.due).min() {
                 _ = condition.wait(until: wallClockDate(atMonotonic: soonest))
                 continue
@@ -189,18 +309,76 @@ final class BatchQueue: @unchecked Sendable {
         }
     }
 
-    /// The batch a free worker should run now, if any (lock held): full batches first, oldest first;
-    /// then the open group with the oldest request, if its window is over (or there is no window, or
-    /// the queue is closed).
-    private func take(now: UInt64) -> Batch? {
+    /// What a free worker should run at monotonic time `now`, if anything, without waiting (for
+    /// tests, which pass their own clock).
+    func poll(now: UInt64) -> Work? {
+        condition.lock()
+        defer { condition.unlock() }
+        return take(now: now)
+    }
+
+    /// The work a free worker should run now, if any (lock held): shares of split batches first;
+    /// then full batches, oldest first; then the open group with the oldest request, when
+    /// `BatchPolicy.mayStart` allows.
+    private func take(now: UInt64) -> Work? {
+        if !parts.isEmpty {
+            let part = parts.removeFirst()
+            part.taken = true
+            return .part(part)
+        }
         if !ready.isEmpty {
             let i = ready.indices.min { ready[$0].firstArrival < ready[$1].firstArrival }!
-            return removeCounted(ready.remove(at: i))
+            return .batch(removeCounted(ready.remove(at: i)))
         }
-        let startable = maxDelay == 0 || closed ? Array(open.values) : open.values.filter { now >= $0.due }
+        let startable = open.values.filter {
+            BatchPolicy.mayStart(now: now, due: $0.due, window: maxDelay, otherIdleWorkers: idle, closed: closed)
+        }
         guard let batch = startable.min(by: { $0.firstArrival < $1.firstArrival }) else { return nil }
         open[batch.key] = nil
-        return removeCounted(batch)
+        return .batch(removeCounted(batch))
+    }
+
+    /// The row ranges a worker that just took a batch of `count` observations should compute it in
+    /// (`BatchPolicy.shares` over the workers idle now and the requests waiting).
+    func shares(count: Int) -> [Range<Int>] {
+        condition.lock()
+        defer { condition.unlock() }
+        return BatchPolicy.shares(count: count, idleWorkers: idle - parts.count, pendingRequests: queued)
+    }
+
+    /// Hands shares of a batch to idle workers (they take them before any batch).
+    func offer(_ shares: [SplitPart]) {
+        guard !shares.isEmpty else { return }
+        condition.lock()
+        parts += shares
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Takes a share back if no worker has started it (true: the caller computes it itself).
+    func reclaim(_ part: SplitPart) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !part.taken else { return false }
+        parts.removeAll { $0 === part }
+        part.taken = true
+        return true
+    }
+
+    /// Stores the result of a share a worker computed and wakes the worker waiting for it.
+    func finish(_ part: SplitPart, _ result: Result<ActResult, any Error>) {
+        condition.lock()
+        part.result = result
+        condition.unlock()
+        part.done.signal()
+    }
+
+    /// Blocks until `part` (taken by another worker) has a result.
+    func result(of part: SplitPart) -> Result<ActResult, any Error> {
+        part.done.wait()
+        condition.lock()
+        defer { condition.unlock() }
+        return part.result!
     }
 
     private func removeCounted(_ batch: Batch) -> Batch {

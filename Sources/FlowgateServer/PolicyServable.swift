@@ -46,6 +46,12 @@ public final class PolicyServable: ServableModel, Sendable {
         // BLAS threading is set once by InferenceServer.init, before any worker starts.
         return PolicyWorker(selector: bundle.makeSelector(), defaults: bundle.defaultSettings)
     }
+
+    public func makeWorker(rowsPerPass: Int) -> any ModelWorker {
+        let selector = bundle.makeSelector()
+        selector.rowsPerPass = max(1, rowsPerPass)
+        return PolicyWorker(selector: selector, defaults: bundle.defaultSettings)
+    }
 }
 
 /// One worker thread's action selector.

@@ -52,6 +52,10 @@ public protocol ServableModel: AnyObject, Sendable {
     /// Returns an object owning preallocated workspaces. Called once per worker thread, on that
     /// thread; the worker is only ever used from it.
     func makeWorker() -> any ModelWorker
+    /// Like `makeWorker()`, with every forward pass holding at most `rowsPerPass` rows (candidate
+    /// rows of the policy and critic, proposal rows of the check): the server's bound on worker
+    /// memory (`pass_rows`). Results must not depend on it. Default: `makeWorker()`.
+    func makeWorker(rowsPerPass: Int) -> any ModelWorker
     /// Estimated floating-point operations for one observation computed with `options`; the
     /// server's work budgets (`max_request_gflop`, `max_queued_gflop`) count these. It must grow with
     /// every setting that makes the computation longer.
@@ -62,6 +66,7 @@ public protocol ServableModel: AnyObject, Sendable {
 
 extension ServableModel {
     public var riskModel: RiskModel? { nil }
+    public func makeWorker(rowsPerPass: Int) -> any ModelWorker { makeWorker() }
 }
 
 /// Per-thread compute state of a `ServableModel`. Never shared between threads.

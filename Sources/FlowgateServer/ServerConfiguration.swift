@@ -57,9 +57,20 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     /// `host:port` of the HTTP listener for Prometheus `/metrics` and the `/healthz` and `/readyz`
     /// probes (e.g. `127.0.0.1:9464`; port 0 picks a free port; `[::1]:9464` for IPv6); `nil`: off.
     public var metricsAddress: String? = nil
-    /// Each worker computes one full batch at every model's defaults before taking requests, so its
-    /// workspaces reach their steady size at start (RSS flat from the first request, not stepping
-    /// up the first time a large batch arrives).
+    /// Most rows one forward pass of a worker holds: a batch is computed in passes of whole
+    /// observations of at most this many candidate rows (observations × candidates), and the energy
+    /// check scores at most this many proposal rows at once. It bounds each worker's workspaces
+    /// (about 30 KB per row beyond a floor of about 6 MB for hopper-medium) without changing any
+    /// result; products of 256 rows already run at the kernel's full speed.
+    public var passRows: Int = 256
+    /// When a worker takes a batch of 8 or more observations while another worker is idle and no
+    /// other request waits, it hands the idle worker a share of the rows (`BatchPolicy.shares`), so
+    /// both cores compute one batch; under load every batch stays on one core. Results are the same either way (up to
+    /// float32 rounding).
+    public var splitBatches: Bool = true
+    /// Each worker computes, before taking requests, the largest pass any admissible batch needs
+    /// (`max_batch`, the model's candidate and sample limits, `pass_rows`), so its workspaces reach
+    /// their final size at start and traffic never grows them (RSS flat from the first request).
     public var warmup: Bool = true
     /// Connect the ROUTER to `endpoint` instead of binding it: a replica behind `flowgate broker`,
     /// whose `endpoint` is the broker's backend (e.g. `tcp://127.0.0.1:5556`). libzmq reconnects by
@@ -92,6 +103,8 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         case curveAllow = "curve_allow"
         case exposeProvenance = "expose_provenance"
         case metricsAddress = "metrics_address"
+        case passRows = "pass_rows"
+        case splitBatches = "split_batches"
         case warmup
         case connect
     }
@@ -129,6 +142,8 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         s.curveAllow = try c.decodeIfPresent(String.self, forKey: .curveAllow)
         s.exposeProvenance = try c.decodeIfPresent(Bool.self, forKey: .exposeProvenance) ?? s.exposeProvenance
         s.metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress)
+        s.passRows = try c.decodeIfPresent(Int.self, forKey: .passRows) ?? s.passRows
+        s.splitBatches = try c.decodeIfPresent(Bool.self, forKey: .splitBatches) ?? s.splitBatches
         s.warmup = try c.decodeIfPresent(Bool.self, forKey: .warmup) ?? s.warmup
         s.connect = try c.decodeIfPresent(Bool.self, forKey: .connect) ?? s.connect
         self = s
@@ -139,6 +154,7 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
         var p: [String] = []
         if maxBatch < 1 { p.append("max_batch must be >= 1 (got \(maxBatch))") }
         if maxDelayMicroseconds < 0 { p.append("max_delay_us must be >= 0 (got \(maxDelayMicroseconds))") }
+        if passRows < 1 { p.append("pass_rows must be >= 1 (got \(passRows))") }
         if workers < 1 { p.append("workers must be >= 1 (got \(workers))") }
         if queueLimit < 1 { p.append("queue_limit must be >= 1 (got \(queueLimit))") }
         if maxStreams < 1 || maxStreams > 1 << 20 { p.append("max_streams must be in 1...1048576 (got \(maxStreams))") }

@@ -59,7 +59,7 @@ final class SocketLoop: @unchecked Sendable {
         var byName: [String: LoadedModel] = [:]
         var order: [String] = []
         for m in models {
-            let loaded = LoadedModel(m, serverMaxBatch: configuration.maxBatch)
+            let loaded = LoadedModel(m, serverMaxBatch: configuration.maxBatch, passRows: configuration.passRows)
             guard byName[loaded.name] == nil else { throw ServerError.duplicateModel(loaded.name) }
             byName[loaded.name] = loaded
             order.append(loaded.name)
@@ -142,7 +142,8 @@ final class SocketLoop: @unchecked Sendable {
             let w = WorkerThread(
                 index: i, queue: batchQueue, completions: completions, context: context,
                 wakeupEndpoint: Self.wakeupEndpoint, logger: logger,
-                warmup: configuration.warmup ? modelOrder.map { models[$0]! } : [], streams: streams)
+                warmup: configuration.warmup ? modelOrder.map { models[$0]! } : [], streams: streams,
+                split: configuration.splitBatches)
             workers.append(w)
             w.start()
         }
@@ -177,7 +178,7 @@ final class SocketLoop: @unchecked Sendable {
         pendingReplacements.removeAll()
         stopLock.unlock()
         for model in replacements {
-            let loaded = LoadedModel(model, serverMaxBatch: configuration.maxBatch)
+            let loaded = LoadedModel(model, serverMaxBatch: configuration.maxBatch, passRows: configuration.passRows)
             let old = models[loaded.name]
             models[loaded.name] = loaded
             observationLimits = Self.limits(of: models)

@@ -3,6 +3,7 @@ import FlowgateProtocol
 import Foundation
 import Logging
 import FlowgateCommon
+import FlowgateCore
 
 /// One compute thread: takes batches from the `BatchQueue`, runs the model, encodes replies and
 /// hands them to the socket thread (through `CompletionQueue` plus a message on an inproc PUSH
@@ -24,11 +25,14 @@ final class WorkerThread: @unchecked Sendable {
     private let warmup: [LoadedModel]
     /// Per-stream alarm state, shared by the workers.
     private let streams: StreamTable
+    /// Whether a batch may be shared with idle workers (`ServerConfiguration.splitBatches`).
+    private let split: Bool
 
     init(
         index: Int, queue: BatchQueue, completions: CompletionQueue, context: ZMQContext,
-        wakeupEndpoint: String, logger: Logger, warmup: [LoadedModel] = [], streams: StreamTable
+        wakeupEndpoint: String, logger: Logger, warmup: [LoadedModel] = [], streams: StreamTable, split: Bool = true
     ) {
+        self.split = split
         self.warmup = warmup
         self.streams = streams
         self.index = index
@@ -62,7 +66,11 @@ final class WorkerThread: @unchecked Sendable {
         }
         defer { wakeup.close() }
         warmUp()
-        while let batch = queue.next() {
+        while let work = queue.nextWork() {
+            guard case .batch(let batch) = work else {
+                if case .part(let part) = work { computeShare(part) }
+                continue
+            }
             completions.push(process(batch))
             do {
                 try wakeup.send([[]], dontWait: true)
@@ -73,24 +81,26 @@ final class WorkerThread: @unchecked Sendable {
         }
     }
 
-    /// One full batch (the model's batch cap) of zero observations at each model's defaults, with
-    /// the check, so the workspaces are sized before the first request.
+    /// The largest pass any admissible batch needs (`LoadedModel.warmupShapes`) for each model, so
+    /// the workspaces have their final size before the first request.
     private func warmUp() {
         for model in warmup {
-            let d = model.description
-            let count = model.batchCap
-            let options = ActOptions(
-                steps: d.defaults.steps, candidates: d.defaults.candidates, samples: max(d.defaults.samples, 1), check: true)
-            let worker = model.model.makeWorker()
+            let before = FloatBuffer.bytesOnThisThread
+            let worker = model.makeWorker()
             do {
-                _ = try worker.act(
-                    observations: [Float](repeating: 0, count: count * d.observationDim), count: count,
-                    seeds: (0..<count).map { UInt64($0) }, options: options)
+                try model.warmUp(worker)
             } catch {
                 logger.warning("worker \(index): warm-up of model '\(model.name)' failed: \(error)")
             }
+            let mb = Double(FloatBuffer.bytesOnThisThread - before) / 1e6
+            logger.info("worker \(index): workspaces of model '\(model.name)' sized at \(String(format: "%.1f", mb)) MB (pass_rows \(model.passRows))")
             modelWorkers[model.name] = (ObjectIdentifier(model), worker)
         }
+        // Hand the warm-up's temporaries (the bank decode, result arrays) back to the kernel: glibc
+        // keeps freed memory in the thread's arena otherwise, and it would count in RSS for good.
+        #if os(Linux)
+            _ = glibcMallocTrim(0)
+        #endif
     }
 
     private func errorCompletion(_ r: PendingRequest, _ code: ErrorCode, _ message: String, queueMicroseconds: Int?)
@@ -100,6 +110,61 @@ final class WorkerThread: @unchecked Sendable {
             envelope: r.envelope, reply: ProtocolError(code, message, id: r.id).encode(), error: code,
             arrival: r.arrival, queueMicroseconds: queueMicroseconds, computeMicroseconds: nil,
             batchSize: nil, observations: 0, telemetry: [])
+    }
+
+    /// This worker's compute state for `model` (made on first use, and again after a hot reload).
+    private func modelWorker(for model: LoadedModel) -> any ModelWorker {
+        if let w = modelWorkers[model.name], w.generation == ObjectIdentifier(model) { return w.worker }
+        modelWorkers[model.name] = nil
+        let worker = model.makeWorker()
+        modelWorkers[model.name] = (ObjectIdentifier(model), worker)
+        return worker
+    }
+
+    /// Computes a batch's rows, sharing them with the workers idle now when no other request waits
+    /// (`BatchQueue.shares`): the other shares are offered to them, this worker computes the first,
+    /// then computes any share nobody started itself and waits for the rest. The rows are merged in
+    /// order; each row's result depends only on its observation, seed and options.
+    private func compute(
+        model: LoadedModel, worker: any ModelWorker, observations: [Float], count: Int, seeds: [UInt64],
+        options: ActOptions
+    ) throws -> ActResult {
+        let ranges = split ? queue.shares(count: count) : [0..<count]
+        guard ranges.count > 1 else {
+            return try worker.act(observations: observations, count: count, seeds: seeds, options: options)
+        }
+        let od = model.description.observationDim
+        func rows(_ r: Range<Int>) -> [Float] { Array(observations[(r.lowerBound * od)..<(r.upperBound * od)]) }
+        let others = ranges.dropFirst().map {
+            SplitPart(model: model, observations: rows($0), seeds: Array(seeds[$0]), options: options)
+        }
+        queue.offer(others)
+        let first = ranges[0]
+        let mine = Result { try worker.act(observations: rows(first), count: first.count, seeds: Array(seeds[first]), options: options) }
+        var results = [mine]
+        for part in others {
+            if queue.reclaim(part) {
+                results.append(Result { try worker.act(observations: part.observations, count: part.count, seeds: part.seeds, options: options) })
+            } else {
+                results.append(queue.result(of: part))
+            }
+        }
+        var merged = ActResult(actions: [], confidence: [], energy: [], q: [], reliable: [])
+        for r in results {
+            let part = try r.get()
+            merged.actions += part.actions
+            merged.confidence += part.confidence
+            merged.energy += part.energy
+            merged.q += part.q
+            merged.reliable += part.reliable
+        }
+        return merged
+    }
+
+    /// Computes a share of a batch another worker split, on this worker's own compute state.
+    private func computeShare(_ part: SplitPart) {
+        let worker = modelWorker(for: part.model)
+        queue.finish(part, Result { try worker.act(observations: part.observations, count: part.count, seeds: part.seeds, options: part.options) })
     }
 
     /// Computes one batch; returns one completion per request.
@@ -136,19 +201,13 @@ final class WorkerThread: @unchecked Sendable {
         for r in live {
             for i in 0..<r.count { seeds.append(r.seedBase &+ UInt64(i)) }
         }
-        let worker: any ModelWorker
-        if let w = modelWorkers[model.name], w.generation == ObjectIdentifier(model) {
-            worker = w.worker
-        } else {
-            modelWorkers[model.name] = nil
-            worker = model.model.makeWorker()
-            modelWorkers[model.name] = (ObjectIdentifier(model), worker)
-        }
+        let worker = modelWorker(for: model)
         let options = batch.key.options
         let computeStart = monotonicNanoseconds()
         var result: ActResult
         do {
-            result = try worker.act(observations: observations, count: count, seeds: seeds, options: options)
+            result = try compute(
+                model: model, worker: worker, observations: observations, count: count, seeds: seeds, options: options)
         } catch {
             logger.error("model '\(model.name)' failed on a batch of \(count): \(error)")
             return out
@@ -248,3 +307,9 @@ final class WorkerThread: @unchecked Sendable {
         return out
     }
 }
+
+#if os(Linux)
+    /// glibc's `malloc_trim` (declared in <malloc.h>, which the Glibc module does not export).
+    @_silgen_name("malloc_trim")
+    private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif

@@ -48,6 +48,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Worker threads running forward passes. Default: number of cores")
     var workers: Int?
 
+    @Option(name: .customLong("pass-rows"), help: "Most rows one forward pass of a worker holds; bounds each worker's memory, changes no result. Default: 256")
+    var passRows: Int?
+
+    @Option(
+        name: .customLong("split-batches"),
+        help: "Share a batch's observations with idle workers when no other request waits (true/false). Default: true")
+    var splitBatches: Bool?
+
     @Option(name: .customLong("queue-limit"), help: "Most queued act requests before 'overloaded'. Default: 1024")
     var queueLimit: Int?
 
@@ -124,6 +132,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let maxBatch { c.maxBatch = maxBatch }
         if let maxDelayMicroseconds { c.maxDelayMicroseconds = maxDelayMicroseconds }
         if let workers { c.workers = workers }
+        if let passRows { c.passRows = passRows }
+        if let splitBatches { c.splitBatches = splitBatches }
         if let queueLimit { c.queueLimit = queueLimit }
         if let maxStreams { c.maxStreams = maxStreams }
         if let streamTTLSeconds { c.streamTTLSeconds = streamTTLSeconds }

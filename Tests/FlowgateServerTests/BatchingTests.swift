@@ -128,8 +128,10 @@ func withHeldWorker<T>(
     }
 
     @Test func aFullBatchDoesNotWaitForTheWindow() throws {
-        // max_batch 4 and a 60 s window: only reaching the cap can release these batches.
+        // max_batch 4, a 60 s window and one worker (with another worker idle, a window is not
+        // waited at all): only reaching the cap can release these batches.
         try withServer(configure: {
+            $0.workers = 1
             $0.maxBatch = 4
             $0.maxDelayMicroseconds = 60_000_000
         }) { server in

@@ -183,7 +183,7 @@ import Testing
     }
 }
 
-/// Warm-up: each worker computes one full batch at the defaults before serving.
+/// Warm-up: each worker computes the largest passes its limits admit before serving.
 @Suite struct WarmupTests {
     /// Counts the rows each worker was asked to compute.
     final class Counting: ServableModel, @unchecked Sendable {
@@ -214,8 +214,9 @@ import Testing
         ) { server in
             let client = try FlowgateClient(server)
             _ = try client.act(observation: [0, 0, 0])
-            // Each worker warms up (a batch of the model's cap, 8) before its loop takes requests,
-            // so a warm-up batch precedes the request's batch of 1; both workers warm up.
+            // Each worker warms up (among others a batch of the model's cap, 8, at one candidate)
+            // before its loop takes requests, so a warm-up batch precedes the request's batch of 1;
+            // both workers warm up.
             var batches: [Int] = []
             for _ in 0..<1000 {
                 batches = model.lock.withLock { model.batches }
