@@ -22,14 +22,22 @@ steps are split into `repeats` windows and the median window rate is reported. P
 order on one set of networks, each starting from the state the one before left. Every thread count
 in --threads is a separate pass (torch.set_num_threads) over freshly initialised networks.
 
-Prints a table, or with --json one JSON object: {"threads": {"1": {phase: steps/s}, ...}}.
+Prints a table, or with --json one JSON object: {"threads": {"1": {phase: steps/s}, ...},
+"cpu_threads": {"1": {phase: steps per CPU second of the main thread}, ...}}. The CPU rate hardly
+moves with the machine's load; with 2 threads it leaves out time the main thread waits (blocked)
+for the other.
 """
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
+
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning made two
+# torch threads far slower than one (docs/benchmarks.md, the reference peer). Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     import numpy as np
@@ -191,23 +199,25 @@ class Phases:
 
 
 def measure(fn, total, steps, warmup, repeats):
-    """Median-of-windows steps/s, as TrainingBenchmark.measure."""
+    """Median-of-windows steps per wall second and per CPU second of this (the stepping) thread,
+    as TrainingBenchmark.measure."""
     w = min(warmup, max(total - repeats, 0))
     for _ in range(w):
         fn()
     timed = min(steps, total - w)
     windows = max(1, min(repeats, timed))
-    rates, done = [], 0
+    rates, cpu_rates, done = [], [], 0
     for k in range(windows):
         n = timed * (k + 1) // windows - done
         if n <= 0:
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(n):
             fn()
         rates.append(n / (time.perf_counter() - t0))
+        cpu_rates.append(n / max(time.thread_time() - c0, 1e-9))
         done += n
-    return statistics.median(rates), timed
+    return statistics.median(rates), statistics.median(cpu_rates)
 
 
 def load(path, subset):
@@ -249,25 +259,29 @@ def main():
         sys.exit("torch_train_bench.py: --threads and --hidden need positive integers")
     data = load(a.dataset, a.subset)
     total = a.warmup + a.steps
-    out = {"torch": torch.__version__, "transitions": int(data["obs"].shape[0]), "batch_size": a.batch_size, "threads": {}}
+    out = {"torch": torch.__version__, "transitions": int(data["obs"].shape[0]), "batch_size": a.batch_size,
+           "threads": {}, "cpu_threads": {}}
     for n in threads:
         torch.set_num_threads(n)
         torch.manual_seed(a.seed)
         ph = Phases(data, a.batch_size, hidden)
         support_total = math.ceil(ph.n / ph.chunk)
-        r = {}
-        r["behaviour"], _ = measure(ph.behaviour, total, a.steps, a.warmup, a.repeats)
-        r["critic-support"], _ = measure(ph.critic_support, support_total, a.steps, a.warmup, a.repeats)
-        r["critic"], _ = measure(ph.critic_step, total, a.steps, a.warmup, a.repeats)
-        r["qipo"], _ = measure(ph.qipo, total, a.steps, a.warmup, a.repeats)
+        r, c = {}, {}
+        r["behaviour"], c["behaviour"] = measure(ph.behaviour, total, a.steps, a.warmup, a.repeats)
+        r["critic-support"], c["critic-support"] = measure(ph.critic_support, support_total, a.steps, a.warmup, a.repeats)
+        r["critic"], c["critic"] = measure(ph.critic_step, total, a.steps, a.warmup, a.repeats)
+        r["qipo"], c["qipo"] = measure(ph.qipo, total, a.steps, a.warmup, a.repeats)
         out["threads"][str(n)] = r
+        out["cpu_threads"][str(n)] = c
     if a.json:
         print(json.dumps(out))
         return
-    print(f"torch {torch.__version__}, {out['transitions']} transitions, batch {a.batch_size}, steps/s")
-    print("phase           " + "".join(f"{'threads ' + str(n):>12}" for n in threads))
+    print(f"torch {torch.__version__}, {out['transitions']} transitions, batch {a.batch_size}: "
+          "steps/s (steps per CPU second of the main thread)")
+    print("phase           " + "".join(f"{'threads ' + str(n):>20}" for n in threads))
     for phase in ["behaviour", "critic-support", "critic", "qipo"]:
-        print(f"{phase:<16}" + "".join(f"{out['threads'][str(n)][phase]:>12.2f}" for n in threads))
+        cells = (f"{out['threads'][str(n)][phase]:.2f} ({out['cpu_threads'][str(n)][phase]:.2f})" for n in threads)
+        print(f"{phase:<16}" + "".join(f"{cell:>20}" for cell in cells))
 
 
 if __name__ == "__main__":

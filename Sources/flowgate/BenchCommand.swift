@@ -170,10 +170,16 @@ struct BenchTrainCommand: ParsableCommand {
         var threads: Int
         var steps, warmupSteps, rowsPerStep: Int
         var stepsPerSecond, msPerStep, rowsPerSecond: Double
+        /// Steps per CPU second of the stepping thread (see `TrainingBenchmark.PhaseResult`).
+        var stepsPerThreadCPUSecond: Double
     }
     struct TorchReport: Codable {
         var torch: String
+        /// Torch thread count → phase → steps per wall second.
         var threads: [String: [String: Double]]
+        /// Torch thread count → phase → steps per CPU second of the main thread.
+        var cpuThreads: [String: [String: Double]]
+        enum CodingKeys: String, CodingKey { case torch, threads, cpuThreads = "cpu_threads" }
     }
     struct Report: Codable {
         var benchmark = "train"
@@ -209,13 +215,19 @@ struct BenchTrainCommand: ParsableCommand {
                 rows.append(
                     Row(
                         phase: r.phase, threads: n, steps: r.steps, warmupSteps: r.warmupSteps, rowsPerStep: r.rowsPerStep,
-                        stepsPerSecond: r.stepsPerSecond, msPerStep: 1000 / r.stepsPerSecond, rowsPerSecond: r.rowsPerSecond))
+                        stepsPerSecond: r.stepsPerSecond, msPerStep: 1000 / r.stepsPerSecond, rowsPerSecond: r.rowsPerSecond,
+                        stepsPerThreadCPUSecond: r.stepsPerThreadCPUSecond))
             }
         }
         BLAS.setComputeThreads(1)
         let torch = try compareTorch.map { try runTorch(python: $0) }
         let torchCounts = torch.map { $0.threads.keys.compactMap(Int.init).sorted() } ?? []
-        var headers = ["phase", "steps", "rows/step"] + counts.map { "steps/s \($0) core\($0 == 1 ? "" : "s")" }
+        // Each cell: steps per wall second (steps per CPU second of the stepping thread).
+        func cell(_ wall: Double?, _ cpu: Double?) -> String {
+            guard let wall, let cpu else { return "-" }
+            return "\(fmt(wall, 2)) (\(fmt(cpu, 2)))"
+        }
+        var headers = ["phase", "steps", "rows/step"] + counts.map { "\($0) core\($0 == 1 ? "" : "s")" }
         if counts.contains(1) && counts.contains(2) { headers.append("2/1") }
         headers += torchCounts.map { "torch \($0) thr" }
         if torch != nil { headers.append("flowgate/torch") }
@@ -224,18 +236,25 @@ struct BenchTrainCommand: ParsableCommand {
         for r in rows where !phaseOrder.contains(r.phase) { phaseOrder.append(r.phase) }
         for phase in phaseOrder {
             let mine = rows.filter { $0.phase == phase }
-            func rate(_ n: Int) -> Double? { mine.first { $0.threads == n }?.stepsPerSecond }
-            var cells = [phase, "\(mine[0].steps)", "\(mine[0].rowsPerStep)"] + counts.map { rate($0).map { fmt($0, 2) } ?? "-" }
-            if counts.contains(1) && counts.contains(2) { cells.append(fmt((rate(2) ?? 0) / (rate(1) ?? 1), 2)) }
+            func row(_ n: Int) -> Row? { mine.first { $0.threads == n } }
+            var cells = [phase, "\(mine[0].steps)", "\(mine[0].rowsPerStep)"]
+            cells += counts.map { cell(row($0)?.stepsPerSecond, row($0)?.stepsPerThreadCPUSecond) }
+            if let one = row(1), let two = row(2) {
+                cells.append(cell(two.stepsPerSecond / one.stepsPerSecond, two.stepsPerThreadCPUSecond / one.stepsPerThreadCPUSecond))
+            }
             if let torch {
-                let theirs = torchCounts.map { torch.threads["\($0)"]?[phase] }
-                cells += theirs.map { $0.map { fmt($0, 2) } ?? "-" }
-                let best = mine.map(\.stepsPerSecond).max() ?? 0
-                let bestTorch = theirs.compactMap { $0 }.max()
-                cells.append(bestTorch.map { fmt(best / $0, 2) } ?? "-")
+                let wall = torchCounts.map { torch.threads["\($0)"]?[phase] }
+                let cpu = torchCounts.map { torch.cpuThreads["\($0)"]?[phase] }
+                cells += zip(wall, cpu).map { cell($0, $1) }
+                let bestWall = wall.compactMap { $0 }.max(), bestCPU = cpu.compactMap { $0 }.max()
+                cells.append(
+                    cell(
+                        bestWall.map { (mine.map(\.stepsPerSecond).max() ?? 0) / $0 },
+                        bestCPU.map { (mine.map(\.stepsPerThreadCPUSecond).max() ?? 0) / $0 }))
             }
             table.add(cells)
         }
+        note("cells: steps per wall second (steps per CPU second of the stepping thread; load-independent, leaves out waits)")
         try output.emit(
             table,
             report: Report(machine: machine, dataset: dataset, transitions: data.count, batchSize: batchSize, phases: rows, torch: torch))
