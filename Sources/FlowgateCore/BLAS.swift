@@ -24,8 +24,9 @@ public enum BLAS {
     }
 
     /// Cores one matrix product may use: 1 (default), or 2 to cut each large product in two halves
-    /// computed on the calling thread and a helper thread (`SplitGEMM`). For the trainer; results
-    /// are bit-identical for 1 and 2. Process-wide; safe to change at any time.
+    /// computed on the calling thread and a helper thread (`SplitGEMM`). For the trainer: results
+    /// are deterministic for a given count but differ from 1 in the last bits. Process-wide; safe
+    /// to change at any time.
     public static func setComputeThreads(_ count: Int) {
         precondition(count == 1 || count == 2, "compute threads must be 1 or 2, got \(count)")
         if count == 2 { _ = SplitGEMM.shared }  // starts the helper thread

@@ -189,8 +189,8 @@ public final class MLP {
         return h[layerCount - 1].pointer
     }
 
-    /// `h = act(x Wᵀ + b)` for layer `l`, rows cut in two halves computed on two cores. Each row's
-    /// arithmetic is the same as on one core, so the output is bit-identical.
+    /// `h = act(x Wᵀ + b)` for layer `l`, rows cut in two halves computed on two cores (the same
+    /// cut for the same batch, so deterministic; see `SplitGEMM` for the last-bit differences).
     private func linearAndActivationInHalves(layer l: Int, input x: UnsafePointer<Float>, batch: Int) {
         let fin = dims[l], fout = dims[l + 1], act = activation(l)
         let zp = z[l].pointer, hp = h[l].pointer

@@ -8,10 +8,12 @@ import Synchronization
 /// Used for large matrix products (`sgemm`, cut along the output's rows or, when it has few rows,
 /// its columns) and for an MLP layer's elementwise work (cut by rows). Why not OpenBLAS's own
 /// threads: its pool spins while waiting and made the trainer's products 3–7× slower on the
-/// shared 2-core machine (docs/benchmarks.md). Cutting the *output* leaves every element's sum
-/// over `k` to one single-threaded call in the same order, so the halves give the same bits as one
-/// call: training results do not depend on the thread count (`SplitGEMMTests` and
-/// `TrainingRunTests` check it).
+/// shared 2-core machine (docs/benchmarks.md).
+///
+/// The cut is fixed for a given shape, so results are deterministic for a given thread count
+/// (`TrainingRunTests` checks two 2-thread runs bit for bit). They are not bit-identical to one
+/// core: OpenBLAS's blocking depends on the sub-product's shape, and cutting rows (or columns)
+/// changed the last bit of 0.2–6 % of the elements (`SplitGEMMTests` bounds the difference).
 ///
 /// One caller at a time uses the helper; work issued while it is busy (from another thread) runs
 /// whole on its caller. The server never enables this (it parallelises across requests). The

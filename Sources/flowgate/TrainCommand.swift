@@ -52,7 +52,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "QIPO support renewal interval K_renew.") var renewEvery: Int?
     @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
     @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
-    @Option(name: .long, help: "Cores for the matrix products: 1 or 2 (default: 2 on a machine with 2 or more). Results are the same for both.")
+    @Option(name: .long, help: "Cores for the matrix products: 1 or 2 (default: 2 on a machine with 2 or more). Results are reproducible for a given count; resume with the same count.")
     var threads: Int?
     @OptionGroup(title: "Energy model") var energyOptions: EnergyTrainOptions
 
@@ -170,7 +170,7 @@ func validateComputeThreads(_ threads: Int?) throws {
 }
 
 /// Splits the trainer's large matrix products across two cores unless `--threads 1` or the
-/// machine has one core. Results are bit-identical either way (docs/training.md).
+/// machine has one core. Results are reproducible for a given count, not across counts (docs/training.md).
 func configureComputeThreads(_ threads: Int?) {
     BLAS.setComputeThreads(threads ?? min(2, ProcessInfo.processInfo.activeProcessorCount))
 }
