@@ -13,7 +13,7 @@ import Synchronization
 /// The cut is fixed for a given shape, so results are deterministic for a given thread count
 /// (`TrainingRunTests` checks two 2-thread runs bit for bit). They are not bit-identical to one
 /// core: OpenBLAS's blocking depends on the sub-product's shape, and cutting rows (or columns)
-/// changed the last bit of 0.2–6 % of the elements (`SplitGEMMTests` bounds the difference).
+/// changed the last bits of 3–24 % of the elements (`SplitGEMMTests` bounds the difference).
 ///
 /// One caller at a time uses the helper; work issued while it is busy (from another thread) runs
 /// whole on its caller. The server never enables this (it parallelises across requests). The
