@@ -202,9 +202,7 @@ public final class MLP {
                     guard !rows.isEmpty else { return }
                     let zr = zp + rows.lowerBound * fout
                     for r in 0..<rows.count { (zr + r * fout).update(from: bias, count: fout) }
-                    BLAS.sgemm(
-                        transA: false, transB: true, m: rows.count, n: fout, k: fin, x + rows.lowerBound * fin, lda: fin, w,
-                        ldb: fin, beta: 1, zr, ldc: fout)
+                    SplitGEMM.call(false, true, rows.count, fout, fin, 1, x + rows.lowerBound * fin, fin, w, fin, 1, zr, fout)
                     act.forward(zr, hp + rows.lowerBound * fout, count: rows.count * fout)
                 }
             }

@@ -15,9 +15,11 @@ import Synchronization
 /// core: OpenBLAS's blocking depends on the sub-product's shape, and cutting rows (or columns)
 /// changed the last bits of 3–24 % of the elements (`SplitGEMMTests` bounds the difference).
 ///
-/// One caller at a time uses the helper; work issued while it is busy (from another thread) runs
-/// whole on its caller. The server never enables this (it parallelises across requests). The
-/// helper thread starts on first use and then waits, parked, for the rest of the process.
+/// One caller at a time uses the helper; work issued while it is busy (from another thread, or
+/// from inside a half) runs both halves one after the other on its caller, so the result never
+/// depends on which thread got the helper. The server never enables this (it parallelises across
+/// requests). The helper thread starts on first use and then waits, parked, for the rest of the
+/// process.
 final class SplitGEMM: @unchecked Sendable {
     /// Whether work is split (`BLAS.setComputeThreads`).
     static let enabled = Atomic<Bool>(false)
@@ -83,6 +85,10 @@ final class SplitGEMM: @unchecked Sendable {
         return true
     }
 
+    /// Whether a product is large enough to be cut in two.
+    @inline(__always)
+    static func isLarge(m: Int, n: Int, k: Int) -> Bool { m * n * k >= minimumWork && max(m, n) >= 32 }
+
     /// Whether a layer over `rows` rows with `work` multiply-adds is worth cutting in two.
     @inline(__always)
     static func worthSplitting(rows: Int, work: Int) -> Bool {
@@ -103,8 +109,9 @@ final class SplitGEMM: @unchecked Sendable {
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int,
         _ b: UnsafePointer<Float>, ldb: Int, beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) -> Bool {
-        guard enabled.load(ordering: .relaxed), m * n * k >= minimumWork, max(m, n) >= 32 else { return false }
-        return shared.parallel { part in
+        guard enabled.load(ordering: .relaxed), isLarge(m: m, n: n, k: k) else { return false }
+        shared.countSplit()
+        both { part in
             if m >= 32 {
                 // Rows of C: rows of op(A).
                 let r = half(part, of: m)
@@ -118,18 +125,21 @@ final class SplitGEMM: @unchecked Sendable {
                     transA, transB, m, r.count, k, alpha, a, lda, transB ? b + r.lowerBound * ldb : b + r.lowerBound, ldb, beta,
                     c + r.lowerBound, ldc)
             }
-        } && shared.countSplit()
-    }
-
-    private func countSplit() -> Bool {
-        caller.lock()
-        splits += 1
-        caller.unlock()
+        }
         return true
     }
 
+    private let counter = NSLock()
+
+    private func countSplit() {
+        counter.lock()
+        splits += 1
+        counter.unlock()
+    }
+
+    /// One single-threaded OpenBLAS call, never split (for work already running as a half).
     @inline(__always)
-    private static func call(
+    static func call(
         _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
         _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
