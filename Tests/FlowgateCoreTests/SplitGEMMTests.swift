@@ -23,22 +23,22 @@ struct SplitGEMMTests {
         let lda = ta ? m : k, ldb = tb ? k : n
         func product(threads: Int, beta: Float) -> [Float] {
             BLAS.withComputeThreads(threads) {
-            let before = SplitGEMM.shared.splits
-            var c = c0
-            a.withUnsafeBufferPointer { ap in
-                b.withUnsafeBufferPointer { bp in
-                    c.withUnsafeMutableBufferPointer { cp in
-                        BLAS.sgemm(
-                            transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, ap.baseAddress!, lda: lda, bp.baseAddress!,
-                            ldb: ldb, beta: beta, cp.baseAddress!, ldc: n)
+                let before = SplitGEMM.shared.splits
+                var c = c0
+                a.withUnsafeBufferPointer { ap in
+                    b.withUnsafeBufferPointer { bp in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            BLAS.sgemm(
+                                transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, ap.baseAddress!, lda: lda, bp.baseAddress!,
+                                ldb: ldb, beta: beta, cp.baseAddress!, ldc: n)
+                        }
                     }
                 }
-            }
-            // Every shape here is large enough to split; with one thread nothing is split. (≥: tests
-            // running in parallel may split their own products while two threads are on.)
-            #expect(SplitGEMM.isLarge(m: m, n: n, k: k))
-            if threads == 2 { #expect(SplitGEMM.shared.splits - before >= 1) } else { #expect(SplitGEMM.shared.splits == before) }
-            return c
+                // Every shape here is large enough to split; with one thread nothing is split. (≥: tests
+                // running in parallel may split their own products while two threads are on.)
+                #expect(SplitGEMM.isLarge(m: m, n: n, k: k))
+                if threads == 2 { #expect(SplitGEMM.shared.splits - before >= 1) } else { #expect(SplitGEMM.shared.splits == before) }
+                return c
             }
         }
         for beta: Float in [0, 1] {
@@ -57,22 +57,22 @@ struct SplitGEMMTests {
     @Test("a small product is not split, and is computed right")
     func smallRunsWhole() {
         BLAS.withComputeThreads(2) {
-        let before = SplitGEMM.shared.splits
-        let a = randomArray(64 * 32, seed: 5), b = randomArray(32 * 32, seed: 6)
-        var c = [Float](repeating: 0, count: 64 * 32)
-        a.withUnsafeBufferPointer { ap in
-            b.withUnsafeBufferPointer { bp in
-                c.withUnsafeMutableBufferPointer { cp in
-                    BLAS.sgemm(transA: false, transB: true, m: 64, n: 32, k: 32, ap.baseAddress!, lda: 32, bp.baseAddress!, ldb: 32, beta: 0, cp.baseAddress!, ldc: 32)
+            let before = SplitGEMM.shared.splits
+            let a = randomArray(64 * 32, seed: 5), b = randomArray(32 * 32, seed: 6)
+            var c = [Float](repeating: 0, count: 64 * 32)
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        BLAS.sgemm(transA: false, transB: true, m: 64, n: 32, k: 32, ap.baseAddress!, lda: 32, bp.baseAddress!, ldb: 32, beta: 0, cp.baseAddress!, ldc: 32)
+                    }
                 }
             }
-        }
-        _ = before
-        #expect(!SplitGEMM.isLarge(m: 64, n: 32, k: 32))
-        // Spot check one element against the definition.
-        var expected: Float = 0
-        for j in 0..<32 { expected += a[5 * 32 + j] * b[7 * 32 + j] }
-        #expect(abs(c[5 * 32 + 7] - expected) < 1e-4)
+            _ = before
+            #expect(!SplitGEMM.isLarge(m: 64, n: 32, k: 32))
+            // Spot check one element against the definition.
+            var expected: Float = 0
+            for j in 0..<32 { expected += a[5 * 32 + j] * b[7 * 32 + j] }
+            #expect(abs(c[5 * 32 + 7] - expected) < 1e-4)
         }
     }
 }
