@@ -17,6 +17,10 @@ public enum TrainingBenchmark {
         public var warmupSteps: Int
         /// Median over windows of steps per second.
         public var stepsPerSecond: Double
+        /// Median over windows of steps per CPU second of the stepping thread: what the rate would
+        /// be if that thread never waited for the machine (with two cores, also not for the
+        /// helper). Unlike `stepsPerSecond` it hardly moves with the machine's load.
+        public var stepsPerThreadCPUSecond: Double
         /// Rows (batch size, or states for the support generation) per second at that rate.
         public var rowsPerStep: Int
         public var rowsPerSecond: Double { stepsPerSecond * Double(rowsPerStep) }
@@ -35,21 +39,23 @@ public enum TrainingBenchmark {
             let timed = min(steps, phase.totalSteps - phase.completedSteps)
             guard timed > 0 else { continue }
             let windows = max(1, min(repeats, timed))
-            var rates: [Double] = []
+            var rates: [Double] = [], cpuRates: [Double] = []
             var done = 0
             for k in 0..<windows {
                 let n = timed * (k + 1) / windows - done
                 guard n > 0 else { continue }
-                let t0 = monotonicSeconds()
+                let t0 = monotonicSeconds(), c0 = threadCPUSeconds()
                 for _ in 0..<n { _ = try phase.step() }
                 rates.append(Double(n) / (monotonicSeconds() - t0))
+                cpuRates.append(Double(n) / max(threadCPUSeconds() - c0, 1e-9))
                 done += n
             }
             let rows = phase is SupportGenerationPhase ? supportChunk : run.config.batchSize
             results.append(
                 PhaseResult(
                     phase: phase.name, steps: timed, warmupSteps: w,
-                    stepsPerSecond: SampleStatistics.median(rates) ?? 0, rowsPerStep: rows))
+                    stepsPerSecond: SampleStatistics.median(rates) ?? 0,
+                    stepsPerThreadCPUSecond: SampleStatistics.median(cpuRates) ?? 0, rowsPerStep: rows))
         }
         return results
     }

@@ -23,6 +23,16 @@ public func monotonicSeconds() -> Double {
     Double(monotonicNanoseconds()) / 1e9
 }
 
+/// CPU seconds the calling thread has used, from an arbitrary origin. On a machine shared with
+/// other work this counts only the time the thread actually ran, so a benchmark can report a rate
+/// that the machine's load does not change (`bench train`).
+@inline(__always)
+public func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
 /// The wall-clock `Date` at which the monotonic clock will read `nanoseconds`.
 public func wallClockDate(atMonotonic nanoseconds: UInt64) -> Date {
     let now = monotonicNanoseconds()

@@ -23,6 +23,32 @@ public enum BLAS {
         return n
     }
 
+    /// Cores one matrix product may use: 1 (default), or 2 to cut each large product in two halves
+    /// computed on the calling thread and a helper thread (`SplitGEMM`). For the trainer: results
+    /// are deterministic for a given count but differ from 1 in the last bits. Process-wide; safe
+    /// to change at any time.
+    public static func setComputeThreads(_ count: Int) {
+        precondition(count == 1 || count == 2, "compute threads must be 1 or 2, got \(count)")
+        if count == 2 { _ = SplitGEMM.shared }  // starts the helper thread
+        SplitGEMM.enabled.store(count == 2, ordering: .relaxed)
+    }
+
+    private static let computeThreadsLock = NSLock()
+
+    /// Runs `body` with `count` compute threads and restores the previous count afterwards. Calls
+    /// are serialised process-wide, so concurrent tests comparing 1 and 2 threads do not mix.
+    public static func withComputeThreads<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
+        computeThreadsLock.lock()
+        defer { computeThreadsLock.unlock() }
+        let previous = computeThreads
+        setComputeThreads(count)
+        defer { setComputeThreads(previous) }
+        return try body()
+    }
+
+    /// Cores one matrix product uses (see `setComputeThreads`).
+    public static var computeThreads: Int { SplitGEMM.enabled.load(ordering: .relaxed) ? 2 : 1 }
+
     /// The number of threads OpenBLAS currently uses for one call.
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
@@ -35,6 +61,9 @@ public enum BLAS {
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        if SplitGEMM.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc) {
+            return
+        }
         cblas_sgemm(
             CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

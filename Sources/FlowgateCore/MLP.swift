@@ -161,6 +161,12 @@ public final class MLP {
             z[l].reserve(batch * fout)
             h[l].reserve(batch * fout)
             let zp = z[l].pointer
+            if let layerInput = x, !usesNorm(l), SplitGEMM.worthSplitting(rows: batch, work: batch * fin * fout) {
+                // Two cores: each computes the linear output and activation of half the rows.
+                linearAndActivationInHalves(layer: l, input: layerInput, batch: batch)
+                x = UnsafePointer(h[l].pointer)
+                continue
+            }
             if let x {
                 // z = x Wᵀ + b
                 biases[l].value.withUnsafeBufferPointer { bp in
@@ -181,6 +187,26 @@ public final class MLP {
             x = UnsafePointer(h[l].pointer)
         }
         return h[layerCount - 1].pointer
+    }
+
+    /// `h = act(x Wᵀ + b)` for layer `l`, rows cut in two halves computed on two cores (the same
+    /// cut for the same batch, so deterministic; see `SplitGEMM` for the last-bit differences).
+    private func linearAndActivationInHalves(layer l: Int, input x: UnsafePointer<Float>, batch: Int) {
+        let fin = dims[l], fout = dims[l + 1], act = activation(l)
+        let zp = z[l].pointer, hp = h[l].pointer
+        biases[l].value.withUnsafeBufferPointer { bp in
+            weights[l].value.withUnsafeBufferPointer { wp in
+                let bias = bp.baseAddress!, w = wp.baseAddress!
+                SplitGEMM.both { part in
+                    let rows = SplitGEMM.half(part, of: batch)
+                    guard !rows.isEmpty else { return }
+                    let zr = zp + rows.lowerBound * fout
+                    for r in 0..<rows.count { (zr + r * fout).update(from: bias, count: fout) }
+                    SplitGEMM.call(false, true, rows.count, fout, fin, 1, x + rows.lowerBound * fin, fin, w, fin, 1, zr, fout)
+                    act.forward(zr, hp + rows.lowerBound * fout, count: rows.count * fout)
+                }
+            }
+        }
     }
 
     private func layerNormForward(layer l: Int, input: UnsafeMutablePointer<Float>, batch: Int, width: Int) {
@@ -242,8 +268,17 @@ public final class MLP {
             let fin = dims[l], fout = dims[l + 1]
             let count = batch * fout
             let pre: UnsafePointer<Float> = usesNorm(l) ? UnsafePointer(normed[l].pointer) : UnsafePointer(z[l].pointer)
-            // Through the activation (in place).
-            activation(l).backward(x: pre, y: h[l].pointer, dy: dy, dx: dy, count: count)
+            // Through the activation (in place); elementwise, so rows can go to two cores.
+            if SplitGEMM.worthSplitting(rows: batch, work: batch * fin * fout) {
+                let act = activation(l), hp = h[l].pointer, g = dy
+                SplitGEMM.both { part in
+                    let rows = SplitGEMM.half(part, of: batch)
+                    let o = rows.lowerBound * fout
+                    act.backward(x: pre + o, y: hp + o, dy: g + o, dx: g + o, count: rows.count * fout)
+                }
+            } else {
+                activation(l).backward(x: pre, y: h[l].pointer, dy: dy, dx: dy, count: count)
+            }
             if usesNorm(l) {
                 layerNormBackward(layer: l, dy: dy, batch: batch, width: fout, accumulate: accumulateParameterGradients)
             }

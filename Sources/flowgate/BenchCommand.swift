@@ -118,7 +118,13 @@ struct BenchDenseCommand: ParsableCommand {
 struct BenchTrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Steps per second of each training phase with the shipped network sizes (default TrainingConfig).")
+        abstract: "Steps per second of each training phase with the shipped network sizes (default TrainingConfig).",
+        discussion: """
+            Measures each phase on 1 and 2 cores (--threads), each in a fresh run from the same seed. \
+            --compare-torch PYTHON also runs scripts/torch_train_bench.py (the same networks, batch \
+            and step in PyTorch on the CPU, at 1 and 2 torch threads) in the same invocation and prints \
+            flowgate's best rate over torch's best rate per phase.
+            """)
 
     @Option(help: "Dataset file (.npz or .hdf5).")
     var dataset: String
@@ -132,18 +138,48 @@ struct BenchTrainCommand: ParsableCommand {
     var subset = 2048
     @Option(name: .customLong("batch-size"), help: "Minibatch size.")
     var batchSize = 256
+    @Option(help: "Core counts to measure, comma-separated (each 1 or 2).")
+    var threads = "1,2"
+    @Option(name: .customLong("compare-torch"), help: "Python interpreter with torch and numpy: also run the PyTorch script and compare.")
+    var compareTorch: String?
+    @Option(name: .customLong("torch-script"), help: "The PyTorch benchmark script.")
+    var torchScript = "scripts/torch_train_bench.py"
     @OptionGroup var output: BenchOutputOptions
 
     func validate() throws {
         if steps < 1 || repeats < 1 || subset < 1 || batchSize < 1 || warmup < 0 {
             throw ValidationError("--steps, --repeats, --subset and --batch-size must be positive, --warmup not negative")
         }
+        let counts = try threadCounts()
+        for n in counts { try validateComputeThreads(n) }
+        if compareTorch != nil && !FileManager.default.fileExists(atPath: torchScript) {
+            throw ValidationError("--torch-script \(torchScript) does not exist (run from the repository root or pass its path)")
+        }
+    }
+
+    func threadCounts() throws -> [Int] {
+        let parts = threads.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--threads must be a comma-separated list of core counts (1 or 2), not '\(threads)'")
+        }
+        return parts.map { $0! }
     }
 
     struct Row: Codable {
         var phase: String
+        var threads: Int
         var steps, warmupSteps, rowsPerStep: Int
         var stepsPerSecond, msPerStep, rowsPerSecond: Double
+        /// Steps per CPU second of the stepping thread (see `TrainingBenchmark.PhaseResult`).
+        var stepsPerThreadCPUSecond: Double
+    }
+    struct TorchReport: Codable {
+        var torch: String
+        /// Torch thread count → phase → steps per wall second.
+        var threads: [String: [String: Double]]
+        /// Torch thread count → phase → steps per CPU second of the main thread.
+        var cpuThreads: [String: [String: Double]]
+        enum CodingKeys: String, CodingKey { case torch, threads, cpuThreads = "cpu_threads" }
     }
     struct Report: Codable {
         var benchmark = "train"
@@ -152,10 +188,12 @@ struct BenchTrainCommand: ParsableCommand {
         var transitions: Int
         var batchSize: Int
         var phases: [Row]
+        var torch: TorchReport?
     }
 
     func run() throws {
         configureBLASFromEnvironment()
+        let counts = try threadCounts()
         let machine = MachineInfo.current(blasThreads: BLAS.threads)
         note("machine: \(machine.summary)")
         let data = TrainingBenchmark.head(try OfflineDataset.load(path: dataset), count: subset)
@@ -169,18 +207,80 @@ struct BenchTrainCommand: ParsableCommand {
         config.qipo.steps = total
         config.qipo.renewEvery = max(config.qipo.renewEvery, total + 1)
         note("\(data.count) transitions, obs \(data.observationDim), act \(data.actionDim); policy \(config.policy.hiddenDims), critic \(config.critic.hiddenDims), batch \(batchSize)")
-        let run = try TrainingRun(name: "bench", dataset: data, config: config)
-        let results = try TrainingBenchmark.measure(run: run, steps: steps, warmup: warmup, repeats: repeats)
-        var table = TextTable(["phase", "steps", "steps/s", "ms/step", "rows/step", "rows/s"])
         var rows: [Row] = []
-        for r in results {
-            let row = Row(
-                phase: r.phase, steps: r.steps, warmupSteps: r.warmupSteps, rowsPerStep: r.rowsPerStep,
-                stepsPerSecond: r.stepsPerSecond, msPerStep: 1000 / r.stepsPerSecond, rowsPerSecond: r.rowsPerSecond)
-            rows.append(row)
-            table.add([r.phase, "\(r.steps)", fmt(r.stepsPerSecond, 2), fmt(row.msPerStep, 2), "\(r.rowsPerStep)", fmt(r.rowsPerSecond, 0)])
+        for n in counts {
+            BLAS.setComputeThreads(n)
+            let run = try TrainingRun(name: "bench", dataset: data, config: config)
+            for r in try TrainingBenchmark.measure(run: run, steps: steps, warmup: warmup, repeats: repeats) {
+                rows.append(
+                    Row(
+                        phase: r.phase, threads: n, steps: r.steps, warmupSteps: r.warmupSteps, rowsPerStep: r.rowsPerStep,
+                        stepsPerSecond: r.stepsPerSecond, msPerStep: 1000 / r.stepsPerSecond, rowsPerSecond: r.rowsPerSecond,
+                        stepsPerThreadCPUSecond: r.stepsPerThreadCPUSecond))
+            }
         }
+        BLAS.setComputeThreads(1)
+        let torch = try compareTorch.map { try runTorch(python: $0) }
+        let torchCounts = torch.map { $0.threads.keys.compactMap(Int.init).sorted() } ?? []
+        // Each cell: steps per wall second (steps per CPU second of the stepping thread).
+        func cell(_ wall: Double?, _ cpu: Double?) -> String {
+            guard let wall, let cpu else { return "-" }
+            return "\(fmt(wall, 2)) (\(fmt(cpu, 2)))"
+        }
+        var headers = ["phase", "steps", "rows/step"] + counts.map { "\($0) core\($0 == 1 ? "" : "s")" }
+        if counts.contains(1) && counts.contains(2) { headers.append("2/1") }
+        headers += torchCounts.map { "torch \($0) thr" }
+        if torch != nil { headers.append("flowgate/torch") }
+        var table = TextTable(headers)
+        var phaseOrder: [String] = []
+        for r in rows where !phaseOrder.contains(r.phase) { phaseOrder.append(r.phase) }
+        for phase in phaseOrder {
+            let mine = rows.filter { $0.phase == phase }
+            func row(_ n: Int) -> Row? { mine.first { $0.threads == n } }
+            var cells = [phase, "\(mine[0].steps)", "\(mine[0].rowsPerStep)"]
+            cells += counts.map { cell(row($0)?.stepsPerSecond, row($0)?.stepsPerThreadCPUSecond) }
+            if let one = row(1), let two = row(2) {
+                cells.append(cell(two.stepsPerSecond / one.stepsPerSecond, two.stepsPerThreadCPUSecond / one.stepsPerThreadCPUSecond))
+            }
+            if let torch {
+                let wall = torchCounts.map { torch.threads["\($0)"]?[phase] }
+                let cpu = torchCounts.map { torch.cpuThreads["\($0)"]?[phase] }
+                cells += zip(wall, cpu).map { cell($0, $1) }
+                let bestWall = wall.compactMap { $0 }.max(), bestCPU = cpu.compactMap { $0 }.max()
+                cells.append(
+                    cell(
+                        bestWall.map { (mine.map(\.stepsPerSecond).max() ?? 0) / $0 },
+                        bestCPU.map { (mine.map(\.stepsPerThreadCPUSecond).max() ?? 0) / $0 }))
+            }
+            table.add(cells)
+        }
+        note("cells: steps per wall second (steps per CPU second of the stepping thread; load-independent, leaves out waits)")
         try output.emit(
-            table, report: Report(machine: machine, dataset: dataset, transitions: data.count, batchSize: batchSize, phases: rows))
+            table,
+            report: Report(machine: machine, dataset: dataset, transitions: data.count, batchSize: batchSize, phases: rows, torch: torch))
+    }
+
+    /// Runs the PyTorch script with the same dataset, subset, batch, steps and windows.
+    func runTorch(python: String) throws -> TorchReport {
+        note("running \(torchScript) with \(python) (torch threads 1 and 2)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [
+            torchScript, "--dataset", dataset, "--steps", "\(steps)", "--warmup", "\(warmup)", "--repeats", "\(repeats)",
+            "--subset", "\(subset)", "--batch-size", "\(batchSize)", "--threads", "1,2", "--json",
+        ]
+        let out = Pipe()
+        p.standardOutput = out
+        do { try p.run() } catch {
+            throw ValidationError("--compare-torch: cannot run \(python): \(error.localizedDescription)")
+        }
+        let bytes = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw ValidationError("--compare-torch: \(python) \(torchScript) exited with status \(p.terminationStatus) (its error is above)")
+        }
+        do { return try JSONDecoder().decode(TorchReport.self, from: bytes) } catch {
+            throw ValidationError("--compare-torch: \(torchScript) did not print the expected JSON: \(error)")
+        }
     }
 }

@@ -51,10 +51,13 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "QIPO support renewal interval K_renew.") var renewEvery: Int?
     @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
     @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
+    @Option(name: .long, help: "Cores for the matrix products: 1 or 2 (default: 2 on a machine with 2 or more). Results are reproducible for a given count; resume with the same count.")
+    var threads: Int?
     @OptionGroup(title: "Energy model") var energyOptions: EnergyTrainOptions
 
     func validate() throws {
         if restartFrom != nil && !resume { throw ValidationError("--restart-from needs --resume") }
+        try validateComputeThreads(threads)
         if let algorithm, TrainingConfig.Algorithm(rawValue: algorithm) == nil {
             throw ValidationError("--algorithm must be one of \(TrainingConfig.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")), not '\(algorithm)'")
         }
@@ -68,6 +71,7 @@ struct TrainCommand: AsyncParsableCommand {
 
     func run() async throws {
         configureBLASFromEnvironment()
+        configureComputeThreads(threads)
         let outURL = URL(fileURLWithPath: out)
         let modelName = name ?? outURL.lastPathComponent
         let task = URL(fileURLWithPath: dataset).deletingPathExtension().lastPathComponent
@@ -167,6 +171,19 @@ func gitCommit() -> String {
     p.waitUntilExit()
     let s = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     return p.terminationStatus == 0 && !s.isEmpty ? s : "unknown"
+}
+
+/// `--threads` of `train` and `bench train`: 1 or 2 cores for the matrix products (`BLAS.setComputeThreads`).
+func validateComputeThreads(_ threads: Int?) throws {
+    if let threads, threads != 1 && threads != 2 {
+        throw ValidationError("--threads must be 1 or 2 (cores for the trainer's matrix products), not \(threads)")
+    }
+}
+
+/// Splits the trainer's large matrix products across two cores unless `--threads 1` or the
+/// machine has one core. Results are reproducible for a given count, not across counts (docs/training.md).
+func configureComputeThreads(_ threads: Int?) {
+    BLAS.setComputeThreads(threads ?? min(2, ProcessInfo.processInfo.activeProcessorCount))
 }
 
 /// Applies FLOWGATE_BLAS_THREADS (default 1: see docs/benchmarks.md).

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import FlowgateCore
+@testable import FlowgateCore
 import FlowgateAlgorithms
 @testable import FlowgateTraining
 import FlowgateModelFormat
@@ -47,6 +47,35 @@ struct TrainingRunTests {
         let u = FileManager.default.temporaryDirectory.appendingPathComponent("flowgate-run-\(UUID().uuidString)")
         try! FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
         return u
+    }
+
+    @Test("two compute threads: the same weights every run, bit for bit, and the split is used")
+    func computeThreadsDoNotChangeResults() throws {
+        // Sizes at which the products are large enough to be split across the two cores.
+        var c = Self.tinyConfig()
+        c.batchSize = 256
+        c.policy.hiddenDims = [128, 128]
+        c.critic.hiddenDims = [128, 128]
+        c.behaviour.steps = 4
+        c.criticTraining.steps = 3
+        c.criticTraining.supportSize = 4
+        c.qipo.steps = 3
+        c.qipo.renewEvery = 2
+        func train(threads: Int) throws -> (weights: [[UInt32]], splits: Int) {
+            try BLAS.withComputeThreads(threads) {
+                let before = SplitGEMM.shared.splits
+                let run = try TrainingRun(name: "toy", dataset: Self.dataset(), config: c)
+                #expect(try run.run(progress: nil, log: nil, checkpointPath: nil) == .finished)
+                let weights = (run.policy.parameters + run.critic.parameters).map { $0.value.map(\.bitPattern) }
+                return (weights, SplitGEMM.shared.splits - before)
+            }
+        }
+        let one = try train(threads: 1), two = try train(threads: 2), again = try train(threads: 2)
+        #expect(one.splits == 0)
+        #expect(two.splits > 0)
+        // Which tensors differ (not `==` on the arrays: a failure's diff of them takes minutes).
+        let differing = zip(two.weights, again.weights).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+        #expect(two.weights.count == again.weights.count && differing.isEmpty, "parameters differing between 2-thread runs: \(differing)")
     }
 
     @Test("interrupt, checkpoint and resume give the same model as an uninterrupted run")
