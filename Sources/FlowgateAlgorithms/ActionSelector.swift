@@ -42,8 +42,8 @@ public final class ActionSelector {
 
     /// Selects actions for `count` raw observations (count × observationDim, row-major).
     public func act(observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings) -> ActionBatch {
-        let od = observationDim
-        precondition(observations.count == count * od, "act: \(observations.count) values for \(count)×\(od) observations")
+        let obsDim = observationDim
+        precondition(observations.count == count * obsDim, "act: \(observations.count) values for \(count)×\(obsDim) observations")
         precondition(seeds.count == count, "act: one seed per observation")
         // Without a critic there is nothing to choose between: one candidate per observation.
         let m = critic == nil ? 1 : settings.candidates
@@ -54,7 +54,7 @@ public final class ActionSelector {
         while start < count {
             let end = min(start + chunk, count)
             let part = actPass(
-                observations: Array(observations[(start * od)..<(end * od)]), count: end - start,
+                observations: Array(observations[(start * obsDim)..<(end * obsDim)]), count: end - start,
                 seeds: Array(seeds[start..<end]), settings: settings)
             out.actions += part.actions
             out.q += part.q
@@ -67,11 +67,11 @@ public final class ActionSelector {
     }
 
     private func actPass(observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings) -> ActionBatch {
-        let od = observationDim
+        let obsDim = observationDim
         let m = critic == nil ? 1 : settings.candidates
-        normObs.reserve(count * od)
-        for i in 0..<(count * od) {
-            let j = i % od
+        normObs.reserve(count * obsDim)
+        for i in 0..<(count * obsDim) {
+            let j = i % obsDim
             normObs.pointer[i] = (observations[i] - transform.observationMean[j]) / transform.observationStd[j]
         }
         var rngs: [RNG] = []

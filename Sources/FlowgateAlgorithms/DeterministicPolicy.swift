@@ -55,11 +55,11 @@ public final class DeterministicSampler: CandidateSampler {
     public func sample(
         observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, rngs: inout [RNG]
     ) -> UnsafeMutablePointer<Float> {
-        let ad = actionDim
+        let actDim = actionDim
         let a = policy.net.forward(observations, batch: count)
-        out.reserve(count * perObservation * ad)
+        out.reserve(count * perObservation * actDim)
         for i in 0..<count {
-            for j in 0..<perObservation { (out.pointer + (i * perObservation + j) * ad).update(from: a + i * ad, count: ad) }
+            for j in 0..<perObservation { (out.pointer + (i * perObservation + j) * actDim).update(from: a + i * actDim, count: actDim) }
         }
         return out.pointer
     }

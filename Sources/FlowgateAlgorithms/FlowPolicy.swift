@@ -101,16 +101,16 @@ public final class FlowPolicy {
     /// `t ~ U[0, 1]`, `x_t = (1 − t)·x0 + t·a` and the target velocity `a − x0`. The one definition
     /// of the path, used by behaviour cloning and QIPO alike.
     public static func drawPathPoints(
-        actions: UnsafePointer<Float>, rows: Int, actionDim ad: Int, rng: inout RNG,
+        actions: UnsafePointer<Float>, rows: Int, actionDim actDim: Int, rng: inout RNG,
         x0: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Float>, xt: UnsafeMutablePointer<Float>,
         target: UnsafeMutablePointer<Float>
     ) {
-        rng.fillNormal(UnsafeMutableBufferPointer(start: x0, count: rows * ad))
+        rng.fillNormal(UnsafeMutableBufferPointer(start: x0, count: rows * actDim))
         for r in 0..<rows {
             let tr = rng.uniform()
             t[r] = tr
-            for j in 0..<ad {
-                let i = r * ad + j
+            for j in 0..<actDim {
+                let i = r * actDim + j
                 xt[i] = (1 - tr) * x0[i] + tr * actions[i]
                 target[i] = actions[i] - x0[i]
             }
@@ -124,22 +124,22 @@ public final class FlowPolicy {
         obs: UnsafePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Float>, batch: Int
     ) -> UnsafeMutablePointer<Float> {
         lastBatch = batch
-        let od = spec.observationDim, ad = spec.actionDim, td = spec.timeEmbeddingDim
+        let obsDim = spec.observationDim, actDim = spec.actionDim, timeDim = spec.timeEmbeddingDim
         fourier.reserve(batch * embedding.outputDim)
         embedding.embed(t, batch: batch, into: fourier.pointer)
         let temb = timeNet.forward(fourier.pointer, batch: batch)
-        let width = od + ad + td
+        let width = obsDim + actDim + timeDim
         input.reserve(batch * width)
-        Columns.concat([(obs, od), (x, ad), (UnsafePointer(temb), td)], rows: batch, into: input.pointer)
+        Columns.concat([(obs, obsDim), (x, actDim), (UnsafePointer(temb), timeDim)], rows: batch, into: input.pointer)
         return velocityNet.forward(input.pointer, batch: batch)
     }
 
     /// Backpropagates `∂loss/∂v` (batch×actDim) from the last `velocity` call into the parameters.
     public func backward(_ gradVelocity: UnsafePointer<Float>) {
-        let od = spec.observationDim, ad = spec.actionDim, td = spec.timeEmbeddingDim
+        let obsDim = spec.observationDim, actDim = spec.actionDim, timeDim = spec.timeEmbeddingDim
         let gIn = velocityNet.backward(gradVelocity, computeInputGradient: true)!
-        dTime.reserve(lastBatch * td)
-        Columns.slice(gIn, rows: lastBatch, total: od + ad + td, start: od + ad, width: td, into: dTime.pointer)
+        dTime.reserve(lastBatch * timeDim)
+        Columns.slice(gIn, rows: lastBatch, total: obsDim + actDim + timeDim, start: obsDim + actDim, width: timeDim, into: dTime.pointer)
         timeNet.backward(dTime.pointer, computeInputGradient: false)
     }
 }

@@ -27,20 +27,20 @@ public final class FlowSampler {
         observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int,
         rngs: inout [RNG], clip: Bool = true
     ) -> UnsafeMutablePointer<Float> {
-        let od = policy.spec.observationDim, ad = policy.spec.actionDim
+        let obsDim = policy.spec.observationDim, actDim = policy.spec.actionDim
         let rows = count * perObservation
         precondition(rngs.count == rows, "sample: need one RNG per row (\(rows)), got \(rngs.count)")
         precondition(steps >= 1, "sample: steps must be at least 1")
-        obsRows.reserve(rows * od)
+        obsRows.reserve(rows * obsDim)
         for i in 0..<count {
             for j in 0..<perObservation {
-                (obsRows.pointer + (i * perObservation + j) * od).update(from: observations + i * od, count: od)
+                (obsRows.pointer + (i * perObservation + j) * obsDim).update(from: observations + i * obsDim, count: obsDim)
             }
         }
-        x.reserve(rows * ad)
+        x.reserve(rows * actDim)
         times.reserve(rows)
         for r in 0..<rows {
-            rngs[r].fillNormal(UnsafeMutableBufferPointer(start: x.pointer + r * ad, count: ad))
+            rngs[r].fillNormal(UnsafeMutableBufferPointer(start: x.pointer + r * actDim, count: actDim))
         }
         let h = 1 / Float(steps)
         let obs = UnsafePointer(obsRows.pointer)
@@ -48,9 +48,9 @@ public final class FlowSampler {
             let t0 = Float(k) * h
             for r in 0..<rows { times.pointer[r] = t0 }
             let v = policy.velocity(obs: obs, x: x.pointer, t: times.pointer, batch: rows)
-            for i in 0..<(rows * ad) { x.pointer[i] += h * v[i] }
+            for i in 0..<(rows * actDim) { x.pointer[i] += h * v[i] }
         }
-        if clip { for i in 0..<(rows * ad) { x.pointer[i] = min(max(x.pointer[i], -1), 1) } }
+        if clip { for i in 0..<(rows * actDim) { x.pointer[i] = min(max(x.pointer[i], -1), 1) } }
         return x.pointer
     }
 }

@@ -64,9 +64,9 @@ public final class TwinCritic {
     public func evaluate(obs: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int)
         -> (q1: UnsafeMutablePointer<Float>, q2: UnsafeMutablePointer<Float>)
     {
-        let od = spec.observationDim, ad = spec.actionDim
-        input.reserve(batch * (od + ad))
-        Columns.concat([(obs, od), (actions, ad)], rows: batch, into: input.pointer)
+        let obsDim = spec.observationDim, actDim = spec.actionDim
+        input.reserve(batch * (obsDim + actDim))
+        Columns.concat([(obs, obsDim), (actions, actDim)], rows: batch, into: input.pointer)
         let a = q1.forward(input.pointer, batch: batch)
         let b = q2.forward(input.pointer, batch: batch)
         return (a, b)

@@ -133,8 +133,8 @@ final class WorkerThread: @unchecked Sendable {
         guard ranges.count > 1 else {
             return try worker.act(observations: observations, count: count, seeds: seeds, options: options)
         }
-        let od = model.description.observationDim
-        func rows(_ r: Range<Int>) -> [Float] { Array(observations[(r.lowerBound * od)..<(r.upperBound * od)]) }
+        let obsDim = model.description.observationDim
+        func rows(_ r: Range<Int>) -> [Float] { Array(observations[(r.lowerBound * obsDim)..<(r.upperBound * obsDim)]) }
         let others = ranges.dropFirst().map {
             SplitPart(model: model, observations: rows($0), seeds: Array(seeds[$0]), options: options)
         }

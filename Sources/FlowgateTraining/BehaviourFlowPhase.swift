@@ -33,17 +33,17 @@ public final class BehaviourFlowPhase: TrainingPhase {
     }
 
     public func step() throws -> [String: Double] {
-        let b = batchSize, od = data.observationDim, ad = data.actionDim
+        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim
         for k in 0..<b { indices[k] = rng.int(below: data.count) }
-        obs.reserve(b * od); act.reserve(b * ad); x0.reserve(b * ad); xt.reserve(b * ad)
-        t.reserve(b); target.reserve(b * ad); grad.reserve(b * ad)
-        PreparedData.gather(data.observations, width: od, indices: indices, into: obs.pointer)
-        PreparedData.gather(data.actions, width: ad, indices: indices, into: act.pointer)
+        obs.reserve(b * obsDim); act.reserve(b * actDim); x0.reserve(b * actDim); xt.reserve(b * actDim)
+        t.reserve(b); target.reserve(b * actDim); grad.reserve(b * actDim)
+        PreparedData.gather(data.observations, width: obsDim, indices: indices, into: obs.pointer)
+        PreparedData.gather(data.actions, width: actDim, indices: indices, into: act.pointer)
         FlowPolicy.drawPathPoints(
-            actions: act.pointer, rows: b, actionDim: ad, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
+            actions: act.pointer, rows: b, actionDim: actDim, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
             target: target.pointer)
         let v = policy.velocity(obs: obs.pointer, x: xt.pointer, t: t.pointer, batch: b)
-        let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: ad, grad: grad.pointer)
+        let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: actDim, grad: grad.pointer)
         policy.backward(grad.pointer)
         optimizer.step()
         completedSteps += 1

@@ -33,13 +33,13 @@ public final class SupportGenerationPhase: TrainingPhase {
     public func step() throws -> [String: Double] {
         let start = completedSteps * chunk
         let n = min(chunk, data.count - start)
-        let od = data.observationDim, ad = data.actionDim
+        let obsDim = data.observationDim, actDim = data.actionDim
         var rngs = (0..<(n * perState)).map { RNG(seed: seed &+ UInt64(start * perState + $0) &* 0x9E37_79B9) }
         let out = data.nextObservations.withUnsafeBufferPointer { src in
-            sampler.sample(observations: src.baseAddress! + start * od, count: n, perObservation: perState, steps: flowSteps, rngs: &rngs)
+            sampler.sample(observations: src.baseAddress! + start * obsDim, count: n, perObservation: perState, steps: flowSteps, rngs: &rngs)
         }
         support.withUnsafeMutableBufferPointer { dst in
-            (dst.baseAddress! + start * perState * ad).update(from: out, count: n * perState * ad)
+            (dst.baseAddress! + start * perState * actDim).update(from: out, count: n * perState * actDim)
         }
         completedSteps += 1
         return ["states": Double(start + n)]
@@ -90,19 +90,19 @@ public final class CriticPhase: TrainingPhase {
     }
 
     public func step() throws -> [String: Double] {
-        let b = batchSize, od = data.observationDim, ad = data.actionDim, m = supportSource.perState
+        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim, m = supportSource.perState
         for k in 0..<b { indices[k] = rng.int(below: data.count) }
-        obs.reserve(b * od); act.reserve(b * ad); nobsRep.reserve(b * m * od); supAct.reserve(b * m * ad)
+        obs.reserve(b * obsDim); act.reserve(b * actDim); nobsRep.reserve(b * m * obsDim); supAct.reserve(b * m * actDim)
         y.reserve(b); g1.reserve(b); g2.reserve(b)
-        PreparedData.gather(data.observations, width: od, indices: indices, into: obs.pointer)
-        PreparedData.gather(data.actions, width: ad, indices: indices, into: act.pointer)
+        PreparedData.gather(data.observations, width: obsDim, indices: indices, into: obs.pointer)
+        PreparedData.gather(data.actions, width: actDim, indices: indices, into: act.pointer)
         data.nextObservations.withUnsafeBufferPointer { nobs in
             supportSource.support.withUnsafeBufferPointer { sup in
                 for (k, i) in indices.enumerated() {
                     for j in 0..<m {
-                        (nobsRep.pointer + (k * m + j) * od).update(from: nobs.baseAddress! + i * od, count: od)
+                        (nobsRep.pointer + (k * m + j) * obsDim).update(from: nobs.baseAddress! + i * obsDim, count: obsDim)
                     }
-                    (supAct.pointer + k * m * ad).update(from: sup.baseAddress! + i * m * ad, count: m * ad)
+                    (supAct.pointer + k * m * actDim).update(from: sup.baseAddress! + i * m * actDim, count: m * actDim)
                 }
             }
         }

@@ -36,16 +36,16 @@ public final class PreparedData: @unchecked Sendable {
         self.rewardScale = rewardScale
         func norm(_ m: [Float]) -> [Float] {
             var out = m
-            let od = d.observationDim
-            for i in 0..<(out.count) { out[i] = (out[i] - observationMean[i % od]) / observationStd[i % od] }
+            let obsDim = d.observationDim
+            for i in 0..<(out.count) { out[i] = (out[i] - observationMean[i % obsDim]) / observationStd[i % obsDim] }
             return out
         }
         observations = norm(d.observations)
         nextObservations = norm(d.nextObservations)
         var a = d.actions
-        let ad = d.actionDim
+        let actDim = d.actionDim
         for i in 0..<a.count {
-            let j = i % ad
+            let j = i % actDim
             a[i] = 2 * (a[i] - actionLow[j]) / (actionHigh[j] - actionLow[j]) - 1
         }
         actions = a

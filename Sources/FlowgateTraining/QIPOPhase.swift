@@ -62,7 +62,7 @@ public final class QIPOPhase: TrainingPhase {
 
     /// Q of every dataset action and the Q scale; the snapshot starts as the current policy.
     private func initialise() {
-        let od = data.observationDim, ad = data.actionDim
+        let obsDim = data.observationDim, actDim = data.actionDim
         dataQ = [Float](repeating: 0, count: data.count)
         let chunk = 4096
         var start = 0
@@ -70,7 +70,7 @@ public final class QIPOPhase: TrainingPhase {
             data.actions.withUnsafeBufferPointer { a in
                 while start < data.count {
                     let n = min(chunk, data.count - start)
-                    let q = critic.minQ(obs: o.baseAddress! + start * od, actions: a.baseAddress! + start * ad, batch: n)
+                    let q = critic.minQ(obs: o.baseAddress! + start * obsDim, actions: a.baseAddress! + start * actDim, batch: n)
                     for k in 0..<n { dataQ[start + k] = q[k] }
                     start += n
                 }
@@ -106,7 +106,7 @@ public final class QIPOPhase: TrainingPhase {
 
     /// Makes sure the cached support of the states in `indices` comes from the current generation.
     private func refreshSupport() {
-        let od = data.observationDim, ad = data.actionDim, m = config.supportSize
+        let obsDim = data.observationDim, actDim = data.actionDim, m = config.supportSize
         let stale = indices.filter { cacheGeneration[$0] < Int32(generation) }
         let unique = Array(Set(stale)).sorted()
         if unique.count > 4096 {
@@ -120,18 +120,18 @@ public final class QIPOPhase: TrainingPhase {
             return
         }
         guard !unique.isEmpty else { return }
-        obs.reserve(unique.count * od)
-        PreparedData.gather(data.observations, width: od, indices: unique, into: obs.pointer)
+        obs.reserve(unique.count * obsDim)
+        PreparedData.gather(data.observations, width: obsDim, indices: unique, into: obs.pointer)
         var rngs = (0..<(unique.count * m)).map { _ in RNG(seed: rng.next()) }
         let acts = snapshotSampler.sample(observations: obs.pointer, count: unique.count, perObservation: m, steps: config.supportFlowSteps, rngs: &rngs)
-        rowsObs.reserve(unique.count * m * od)
+        rowsObs.reserve(unique.count * m * obsDim)
         for k in 0..<unique.count {
-            for j in 0..<m { (rowsObs.pointer + (k * m + j) * od).update(from: obs.pointer + k * od, count: od) }
+            for j in 0..<m { (rowsObs.pointer + (k * m + j) * obsDim).update(from: obs.pointer + k * obsDim, count: obsDim) }
         }
         let q = critic.minQ(obs: rowsObs.pointer, actions: acts, batch: unique.count * m)
         for (k, i) in unique.enumerated() {
             cacheActions.withUnsafeMutableBufferPointer { c in
-                (c.baseAddress! + i * m * ad).update(from: acts + k * m * ad, count: m * ad)
+                (c.baseAddress! + i * m * actDim).update(from: acts + k * m * actDim, count: m * actDim)
             }
             for j in 0..<m { cacheQ[i * m + j] = q[k * m + j] }
             cacheGeneration[i] = Int32(generation)
@@ -144,15 +144,15 @@ public final class QIPOPhase: TrainingPhase {
             generation = completedSteps / config.renewEvery
             takeSnapshot()
         }
-        let b = batchSize, od = data.observationDim, ad = data.actionDim, m = config.supportSize
+        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim, m = config.supportSize
         let s = m + 1
         for k in 0..<b { indices[k] = rng.int(below: data.count) }
         refreshSupport()
         // Rows trained this step: all s pairs per state (weighted), or k pairs drawn ∝ g (unweighted).
         let perState = config.pairsPerState > 0 ? config.pairsPerState : s
         let rows = b * perState
-        rowsObs.reserve(rows * od); rowsAct.reserve(rows * ad); x0.reserve(rows * ad); xt.reserve(rows * ad)
-        t.reserve(rows); target.reserve(rows * ad); grad.reserve(rows * ad); weights.reserve(rows)
+        rowsObs.reserve(rows * obsDim); rowsAct.reserve(rows * actDim); x0.reserve(rows * actDim); xt.reserve(rows * actDim)
+        t.reserve(rows); target.reserve(rows * actDim); grad.reserve(rows * actDim); weights.reserve(rows)
         g.reserve(s)
         var entropy: Double = 0, datasetWeight: Double = 0, meanQ: Double = 0
         data.observations.withUnsafeBufferPointer { o in
@@ -189,19 +189,19 @@ public final class QIPOPhase: TrainingPhase {
                                 // Mean over b·s rows of (s · g_ij) equals (1/B) Σ_i Σ_j g_ij.
                                 weights.pointer[r] = g.pointer[j] * Float(s)
                             }
-                            (rowsObs.pointer + r * od).update(from: o.baseAddress! + i * od, count: od)
-                            let src = j == 0 ? a.baseAddress! + i * ad : c.baseAddress! + (i * m + j - 1) * ad
-                            (rowsAct.pointer + r * ad).update(from: src, count: ad)
+                            (rowsObs.pointer + r * obsDim).update(from: o.baseAddress! + i * obsDim, count: obsDim)
+                            let src = j == 0 ? a.baseAddress! + i * actDim : c.baseAddress! + (i * m + j - 1) * actDim
+                            (rowsAct.pointer + r * actDim).update(from: src, count: actDim)
                         }
                     }
                 }
             }
         }
         FlowPolicy.drawPathPoints(
-            actions: rowsAct.pointer, rows: rows, actionDim: ad, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
+            actions: rowsAct.pointer, rows: rows, actionDim: actDim, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
             target: target.pointer)
         let v = policy.velocity(obs: rowsObs.pointer, x: xt.pointer, t: t.pointer, batch: rows)
-        let loss = Loss.weightedSquaredError(v, target.pointer, weights: weights.pointer, rows: rows, width: ad, grad: grad.pointer)
+        let loss = Loss.weightedSquaredError(v, target.pointer, weights: weights.pointer, rows: rows, width: actDim, grad: grad.pointer)
         policy.backward(grad.pointer)
         optimizer.step()
         completedSteps += 1

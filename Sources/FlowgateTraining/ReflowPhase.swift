@@ -128,70 +128,70 @@ public final class ReflowPhase: TrainingPhase {
 
     /// Replaces chunk `c` of the pool with fresh couplings from the teacher.
     private func generateChunk(_ c: Int) {
-        let n = config.chunkSize, od = data.observationDim, ad = data.actionDim
+        let n = config.chunkSize, obsDim = data.observationDim, actDim = data.actionDim
         var states = [Int](repeating: 0, count: n)
         for k in 0..<n {
             var i = rng.int(below: data.count)
             while isHeldOut[i] { i = rng.int(below: data.count) }
             states[k] = i
         }
-        obs.reserve(n * od)
-        PreparedData.gather(data.observations, width: od, indices: states, into: obs.pointer)
+        obs.reserve(n * obsDim)
+        PreparedData.gather(data.observations, width: obsDim, indices: states, into: obs.pointer)
         var rngs = (0..<n).map { _ in RNG(seed: rng.next()) }
         var noise = rngs
         // Unclipped: the sampler clips after integrating, so the student must learn the raw endpoint.
         let x1 = teacherSampler.sample(observations: obs.pointer, count: n, perObservation: 1, steps: config.teacherSteps, rngs: &rngs, clip: false)
         let base = c * n
-        poolX1.withUnsafeMutableBufferPointer { p in (p.baseAddress! + base * ad).update(from: x1, count: n * ad) }
+        poolX1.withUnsafeMutableBufferPointer { p in (p.baseAddress! + base * actDim).update(from: x1, count: n * actDim) }
         poolX0.withUnsafeMutableBufferPointer { p in
             // The same draws the sampler started from (one generator per row, `ad` normals each).
-            for k in 0..<n { noise[k].fillNormal(UnsafeMutableBufferPointer(start: p.baseAddress! + (base + k) * ad, count: ad)) }
+            for k in 0..<n { noise[k].fillNormal(UnsafeMutableBufferPointer(start: p.baseAddress! + (base + k) * actDim, count: actDim)) }
         }
         for k in 0..<n { poolState[base + k] = Int32(states[k]) }
     }
 
     /// The validation signal on the held-out states, with fixed noise (the same every time).
     public func validate() -> [String: Double] {
-        let m = heldOut.count, od = data.observationDim, ad = data.actionDim
+        let m = heldOut.count, obsDim = data.observationDim, actDim = data.actionDim
         guard m > 0 else { return [:] }
         let o = FloatBuffer(), a = FloatBuffer()
-        o.reserve(m * od); a.reserve(m * ad)
-        PreparedData.gather(data.observations, width: od, indices: heldOut, into: o.pointer)
-        PreparedData.gather(data.actions, width: ad, indices: heldOut, into: a.pointer)
+        o.reserve(m * obsDim); a.reserve(m * actDim)
+        PreparedData.gather(data.observations, width: obsDim, indices: heldOut, into: o.pointer)
+        PreparedData.gather(data.actions, width: actDim, indices: heldOut, into: a.pointer)
         func sample(_ k: Int) -> [Float] {
             var rngs = (0..<m).map { RNG(seed: seed &+ 0x7A11 &+ UInt64($0)) }
             let p = studentSampler.sample(observations: o.pointer, count: m, perObservation: 1, steps: k, rngs: &rngs)
-            return Array(UnsafeBufferPointer(start: p, count: m * ad))
+            return Array(UnsafeBufferPointer(start: p, count: m * actDim))
         }
         let one = sample(1), eight = sample(8)
         var mse1: Double = 0, mse8: Double = 0, gap: Double = 0
-        for i in 0..<(m * ad) {
+        for i in 0..<(m * actDim) {
             let d1 = Double(one[i] - a.pointer[i]), d8 = Double(eight[i] - a.pointer[i]), g = Double(one[i] - eight[i])
             mse1 += d1 * d1; mse8 += d8 * d8; gap += g * g
         }
-        let n = Double(m * ad)
+        let n = Double(m * actDim)
         return ["val_mse_k1": mse1 / n, "val_mse_k8": mse8 / n, "val_gap_k1_k8": gap / n]
     }
 
     public func step() throws -> [String: Double] {
         if !initialised { initialise() }
-        let b = batchSize, od = data.observationDim, ad = data.actionDim
+        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim
         for k in 0..<b { indices[k] = rng.int(below: config.poolSize) }
-        obs.reserve(b * od); x0.reserve(b * ad); xt.reserve(b * ad); t.reserve(b); target.reserve(b * ad); grad.reserve(b * ad)
+        obs.reserve(b * obsDim); x0.reserve(b * actDim); xt.reserve(b * actDim); t.reserve(b); target.reserve(b * actDim); grad.reserve(b * actDim)
         data.observations.withUnsafeBufferPointer { o in
             for (r, k) in indices.enumerated() {
-                (obs.pointer + r * od).update(from: o.baseAddress! + Int(poolState[k]) * od, count: od)
+                (obs.pointer + r * obsDim).update(from: o.baseAddress! + Int(poolState[k]) * obsDim, count: obsDim)
                 let tr = rng.uniform()
                 t.pointer[r] = tr
-                for j in 0..<ad {
-                    let a0 = poolX0[k * ad + j], a1 = poolX1[k * ad + j]
-                    xt.pointer[r * ad + j] = (1 - tr) * a0 + tr * a1
-                    target.pointer[r * ad + j] = a1 - a0
+                for j in 0..<actDim {
+                    let a0 = poolX0[k * actDim + j], a1 = poolX1[k * actDim + j]
+                    xt.pointer[r * actDim + j] = (1 - tr) * a0 + tr * a1
+                    target.pointer[r * actDim + j] = a1 - a0
                 }
             }
         }
         let v = policy.velocity(obs: obs.pointer, x: xt.pointer, t: t.pointer, batch: b)
-        let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: ad, grad: grad.pointer)
+        let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: actDim, grad: grad.pointer)
         policy.backward(grad.pointer)
         optimizer.step()
         completedSteps += 1

@@ -27,13 +27,13 @@ public final class RegressionPhase: TrainingPhase {
     }
 
     public func step() throws -> [String: Double] {
-        let b = batchSize, od = data.observationDim, ad = data.actionDim
+        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim
         for k in 0..<b { indices[k] = rng.int(below: data.count) }
-        obs.reserve(b * od); act.reserve(b * ad); grad.reserve(b * ad)
-        PreparedData.gather(data.observations, width: od, indices: indices, into: obs.pointer)
-        PreparedData.gather(data.actions, width: ad, indices: indices, into: act.pointer)
+        obs.reserve(b * obsDim); act.reserve(b * actDim); grad.reserve(b * actDim)
+        PreparedData.gather(data.observations, width: obsDim, indices: indices, into: obs.pointer)
+        PreparedData.gather(data.actions, width: actDim, indices: indices, into: act.pointer)
         let out = policy.net.forward(obs.pointer, batch: b)
-        let loss = Loss.weightedSquaredError(out, act.pointer, weights: nil, rows: b, width: ad, grad: grad.pointer)
+        let loss = Loss.weightedSquaredError(out, act.pointer, weights: nil, rows: b, width: actDim, grad: grad.pointer)
         policy.net.backward(grad.pointer, computeInputGradient: false)
         optimizer.step()
         completedSteps += 1
