@@ -137,9 +137,13 @@ public final class TrainingRun {
             firstRestarted = i
         }
         if file.metadata["config"] != configJSON {
-            guard restartFrom != nil, let saved = file.metadata["config"].flatMap({ try? TrainingConfig().merging(json: Data($0.utf8)) }),
-                TrainingRun.sameExceptRestarted(saved, config, restarted: Set(phases[firstRestarted...].map(\.name)))
-            else {
+            // A checkpoint written before a setting existed lacks its key: read onto today's
+            // defaults, it is the same run when every setting it does record matches (new settings
+            // are added with defaults that keep the old behaviour, e.g. `reflow.steps` 0).
+            let saved = file.metadata["config"].flatMap { try? TrainingConfig().merging(json: Data($0.utf8)) }
+            let sameRun = saved == config
+            let restartable = restartFrom != nil && saved.map { TrainingRun.sameExceptRestarted($0, config, restarted: Set(phases[firstRestarted...].map(\.name))) } == true
+            guard sameRun || restartable else {
                 let differences = configDifferences(saved: file.metadata["config"] ?? "", current: configJSON)
                 throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config (\(differences.joined(separator: "; "))); resume with the same config and flags, or start a new run")
             }

@@ -119,6 +119,34 @@ struct TrainingRunTests {
         #expect { try b.loadCheckpoint(from: ckpt) } throws: { "\($0)".contains("different config") }
     }
 
+    @Test("a checkpoint written before a setting existed resumes when everything it records matches")
+    func checkpointFromBeforeANewSetting() throws {
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("c.safetensors")
+        let a = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig())
+        try a.saveCheckpoint(to: url.path)
+        // Rewrite the checkpoint as an older build wrote it: no `reflow` section in its config.
+        func writeWithoutReflow(_ config: TrainingConfig) throws {
+            var file = try Safetensors.read(contentsOf: url)
+            let run = try TrainingRun(name: "toy", dataset: Self.dataset(), config: config)
+            var json = try #require(try JSONSerialization.jsonObject(with: Data(run.configJSON.utf8)) as? [String: Any])
+            #expect(json.removeValue(forKey: "reflow") != nil)
+            let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+            file.metadata["config"] = String(decoding: data, as: UTF8.self)
+            try Safetensors.write(file.tensors, metadata: file.metadata, to: url)
+        }
+        try writeWithoutReflow(Self.tinyConfig())
+        let b = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig())
+        try b.loadCheckpoint(from: url.path)
+        // A setting the old checkpoint does record must still match.
+        var other = Self.tinyConfig()
+        other.qipo.beta = 7
+        try writeWithoutReflow(other)
+        let c = try TrainingRun(name: "toy", dataset: Self.dataset(), config: Self.tinyConfig())
+        #expect { try c.loadCheckpoint(from: url.path) } throws: { "\($0)".contains("qipo.beta") }
+    }
+
     @Test("--restart-from qipo keeps behaviour and critic, accepts a new QIPO config, refuses a new critic config")
     func restartFromPhase() throws {
         let dir = Self.tempDir()
