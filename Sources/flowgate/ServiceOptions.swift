@@ -4,16 +4,10 @@ import Logging
 /// The flags `flowgate serve` and `flowgate broker` share: CURVE on the socket clients connect to,
 /// and the log level.
 struct ServiceOptions: ParsableArguments {
-    @Option(
-        name: .customLong("curve-secret-key"),
-        help: "Keypair file from `flowgate keygen` (mode 0600): the socket clients connect to uses CURVE. Needs --curve-allow.")
+    @Option(name: .customLong("curve-secret-key"), help: "Keypair file from `flowgate keygen` (mode 0600): the socket clients connect to uses CURVE. Needs --curve-allow.")
     var curveSecretKey: String?
-
-    @Option(
-        name: .customLong("curve-allow"),
-        help: "Allowlisted client public keys: a directory of *.pub files or one file of keys. Re-read on change and on SIGHUP.")
+    @Option(name: .customLong("curve-allow"), help: "Allowlisted client public keys: a directory of *.pub files or one file of keys. Re-read on change and on SIGHUP.")
     var curveAllow: String?
-
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
