@@ -66,21 +66,42 @@ serve)
     exec .build/release/flowgate serve "$@" ;;
 test)
     lint_swift  # first: a formatting slip fails in seconds, not after the builds
-    install_system; install_python; install_peer
+    install_system
+    # The two pip installs (~2 min, mostly download and unpacking) run while the debug build
+    # compiles; `swift test` is the first step that needs Python (the interop tests).
+    PIP_LOG=$(mktemp "${TMPDIR:-/tmp}/flowgate-pip.XXXXXX")
+    (install_python; install_peer) > "$PIP_LOG" 2>&1 &
+    PIP_PID=$!
     export FLOWGATE_PYTHON="$ROOT/.venv/bin/python"
-    log "swift build (debug + tests)"
+    log "swift build (debug + tests; pip installs in the background)"
     swift build --build-tests
+    log "waiting for the pip installs"
+    PIP_STATUS=0
+    wait "$PIP_PID" || PIP_STATUS=$?
+    cat "$PIP_LOG" >&2
+    [ "$PIP_STATUS" -eq 0 ] || { log "pip install failed with status $PIP_STATUS (log above)"; exit "$PIP_STATUS"; }
     log "swift test"
     swift test --skip-build
     log "server tests under the thread sanitizer"
     swift build --build-tests --sanitize=thread --scratch-path .build-tsan
     TSAN_OPTIONS=halt_on_error=1 swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter FlowgateServerTests
     build_release
-    log "fuzz the request decoder (short run; scripts/fuzz.sh 1000000 for the full one)"
-    bash scripts/fuzz.sh 30000
+    # The fuzzer (its own swiftc build, then one core) runs beside pytest, whose tests spend much
+    # of their time waiting on servers and simulators; its output follows pytest's.
+    log "fuzz the request decoder in the background (short run; scripts/fuzz.sh 1000000 for the full one)"
+    FUZZ_LOG=$(mktemp "${TMPDIR:-/tmp}/flowgate-fuzz.XXXXXX")
+    bash scripts/fuzz.sh 30000 > "$FUZZ_LOG" 2>&1 &
+    FUZZ_PID=$!
     log "pytest clients/python/tests"
     export FLOWGATE_BIN="$ROOT/.build/release/flowgate"
-    .venv/bin/python -m pytest -q clients/python/tests
+    PYTEST_STATUS=0
+    .venv/bin/python -m pytest -q clients/python/tests || PYTEST_STATUS=$?
+    log "waiting for the fuzzer"
+    FUZZ_STATUS=0
+    wait "$FUZZ_PID" || FUZZ_STATUS=$?
+    cat "$FUZZ_LOG" >&2
+    [ "$FUZZ_STATUS" -eq 0 ] || { log "fuzz failed (log above)"; exit "$FUZZ_STATUS"; }
+    [ "$PYTEST_STATUS" -eq 0 ] || { log "pytest failed"; exit "$PYTEST_STATUS"; }
     log "done" ;;
 *)
     echo "usage: scripts/bootstrap.sh serve|test|install" >&2; exit 2 ;;

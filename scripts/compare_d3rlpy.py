@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import types
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO / "clients" / "python"))
 from flowgate_client import simulate  # noqa: E402
 from flowgate_client.datasets import load_dataset  # noqa: E402
 from flowgate_client.envs import canonical_env_name  # noqa: E402
+from flowgate_client.evaluate import write_atomic  # noqa: E402
 
 ALGOS = ("iql", "td3plusbc")
 
@@ -110,16 +110,6 @@ def train(d3rlpy, name: str, dataset, arrays: dict, seconds: float, seed: int,
     return algo, {"updates": steps, "train_wall_s": round(wall, 1), "train_cpu_s": round(time.process_time() - c0, 1),
                   "updates_per_s": round(steps / wall, 2),
                   "final_losses": {k: float(v) for k, v in loss.items()}}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:

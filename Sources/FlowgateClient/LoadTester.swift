@@ -1,19 +1,11 @@
 import FlowgateCommon
 import FlowgateZMQ
-public import FlowgateProtocol
+import FlowgateProtocol
 import Foundation
 
-/// A ZeroMQ context handle shared with an in-process server (needed for `inproc://` endpoints).
-/// libzmq contexts are thread-safe, so the handle may cross threads.
-public struct SharedZMQContext: @unchecked Sendable {
-    public let handle: UnsafeMutableRawPointer
-    public init(_ handle: UnsafeMutableRawPointer) { self.handle = handle }
-}
-
-/// What one load test does.
-public struct LoadTestConfiguration: Sendable {
-    /// Server endpoint (loopback tcp, ipc or inproc).
-    public var endpoint: String
+/// What one closed-loop load test does: its target, and how many clients send how much.
+public struct LoadTestConfiguration: LoadTargeting, Sendable {
+    public var target: LoadTarget
     /// Concurrent REQ clients, each on its own thread with one request in flight.
     public var concurrency: Int
     /// Stop after this many timed requests in total…
@@ -22,30 +14,12 @@ public struct LoadTestConfiguration: Sendable {
     public var durationSeconds: Double
     /// Untimed requests each client sends first (connection set-up, server warm-up).
     public var warmupRequests: Int = 5
-    /// Sampling parameters of every `act` request (e.g. `steps` K).
-    public var parameters: ActParameters
-    /// Length of the random observations (the model's obs_dim).
-    public var observationDim: Int
-    /// Model name, or nil for the server's default model.
-    public var model: String? = nil
-    /// Seed of the random observations.
-    public var seed: UInt64 = 1
-    public var timeoutMilliseconds: Int = 10_000
-    /// The server's context, for `inproc://` endpoints.
-    public var sharedContext: SharedZMQContext? = nil
-    /// Keys for a CURVE server; nil for plaintext.
-    public var curve: CurveClientKeys? = nil
 
-    public init(
-        endpoint: String, concurrency: Int, requests: Int, durationSeconds: Double, parameters: ActParameters,
-        observationDim: Int
-    ) {
-        self.endpoint = endpoint
+    public init(target: LoadTarget, concurrency: Int, requests: Int, durationSeconds: Double) {
+        self.target = target
         self.concurrency = concurrency
         self.requests = requests
         self.durationSeconds = durationSeconds
-        self.parameters = parameters
-        self.observationDim = observationDim
     }
 }
 

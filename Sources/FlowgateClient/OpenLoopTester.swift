@@ -1,16 +1,15 @@
 import FlowgateCommon
 import FlowgateZMQ
-public import FlowgateProtocol
+import FlowgateProtocol
 import Foundation
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// What one open-loop load test does.
-public struct OpenLoopConfiguration: Sendable {
-    /// Server endpoint.
-    public var endpoint: String
+/// What one open-loop load test does: its target, and the arrival schedule it offers.
+public struct OpenLoopConfiguration: LoadTargeting, Sendable {
+    public var target: LoadTarget
     /// Target arrival rate, requests per second (Poisson).
     public var rate: Double
     /// Offer requests for this many seconds…
@@ -22,28 +21,12 @@ public struct OpenLoopConfiguration: Sendable {
     public var connections: Int = 4
     /// Untimed request-reply pairs on each connection before the schedule starts.
     public var warmupRequests: Int = 3
-    /// Sampling parameters of every `act` request.
-    public var parameters: ActParameters
-    /// Length of the random observations.
-    public var observationDim: Int
-    public var model: String? = nil
-    /// Seed of the arrival schedule and of the random observations.
-    public var seed: UInt64 = 1
-    /// A request with no reply this long after its intended send time counts as `timeout`.
-    public var timeoutMilliseconds: Int = 10_000
-    public var sharedContext: SharedZMQContext? = nil
-    public var curve: CurveClientKeys? = nil
 
-    public init(
-        endpoint: String, rate: Double, durationSeconds: Double, maxRequests: Int, parameters: ActParameters,
-        observationDim: Int
-    ) {
-        self.endpoint = endpoint
+    public init(target: LoadTarget, rate: Double, durationSeconds: Double, maxRequests: Int) {
+        self.target = target
         self.rate = rate
         self.durationSeconds = durationSeconds
         self.maxRequests = maxRequests
-        self.parameters = parameters
-        self.observationDim = observationDim
     }
 }
 

@@ -61,17 +61,14 @@ public final class SupportGenerationPhase: TrainingPhase {
 /// `y = r + gamma · (1 − d) · V(s')`, loss `½ (MSE(Q1, y) + MSE(Q2, y))`.
 public final class CriticPhase: TrainingPhase {
     public let name: String
-    public let totalSteps: Int
-    public private(set) var completedSteps = 0
+    public var totalSteps: Int { skeleton.totalSteps }
+    public var completedSteps: Int { skeleton.completedSteps }
     let critic: TwinCritic
     let target: TwinCritic
     let data: PreparedData
     let supportSource: SupportGenerationPhase
     let config: TrainingConfig.CriticTraining
-    let batchSize: Int
-    let optimizer: Adam
-    var rng: RNG
-    private var indices: [Int]
+    var skeleton: PhaseSkeleton
     private let obs = FloatBuffer(), act = FloatBuffer(), nobsRep = FloatBuffer(), supAct = FloatBuffer()
     private let y = FloatBuffer(), g1 = FloatBuffer(), g2 = FloatBuffer()
 
@@ -82,20 +79,17 @@ public final class CriticPhase: TrainingPhase {
         self.data = data
         self.supportSource = support
         self.config = config
-        self.batchSize = batchSize
-        totalSteps = config.steps
-        optimizer = Adam(parameters: critic.parameters, learningRate: config.learningRate)
-        rng = RNG(seed: seed)
-        indices = [Int](repeating: 0, count: batchSize)
+        skeleton = PhaseSkeleton(
+            steps: config.steps, parameters: critic.parameters, learningRate: config.learningRate, seed: seed,
+            population: data.count, batchSize: batchSize)
     }
 
     public func step() throws -> [String: Double] {
-        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim, m = supportSource.perState
-        for k in 0..<b { indices[k] = rng.int(below: data.count) }
-        obs.reserve(b * obsDim); act.reserve(b * actDim); nobsRep.reserve(b * m * obsDim); supAct.reserve(b * m * actDim)
+        let b = skeleton.sampler.batchSize, obsDim = data.observationDim, actDim = data.actionDim, m = supportSource.perState
+        skeleton.sampler.draw(from: data, observations: obs, actions: act)
+        let indices = skeleton.sampler.indices
+        nobsRep.reserve(b * m * obsDim); supAct.reserve(b * m * actDim)
         y.reserve(b); g1.reserve(b); g2.reserve(b)
-        PreparedData.gather(data.observations, width: obsDim, indices: indices, into: obs.pointer)
-        PreparedData.gather(data.actions, width: actDim, indices: indices, into: act.pointer)
         data.nextObservations.withUnsafeBufferPointer { nobs in
             supportSource.support.withUnsafeBufferPointer { sup in
                 for (k, i) in indices.enumerated() {
@@ -134,23 +128,22 @@ public final class CriticPhase: TrainingPhase {
             g2.pointer[k] = d2 / Float(b)
         }
         critic.backward(dq1: g1.pointer, dq2: g2.pointer)
-        optimizer.step()
+        let gradNorm = skeleton.finishStep()
         polyakUpdate(target: target.parameters, source: critic.parameters, tau: config.tau)
-        completedSteps += 1
         return [
             "loss": 0.5 * (l1 + l2) / Double(b), "q_mean": meanQ / Double(b), "v_next": meanV / Double(b),
-            "grad_norm": Double(optimizer.lastGradNorm),
+            "grad_norm": gradNorm,
         ]
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var s = OptimizedState.save(critic.parameters, prefix: "critic.", optimizer: optimizer, rng: rng, step: completedSteps)
+        var s = skeleton.state(critic.parameters, prefix: "critic.")
         s.merge(target.parameters.namedTensors().prefixed("target.")) { a, _ in a }
         return s
     }
 
     public func loadState(_ s: [String: Tensor]) throws {
-        (rng, completedSteps) = try OptimizedState.load(s, into: critic.parameters, prefix: "critic.", optimizer: optimizer)
+        try skeleton.load(s, into: critic.parameters, prefix: "critic.")
         try target.parameters.load(from: s.unprefixed("target."))
     }
 }

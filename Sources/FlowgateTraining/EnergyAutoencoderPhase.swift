@@ -5,13 +5,11 @@ import FlowgateCore
 /// L2 reconstruction (`mean((x̂ − x)²)`), with `z` projected on the unit sphere when the spec asks.
 public final class EnergyAutoencoderPhase: TrainingPhase {
     public let name = "energy-autoencoder"
-    public let totalSteps: Int
-    public private(set) var completedSteps = 0
+    public var totalSteps: Int { skeleton.totalSteps }
+    public var completedSteps: Int { skeleton.completedSteps }
     let model: EnergyTransitionModel
     let manifold: [Float]
-    let batchSize: Int
-    let optimizer: Adam
-    var rng: RNG
+    var skeleton: PhaseSkeleton
     private let xBatch = FloatBuffer()
     private let zBuf = FloatBuffer()
     private let uNorm = FloatBuffer()
@@ -20,20 +18,19 @@ public final class EnergyAutoencoderPhase: TrainingPhase {
     init(model: EnergyTransitionModel, manifold: [Float], config: EnergyTrainingConfig, rng: RNG) {
         self.model = model
         self.manifold = manifold
-        self.totalSteps = config.autoencoderSteps
-        self.batchSize = config.autoencoderBatch
-        self.rng = rng
-        optimizer = Adam(parameters: model.autoencoderParameters, learningRate: config.autoencoderLearningRate)
+        skeleton = PhaseSkeleton(
+            steps: config.autoencoderSteps,
+            optimizer: Adam(parameters: model.autoencoderParameters, learningRate: config.autoencoderLearningRate),
+            sampler: MinibatchSampler(rng: rng, population: manifold.count / model.spec.obsDim, batchSize: config.autoencoderBatch),
+            keys: .suffixed("ae"))
     }
 
     public func step() throws -> [String: Double] {
         let spec = model.spec
-        let d = spec.obsDim, l = spec.latentDim, b = batchSize
-        let n = manifold.count / d
+        let d = spec.obsDim, l = spec.latentDim, b = skeleton.sampler.batchSize
+        skeleton.sampler.draw()
         xBatch.reserve(b * d)
-        manifold.withUnsafeBufferPointer { m in
-            for r in 0..<b { (xBatch.pointer + r * d).update(from: m.baseAddress! + rng.int(below: n) * d, count: d) }
-        }
+        PreparedData.gather(manifold, width: d, indices: skeleton.sampler.indices, into: xBatch.pointer)
         let u = model.encoder.forward(xBatch.pointer, batch: b)
         zBuf.reserve(b * l)
         uNorm.reserve(b)
@@ -61,24 +58,14 @@ public final class EnergyAutoencoderPhase: TrainingPhase {
             }
         }
         model.encoder.backward(gz, accumulateParameterGradients: true, computeInputGradient: false)
-        optimizer.step()
-        completedSteps += 1
-        return ["reconstruction": Double(loss), "grad_norm": Double(optimizer.lastGradNorm)]
+        return ["reconstruction": Double(loss), "grad_norm": skeleton.finishStep()]
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var t = model.autoencoderParameters.namedTensors()
-        t.merge(optimizer.stateTensors(prefix: "adam_ae")) { a, _ in a }
-        t["rng_ae"] = rng.tensor()
-        t["step_ae"] = stepTensor(completedSteps)
-        return t
+        skeleton.state(model.autoencoderParameters)
     }
 
     public func loadState(_ tensors: [String: Tensor]) throws {
-        try model.autoencoderParameters.load(from: tensors)
-        try optimizer.loadState(tensors, prefix: "adam_ae")
-        guard let r = tensors["rng_ae"] else { throw ParameterLoadError.missing("rng_ae") }
-        rng = try RNG(tensor: r)
-        completedSteps = try stepValue(tensors["step_ae"], name: "step_ae")
+        try skeleton.load(tensors, into: model.autoencoderParameters)
     }
 }

@@ -16,15 +16,15 @@ import FlowgateCore
 /// `EnergyGradientPenalty`). The autoencoder is frozen.
 public final class EnergyModelPhase: TrainingPhase {
     public let name = "energy"
-    public let totalSteps: Int
-    public private(set) var completedSteps = 0
+    public var totalSteps: Int { skeleton.totalSteps }
+    public var completedSteps: Int { skeleton.completedSteps }
     let model: EnergyTransitionModel
     let config: EnergyTrainingConfig
     let observations: [Float], actions: [Float], manifold: [Float]
-    let optimizer: Adam
+    /// Positives are drawn from the manifold rows; the same stream seeds the negatives.
+    var skeleton: PhaseSkeleton
     private(set) var sampler: EnergySampler
     let penalty: EnergyGradientPenalty
-    var rng: RNG
     let latentCount: Int, ambientCount: Int, actionCount: Int
     let bankSeed: UInt64
 
@@ -46,14 +46,16 @@ public final class EnergyModelPhase: TrainingPhase {
         self.observations = observations
         self.actions = actions
         self.manifold = manifold
-        self.rng = rng
-        totalSteps = config.energySteps
         ambientCount = Int((Double(config.negatives) * config.ambientFraction).rounded())
         latentCount = config.negatives - ambientCount
         actionCount = config.actionNegatives
-        optimizer = Adam(
+        let optimizer = Adam(
             parameters: model.energyParameters, learningRate: config.learningRate, weightDecay: config.weightDecay,
             maxGradNorm: config.maxGradNorm)
+        skeleton = PhaseSkeleton(
+            steps: config.energySteps, optimizer: optimizer,
+            sampler: MinibatchSampler(rng: rng, population: manifold.count / model.spec.obsDim, batchSize: config.batchSize),
+            keys: .suffixed("energy"))
         sampler = EnergySampler(model: model)
         penalty = EnergyGradientPenalty(margin: config.gradientPenaltyMargin, epsilon: config.gradientPenaltyEpsilon)
     }
@@ -68,15 +70,14 @@ public final class EnergyModelPhase: TrainingPhase {
         }
         let spec = model.spec
         let d = spec.obsDim, k = spec.actDim, l = spec.latentDim, w = spec.energyInputDim
-        let b = config.batchSize, n = manifold.count / d
+        let b = skeleton.sampler.batchSize
         // 1. Positives.
+        skeleton.sampler.draw()
         sB.reserve(b * d); aB.reserve(b * k); xB.reserve(b * d)
-        for r in 0..<b {
-            let i = rng.int(below: n)
-            for j in 0..<d { sB.pointer[r * d + j] = observations[i * d + j]; xB.pointer[r * d + j] = manifold[i * d + j] }
-            for j in 0..<k { aB.pointer[r * k + j] = actions[i * k + j] }
-        }
-        let base = RNG(seed: rng.next())
+        PreparedData.gather(observations, width: d, indices: skeleton.sampler.indices, into: sB.pointer)
+        PreparedData.gather(actions, width: k, indices: skeleton.sampler.indices, into: aB.pointer)
+        PreparedData.gather(manifold, width: d, indices: skeleton.sampler.indices, into: xB.pointer)
+        let base = RNG(seed: skeleton.sampler.rng.next())
         if rowRNGs.count < b { rowRNGs = (0..<b).map { _ in RNG(seed: 0) } }
         for r in 0..<b { rowRNGs[r] = base.derived(UInt64(r)) }
         // Positive latents (needed by latent and action negatives).
@@ -186,13 +187,12 @@ public final class EnergyModelPhase: TrainingPhase {
         let l2 = config.energyL2Weight
         for i in 0..<rows { grad.pointer[i] = -grad.pointer[i] + 2 * l2 * e[i] / Float(rows) }
         model.energy.backward(grad.pointer, accumulateParameterGradients: true, computeInputGradient: false)
-        optimizer.step()
-        completedSteps += 1
+        let gradNorm = skeleton.finishStep()
         return [
             "infonce": Double(nce), "gradient_penalty": Double(pen.penalty), "grad_x_norm": Double(pen.meanNorm),
             "energy_pos": ePos / Double(b), "energy_neg": eNeg / Double(b * (cols - 1)),
             "energy_sq": eSq / Double(rows), "ranking_accuracy": Double(correct) / Double(b),
-            "grad_norm": Double(optimizer.lastGradNorm),
+            "grad_norm": gradNorm,
         ]
     }
 
@@ -211,19 +211,14 @@ public final class EnergyModelPhase: TrainingPhase {
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var t = model.namedTensors()
-        t.merge(optimizer.stateTensors(prefix: "adam_energy")) { a, _ in a }
-        t["rng_energy"] = rng.tensor()
-        t["step_energy"] = stepTensor(completedSteps)
+        var t = skeleton.state()
+        t.merge(model.namedTensors()) { a, _ in a }
         return t
     }
 
     public func loadState(_ tensors: [String: Tensor]) throws {
         try model.parameters.load(from: tensors)
         model.latentBank = []  // recomputed from the restored autoencoder
-        try optimizer.loadState(tensors, prefix: "adam_energy")
-        guard let r = tensors["rng_energy"] else { throw ParameterLoadError.missing("rng_energy") }
-        rng = try RNG(tensor: r)
-        completedSteps = try stepValue(tensors["step_energy"], name: "step_energy")
+        try skeleton.load(tensors)
     }
 }

@@ -13,17 +13,15 @@ import RealModule
 /// the policy approximates `mu · exp((l + 1) · beta · Q)`.
 public final class QIPOPhase: TrainingPhase {
     public let name: String
-    public let totalSteps: Int
-    public private(set) var completedSteps = 0
+    public var totalSteps: Int { skeleton.totalSteps }
+    public var completedSteps: Int { skeleton.completedSteps }
     let policy: FlowPolicy
     var snapshot: FlowPolicy
     var snapshotSampler: FlowSampler
     let critic: TwinCritic
     let data: PreparedData
     let config: TrainingConfig.QIPO
-    let batchSize: Int
-    let optimizer: Adam
-    var rng: RNG
+    var skeleton: PhaseSkeleton
     /// Renewal generation of the snapshot.
     private(set) var generation = 0
     /// Per state: the generation its cached support was drawn from (−1 = never).
@@ -38,7 +36,6 @@ public final class QIPOPhase: TrainingPhase {
     /// The policy as this phase left it, once finished: a later phase (reflow) keeps training the
     /// same policy, and `--restart-from reflow` must restart from QIPO's result, not from its own.
     private var finalPolicy: [String: Tensor]?
-    private var indices: [Int]
     private let obs = FloatBuffer(), rowsObs = FloatBuffer(), rowsAct = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer()
     private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer(), weights = FloatBuffer(), g = FloatBuffer()
 
@@ -48,16 +45,14 @@ public final class QIPOPhase: TrainingPhase {
         self.critic = critic
         self.data = data
         self.config = config
-        self.batchSize = batchSize
-        totalSteps = config.steps
-        optimizer = Adam(parameters: policy.parameters, learningRate: config.learningRate)
-        rng = RNG(seed: seed)
+        skeleton = PhaseSkeleton(
+            steps: config.steps, parameters: policy.parameters, learningRate: config.learningRate, seed: seed,
+            population: data.count, batchSize: batchSize)
         snapshot = try! FlowPolicy(spec: policy.spec, tensors: policy.namedTensors())
         snapshotSampler = FlowSampler(policy: snapshot)
         cacheGeneration = [Int32](repeating: -1, count: data.count)
         cacheActions = [Float](repeating: 0, count: data.count * config.supportSize * data.actionDim)
         cacheQ = [Float](repeating: 0, count: data.count * config.supportSize)
-        indices = [Int](repeating: 0, count: batchSize)
     }
 
     /// Q of every dataset action and the Q scale; the snapshot starts as the current policy.
@@ -82,9 +77,8 @@ public final class QIPOPhase: TrainingPhase {
             // spread across states — dominated by how good the state is — made the weights almost
             // uniform on Hopper: entropy 2.8309 of a maximum 2.8332 with 17 pairs.)
             let probe = min(data.count, 2048)
-            let saved = indices
-            indices = (0..<probe).map { _ in rng.int(below: data.count) }
-            refreshSupport()
+            let indices = (0..<probe).map { _ in skeleton.sampler.rng.int(below: data.count) }
+            refreshSupport(indices)
             var spread: Double = 0
             let m = config.supportSize
             for i in indices {
@@ -95,7 +89,6 @@ public final class QIPOPhase: TrainingPhase {
                 spread += Double(v.squareRoot())
             }
             qScale = max(Float(spread / Double(probe)), 1e-6)
-            indices = saved
         }
         initialised = true
     }
@@ -105,24 +98,21 @@ public final class QIPOPhase: TrainingPhase {
     }
 
     /// Makes sure the cached support of the states in `indices` comes from the current generation.
-    private func refreshSupport() {
+    private func refreshSupport(_ indices: [Int]) {
         let obsDim = data.observationDim, actDim = data.actionDim, m = config.supportSize
         let stale = indices.filter { cacheGeneration[$0] < Int32(generation) }
         let unique = Array(Set(stale)).sorted()
         if unique.count > 4096 {
             // Large refreshes (the probe at initialisation) go in chunks to bound the workspace.
-            let all = indices
             for start in stride(from: 0, to: unique.count, by: 4096) {
-                indices = Array(unique[start..<min(start + 4096, unique.count)])
-                refreshSupport()
+                refreshSupport(Array(unique[start..<min(start + 4096, unique.count)]))
             }
-            indices = all
             return
         }
         guard !unique.isEmpty else { return }
         obs.reserve(unique.count * obsDim)
         PreparedData.gather(data.observations, width: obsDim, indices: unique, into: obs.pointer)
-        var rngs = (0..<(unique.count * m)).map { _ in RNG(seed: rng.next()) }
+        var rngs = (0..<(unique.count * m)).map { _ in RNG(seed: skeleton.sampler.rng.next()) }
         let acts = snapshotSampler.sample(observations: obs.pointer, count: unique.count, perObservation: m, steps: config.supportFlowSteps, rngs: &rngs)
         rowsObs.reserve(unique.count * m * obsDim)
         for k in 0..<unique.count {
@@ -144,10 +134,11 @@ public final class QIPOPhase: TrainingPhase {
             generation = completedSteps / config.renewEvery
             takeSnapshot()
         }
-        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim, m = config.supportSize
+        let b = skeleton.sampler.batchSize, obsDim = data.observationDim, actDim = data.actionDim, m = config.supportSize
         let s = m + 1
-        for k in 0..<b { indices[k] = rng.int(below: data.count) }
-        refreshSupport()
+        skeleton.sampler.draw()
+        let indices = skeleton.sampler.indices
+        refreshSupport(indices)
         // Rows trained this step: all s pairs per state (weighted), or k pairs drawn ∝ g (unweighted).
         let perState = config.pairsPerState > 0 ? config.pairsPerState : s
         let rows = b * perState
@@ -180,7 +171,7 @@ public final class QIPOPhase: TrainingPhase {
                             var j = p
                             if config.pairsPerState > 0 {
                                 // Draw a pair with probability g_ij; the row is then unweighted.
-                                let u = rng.uniform()
+                                let u = skeleton.sampler.rng.uniform()
                                 var acc: Float = 0
                                 j = s - 1
                                 for jj in 0..<s { acc += g.pointer[jj]; if u < acc { j = jj; break } }
@@ -198,26 +189,23 @@ public final class QIPOPhase: TrainingPhase {
             }
         }
         FlowPolicy.drawPathPoints(
-            actions: rowsAct.pointer, rows: rows, actionDim: actDim, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
+            actions: rowsAct.pointer, rows: rows, actionDim: actDim, rng: &skeleton.sampler.rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer,
             target: target.pointer)
         let v = policy.velocity(obs: rowsObs.pointer, x: xt.pointer, t: t.pointer, batch: rows)
         let loss = Loss.weightedSquaredError(v, target.pointer, weights: weights.pointer, rows: rows, width: actDim, grad: grad.pointer)
         policy.backward(grad.pointer)
-        optimizer.step()
-        completedSteps += 1
-        if completedSteps == totalSteps { finalPolicy = policy.parameters.namedTensors() }
+        let gradNorm = skeleton.finishStep()
+        if skeleton.isFinished { finalPolicy = policy.parameters.namedTensors() }
         return [
             "loss": Double(loss), "weight_entropy": entropy / Double(b), "dataset_weight": datasetWeight / Double(b),
-            "support_q": meanQ / Double(b * s), "q_scale": Double(qScale), "generation": Double(generation), "grad_norm": Double(optimizer.lastGradNorm),
+            "support_q": meanQ / Double(b * s), "q_scale": Double(qScale), "generation": Double(generation), "grad_norm": gradNorm,
         ]
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var st = (finalPolicy ?? policy.parameters.namedTensors()).prefixed("policy.")
+        var st = skeleton.state()
+        st.merge((finalPolicy ?? policy.parameters.namedTensors()).prefixed("policy.")) { a, _ in a }
         st.merge(snapshot.parameters.namedTensors().prefixed("snapshot.")) { a, _ in a }
-        st.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
-        st["rng"] = rng.tensor()
-        st["step"] = Tensor(shape: [1], scalars: [Float(completedSteps)])
         st["generation"] = Tensor(shape: [1], scalars: [Float(generation)])
         st["initialised"] = Tensor(shape: [1], scalars: [initialised ? 1 : 0])
         if initialised {
@@ -231,12 +219,9 @@ public final class QIPOPhase: TrainingPhase {
     }
 
     public func loadState(_ st: [String: Tensor]) throws {
-        try policy.parameters.load(from: st.unprefixed("policy."))
+        try skeleton.load(st, into: policy.parameters, prefix: "policy.")
         try snapshot.parameters.load(from: st.unprefixed("snapshot."))
-        try optimizer.loadState(st, prefix: "adam")
-        rng = try RNG(tensor: st["rng"] ?? Tensor(shape: [0]))
-        completedSteps = Int(st["step"]?.scalars.first ?? 0)
-        finalPolicy = completedSteps == totalSteps ? policy.parameters.namedTensors() : nil
+        finalPolicy = skeleton.isFinished ? policy.parameters.namedTensors() : nil
         generation = Int(st["generation"]?.scalars.first ?? 0)
         initialised = (st["initialised"]?.scalars.first ?? 0) == 1
         if initialised {

@@ -59,15 +59,14 @@ extension TrainingConfig {
 /// (mean squared difference per action dimension), reported as `val_*` metrics.
 public final class ReflowPhase: TrainingPhase {
     public let name: String
-    public let totalSteps: Int
-    public private(set) var completedSteps = 0
+    public var totalSteps: Int { skeleton.totalSteps }
+    public var completedSteps: Int { skeleton.completedSteps }
     let policy: FlowPolicy
     let teacher: FlowPolicy
     let data: PreparedData
     let config: TrainingConfig.Reflow
-    let batchSize: Int
-    let optimizer: Adam
-    var rng: RNG
+    /// Minibatches are drawn from the coupling pool (`poolSize` entries).
+    var skeleton: PhaseSkeleton
     private let seed: UInt64
     private let teacherSampler: FlowSampler
     private let studentSampler: FlowSampler
@@ -81,7 +80,6 @@ public final class ReflowPhase: TrainingPhase {
     public let heldOut: [Int]
     private var isHeldOut: [Bool]
     private var validation: [String: Double] = [:]
-    private var indices: [Int]
     private let obs = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer(), t = FloatBuffer()
     private let target = FloatBuffer(), grad = FloatBuffer()
 
@@ -91,11 +89,10 @@ public final class ReflowPhase: TrainingPhase {
         self.policy = policy
         self.data = data
         self.config = config
-        self.batchSize = batchSize
         self.seed = seed
-        totalSteps = config.steps
-        optimizer = Adam(parameters: policy.parameters, learningRate: config.learningRate)
-        rng = RNG(seed: seed)
+        skeleton = PhaseSkeleton(
+            steps: config.steps, parameters: policy.parameters, learningRate: config.learningRate, seed: seed,
+            population: config.poolSize, batchSize: batchSize)
         teacher = try FlowPolicy(spec: policy.spec, tensors: policy.namedTensors())
         teacherSampler = FlowSampler(policy: teacher)
         studentSampler = FlowSampler(policy: policy)
@@ -113,7 +110,6 @@ public final class ReflowPhase: TrainingPhase {
             if !isHeldOut[i] { isHeldOut[i] = true; held.append(i) }
         }
         heldOut = held.sorted()
-        indices = [Int](repeating: 0, count: batchSize)
     }
 
     /// Freezes the teacher (the policy as the previous phase left it), fills the pool and measures
@@ -131,13 +127,13 @@ public final class ReflowPhase: TrainingPhase {
         let n = config.chunkSize, obsDim = data.observationDim, actDim = data.actionDim
         var states = [Int](repeating: 0, count: n)
         for k in 0..<n {
-            var i = rng.int(below: data.count)
-            while isHeldOut[i] { i = rng.int(below: data.count) }
+            var i = skeleton.sampler.rng.int(below: data.count)
+            while isHeldOut[i] { i = skeleton.sampler.rng.int(below: data.count) }
             states[k] = i
         }
         obs.reserve(n * obsDim)
         PreparedData.gather(data.observations, width: obsDim, indices: states, into: obs.pointer)
-        var rngs = (0..<n).map { _ in RNG(seed: rng.next()) }
+        var rngs = (0..<n).map { _ in RNG(seed: skeleton.sampler.rng.next()) }
         var noise = rngs
         // Unclipped: the sampler clips after integrating, so the student must learn the raw endpoint.
         let x1 = teacherSampler.sample(observations: obs.pointer, count: n, perObservation: 1, steps: config.teacherSteps, rngs: &rngs, clip: false)
@@ -175,13 +171,14 @@ public final class ReflowPhase: TrainingPhase {
 
     public func step() throws -> [String: Double] {
         if !initialised { initialise() }
-        let b = batchSize, obsDim = data.observationDim, actDim = data.actionDim
-        for k in 0..<b { indices[k] = rng.int(below: config.poolSize) }
+        let b = skeleton.sampler.batchSize, obsDim = data.observationDim, actDim = data.actionDim
+        skeleton.sampler.draw()
+        let indices = skeleton.sampler.indices
         obs.reserve(b * obsDim); x0.reserve(b * actDim); xt.reserve(b * actDim); t.reserve(b); target.reserve(b * actDim); grad.reserve(b * actDim)
         data.observations.withUnsafeBufferPointer { o in
             for (r, k) in indices.enumerated() {
                 (obs.pointer + r * obsDim).update(from: o.baseAddress! + Int(poolState[k]) * obsDim, count: obsDim)
-                let tr = rng.uniform()
+                let tr = skeleton.sampler.rng.uniform()
                 t.pointer[r] = tr
                 for j in 0..<actDim {
                     let a0 = poolX0[k * actDim + j], a1 = poolX1[k * actDim + j]
@@ -193,8 +190,7 @@ public final class ReflowPhase: TrainingPhase {
         let v = policy.velocity(obs: obs.pointer, x: xt.pointer, t: t.pointer, batch: b)
         let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: actDim, grad: grad.pointer)
         policy.backward(grad.pointer)
-        optimizer.step()
-        completedSteps += 1
+        _ = skeleton.finishStep()
         if config.refreshEvery > 0 && completedSteps % config.refreshEvery == 0 && completedSteps < totalSteps {
             generateChunk(nextChunk)
             nextChunk = (nextChunk + 1) % (config.poolSize / config.chunkSize)
@@ -206,7 +202,7 @@ public final class ReflowPhase: TrainingPhase {
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var st = OptimizedState.save(policy.parameters, prefix: "policy.", optimizer: optimizer, rng: rng, step: completedSteps)
+        var st = skeleton.state(policy.parameters, prefix: "policy.")
         st["initialised"] = Tensor(shape: [1], scalars: [initialised ? 1 : 0])
         if initialised {
             st.merge(teacher.parameters.namedTensors().prefixed("teacher.")) { a, _ in a }
@@ -220,7 +216,7 @@ public final class ReflowPhase: TrainingPhase {
     }
 
     public func loadState(_ st: [String: Tensor]) throws {
-        (rng, completedSteps) = try OptimizedState.load(st, into: policy.parameters, prefix: "policy.", optimizer: optimizer)
+        try skeleton.load(st, into: policy.parameters, prefix: "policy.")
         initialised = (st["initialised"]?.scalars.first ?? 0) == 1
         guard initialised else { return }
         try teacher.parameters.load(from: st.unprefixed("teacher."))

@@ -40,22 +40,3 @@ extension RNG {
         self.init(stateWords: words)
     }
 }
-
-/// The state most phases checkpoint: one network's parameters (under `prefix`), the optimiser's
-/// moments, the RNG and the step counter.
-enum OptimizedState {
-    static func save(_ parameters: [Parameter], prefix: String, optimizer: Adam, rng: RNG, step: Int) -> [String: Tensor] {
-        var s = parameters.namedTensors().prefixed(prefix)
-        s.merge(optimizer.stateTensors(prefix: "adam")) { a, _ in a }
-        s["rng"] = rng.tensor()
-        s["step"] = Tensor(shape: [1], scalars: [Float(step)])
-        return s
-    }
-
-    /// Restores what `save` wrote; returns the RNG and step.
-    static func load(_ s: [String: Tensor], into parameters: [Parameter], prefix: String, optimizer: Adam) throws -> (RNG, Int) {
-        try parameters.load(from: s.unprefixed(prefix))
-        try optimizer.loadState(s, prefix: "adam")
-        return (try RNG(tensor: s["rng"] ?? Tensor(shape: [0])), Int(s["step"]?.scalars.first ?? 0))
-    }
-}

@@ -272,16 +272,15 @@ struct BenchServeCommand: ParsableCommand {
         load: Int, parameters: ActParameters, settings: ActOptions, window: Int?, target: String, shared: SharedZMQContext?,
         curve: CurveClientKeys?, model m: ModelInfo
     ) throws -> ServeBenchRow {
+        var loadTarget = LoadTarget(endpoint: target, parameters: parameters, observationDim: m.observationDim)
+        loadTarget.model = m.name
+        loadTarget.seed = seed
+        loadTarget.timeoutMilliseconds = timeoutMilliseconds
+        loadTarget.sharedContext = shared
+        loadTarget.curve = curve
         if isOpenLoop {
-            var cfg = OpenLoopConfiguration(
-                endpoint: target, rate: Double(load), durationSeconds: duration, maxRequests: requests, parameters: parameters,
-                observationDim: m.observationDim)
+            var cfg = OpenLoopConfiguration(target: loadTarget, rate: Double(load), durationSeconds: duration, maxRequests: requests)
             cfg.connections = connections
-            cfg.model = m.name
-            cfg.seed = seed
-            cfg.timeoutMilliseconds = timeoutMilliseconds
-            cfg.sharedContext = shared
-            cfg.curve = curve
             let r = try OpenLoopTester.run(cfg)
             return ServeBenchRow(
                 mode: "open", concurrency: connections, targetRateRps: Double(load), offeredRateRps: r.offeredRate,
@@ -291,15 +290,7 @@ struct BenchServeCommand: ParsableCommand {
                 maxSendLagMs: r.maxSendLagMicroseconds / 1000, serverQueueUsMean: r.meanQueueMicroseconds,
                 serverComputeUsMean: r.meanComputeMicroseconds, meanBatch: r.meanBatch)
         }
-        var cfg = LoadTestConfiguration(
-            endpoint: target, concurrency: load, requests: requests, durationSeconds: duration, parameters: parameters,
-            observationDim: m.observationDim)
-        cfg.model = m.name
-        cfg.seed = seed
-        cfg.timeoutMilliseconds = timeoutMilliseconds
-        cfg.sharedContext = shared
-        cfg.curve = curve
-        let r = try LoadTester.run(cfg)
+        let r = try LoadTester.run(LoadTestConfiguration(target: loadTarget, concurrency: load, requests: requests, durationSeconds: duration))
         return ServeBenchRow(
             mode: "closed", concurrency: load, steps: settings.steps, candidates: settings.candidates, samples: settings.samples,
             check: settings.check, maxDelayUs: window, sent: r.completed + r.errorCount, requests: r.completed,

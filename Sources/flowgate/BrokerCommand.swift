@@ -39,18 +39,7 @@ struct BrokerCommand: AsyncParsableCommand {
         help: "Heartbeat interval towards replicas; a replica silent 3 intervals is dropped. 0: off.")
     var heartbeatMilliseconds: Int = 1000
 
-    @Option(
-        name: .customLong("curve-secret-key"),
-        help: "Broker keypair file (flowgate keygen): the frontend uses CURVE. Needs --curve-allow.")
-    var curveSecretKey: String?
-
-    @Option(
-        name: .customLong("curve-allow"),
-        help: "Allowlisted client public keys: a directory of *.pub files or a file of keys.")
-    var curveAllow: String?
-
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @OptionGroup var service: ServiceOptions
 
     var brokerConfiguration: BrokerConfiguration {
         var c = BrokerConfiguration()
@@ -59,26 +48,19 @@ struct BrokerCommand: AsyncParsableCommand {
         c.highWaterMark = hwm
         c.maxMessageBytes = maxMessageBytes
         c.heartbeatMilliseconds = heartbeatMilliseconds
-        c.curveSecretKeyFile = curveSecretKey
-        c.curveAllow = curveAllow
+        c.curveSecretKeyFile = service.curveSecretKey
+        c.curveAllow = service.curveAllow
         return c
     }
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
+        try service.validate()
         let problems = brokerConfiguration.problems
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LogLevel.bootstrap(service.logLevel, fallback: .info)
         let logger = Logger(label: "flowgate.broker")
         let broker = try Broker(configuration: brokerConfiguration, logger: logger)
         // SIGTERM/SIGINT: a graceful shutdown of the service group stops the proxy; exit 0.

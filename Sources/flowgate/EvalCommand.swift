@@ -64,18 +64,11 @@ struct EvalCommand: ParsableCommand {
         } catch let e as EvalError {
             throw ValidationError(e.description)
         }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
+        try LogLevel.check(logLevel)
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .warning
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LogLevel.bootstrap(logLevel, fallback: .warning)
         let logger = Logger(label: "flowgate.eval")
         do {
             // Cheap checks first: the model (the validation `serve` runs) and its env, then Python.

@@ -25,17 +25,15 @@ struct RefineCommand: ParsableCommand {
     @Option(name: .long, help: "JSON file overriding fields of the training config; only 'reflow' and the run settings (seed, batchSize, logEvery, checkpointEvery) matter.")
     var config: String?
     @Option(name: .long, help: "Model name in the manifest (default: the source model's name).") var name: String?
-    @Option(name: .long, help: "Directory for checkpoints and the log (default: runs/<out's name>).") var runDir: String?
-    @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.") var resume = false
     @Option(name: .long, help: "Reflow steps (default 10000, or the config's).") var steps: Int?
     @Option(name: .long, help: "Teacher Euler steps per coupling.") var teacherSteps: Int?
     @Option(name: .long, help: "Reflow learning rate.") var learningRate: Float?
-    @Option(name: .long, help: "Random seed (overrides the model's).") var seed: UInt64?
-    @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
-    @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
+    /// `--run-dir` (default: runs/<out's name>), `--resume`, `--seed` (default: the model's), intervals.
+    @OptionGroup var runOptions: RunOptions
 
     func validate() throws {
-        for (flag, v) in [("--steps", steps), ("--teacher-steps", teacherSteps), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery)] {
+        try runOptions.validate()
+        for (flag, v) in [("--steps", steps), ("--teacher-steps", teacherSteps)] {
             if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
         }
         if let learningRate, !(learningRate > 0) { throw ValidationError("--learning-rate must be positive") }
@@ -55,32 +53,18 @@ struct RefineCommand: ParsableCommand {
         if let steps { reflow.steps = steps }
         if let teacherSteps { reflow.teacherSteps = teacherSteps }
         if let learningRate { reflow.learningRate = learningRate }
-        if let seed { base.seed = seed }
-        if let checkpointEvery { base.checkpointEvery = checkpointEvery }
-        if let logEvery { base.logEvery = logEvery }
+        runOptions.apply(to: &base)
         let cfg = try refinement.config(reflow: reflow, overrides: base)
         if FileManager.default.fileExists(atPath: out) {
             throw ValidationError("--out \(out) already exists; refine writes a new model directory")
         }
 
-        let runDirectory = runDir ?? "runs/\(URL(fileURLWithPath: out).lastPathComponent)"
-        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-        let checkpoint = runDirectory + "/checkpoint.safetensors"
-        let logPath = runDirectory + "/train.jsonl"
+        let files = try runOptions.files(defaultName: URL(fileURLWithPath: out).lastPathComponent)
+        let (checkpoint, logPath) = files
         progress.message("loading \(dataset)")
         let data = try OfflineDataset.load(path: dataset)
         let run = try refinement.makeRun(dataset: data, config: cfg, name: name)
-        if resume {
-            guard FileManager.default.fileExists(atPath: checkpoint) else {
-                FileHandle.standardError.write(Data("Error: --resume: no checkpoint at \(checkpoint)\n".utf8))
-                throw ExitCode.failure
-            }
-            try run.loadCheckpoint(from: checkpoint)
-            progress.message("resumed from \(checkpoint) at step \(run.completedSteps)/\(run.totalSteps)")
-        } else if FileManager.default.fileExists(atPath: checkpoint) {
-            progress.message("note: starting fresh; the old checkpoint at \(checkpoint) will be overwritten (use --resume to continue it)")
-            if FileManager.default.fileExists(atPath: logPath) { try FileManager.default.removeItem(atPath: logPath) }
-        }
+        try runOptions.resumeOrStart(run, files: files, progress: progress)
         let log = try TrainingLog(path: logPath)
         signal(SIGINT) { _ in refineStopRequested = 1 }
         signal(SIGTERM) { _ in refineStopRequested = 1 }

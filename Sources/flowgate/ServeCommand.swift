@@ -77,15 +77,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("default-model"), help: "Model used when a request names none. Default: the first")
     var defaultModel: String?
 
-    @Option(
-        name: .customLong("curve-secret-key"),
-        help: "Server keypair file from `flowgate keygen` (mode 0600). Turns on CURVE; needs --curve-allow.")
-    var curveSecretKey: String?
-
-    @Option(
-        name: .customLong("curve-allow"),
-        help: "Allowlisted client public keys: a directory of *.pub files or one file of keys. Re-read on change and SIGHUP.")
-    var curveAllow: String?
+    @OptionGroup var service: ServiceOptions
 
     @Flag(
         name: .customLong("expose-provenance"),
@@ -100,9 +92,6 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "JSON file with server settings (flags override it).")
     var config: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
-
     @Flag(help: "Serve the built-in 'demo' toy model (obs_dim 4, act_dim 2; not a policy) for smoke and interop tests: alone (and so the default) when no MODEL_DIR is given, else after the given models, which keep the default.")
     var demo = false
 
@@ -110,9 +99,7 @@ struct ServeCommand: AsyncParsableCommand {
     var modelDirectories: [String] = []
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
+        try service.validate()
         let problems = try resolvedConfiguration().problems
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
     }
@@ -141,8 +128,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let maxRequestGflop { c.maxRequestGflop = maxRequestGflop }
         if let maxQueuedGflop { c.maxQueuedGflop = maxQueuedGflop }
         if let defaultModel { c.defaultModel = defaultModel }
-        if let curveSecretKey { c.curveSecretKeyFile = curveSecretKey }
-        if let curveAllow { c.curveAllow = curveAllow }
+        if let key = service.curveSecretKey { c.curveSecretKeyFile = key }
+        if let allow = service.curveAllow { c.curveAllow = allow }
         if exposeProvenance { c.exposeProvenance = true }
         if let metricsAddress { c.metricsAddress = metricsAddress }
         if connect { c.connect = true }
@@ -150,12 +137,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LogLevel.bootstrap(service.logLevel, fallback: .info)
         let logger = Logger(label: "flowgate.serve")
         let configuration = try resolvedConfiguration()
         var directories = modelDirectories

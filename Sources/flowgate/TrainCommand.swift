@@ -31,37 +31,30 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Model name in the manifest (default: the output directory's name).")
     var name: String?
 
-    @Option(name: .long, help: "Directory for checkpoints and the training log (default: runs/NAME).")
-    var runDir: String?
-
-    @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.")
-    var resume = false
-
     @Option(name: .long, help: "With --resume: restart this phase (and later ones) with the current config, keeping earlier phases (e.g. qipo).")
     var restartFrom: String?
 
     @Option(name: .long, help: "qipo (default), or a baseline: bc-flow (behaviour flow only) or bc-regressor (deterministic MLP).")
     var algorithm: String?
-    @Option(name: .long, help: "Random seed (overrides the config).") var seed: UInt64?
     @Option(name: .long, help: "Minibatch size (overrides the config).") var batchSize: Int?
     @Option(name: .long, help: "Behaviour flow steps.") var behaviourSteps: Int?
     @Option(name: .long, help: "Critic steps.") var criticSteps: Int?
     @Option(name: .long, help: "QIPO improvement steps.") var qipoSteps: Int?
     @Option(name: .long, help: "QIPO beta.") var beta: Float?
     @Option(name: .long, help: "QIPO support renewal interval K_renew.") var renewEvery: Int?
-    @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
-    @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
     @Option(name: .long, help: "Cores for the matrix products: 1 or 2 (default: 2 on a machine with 2 or more). Results are reproducible for a given count; resume with the same count.")
     var threads: Int?
+    @OptionGroup var runOptions: RunOptions
     @OptionGroup(title: "Energy model") var energyOptions: EnergyTrainOptions
 
     func validate() throws {
-        if restartFrom != nil && !resume { throw ValidationError("--restart-from needs --resume") }
+        try runOptions.validate()
+        if restartFrom != nil && !runOptions.resume { throw ValidationError("--restart-from needs --resume") }
         try validateComputeThreads(threads)
         if let algorithm, TrainingConfig.Algorithm(rawValue: algorithm) == nil {
             throw ValidationError("--algorithm must be one of \(TrainingConfig.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")), not '\(algorithm)'")
         }
-        for (flag, v) in [("--batch-size", batchSize), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery), ("--renew-every", renewEvery)] {
+        for (flag, v) in [("--batch-size", batchSize), ("--renew-every", renewEvery)] {
             if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
         }
         for (flag, v) in [("--behaviour-steps", behaviourSteps), ("--critic-steps", criticSteps), ("--qipo-steps", qipoSteps)] {
@@ -78,15 +71,13 @@ struct TrainCommand: AsyncParsableCommand {
         var cfg = TrainingConfig.defaults(task: task)
         if let config { cfg = try loadConfig(path: config, base: cfg) }
         if let algorithm { cfg.algorithm = TrainingConfig.Algorithm(rawValue: algorithm)! }
-        if let seed { cfg.seed = seed }
         if let batchSize { cfg.batchSize = batchSize }
         if let behaviourSteps { cfg.behaviour.steps = behaviourSteps }
         if let criticSteps { cfg.criticTraining.steps = criticSteps }
         if let qipoSteps { cfg.qipo.steps = qipoSteps }
         if let beta { cfg.qipo.beta = beta }
         if let renewEvery { cfg.qipo.renewEvery = renewEvery }
-        if let checkpointEvery { cfg.checkpointEvery = checkpointEvery }
-        if let logEvery { cfg.logEvery = logEvery }
+        runOptions.apply(to: &cfg)
         var energyOnly: EnergyOnlyTraining? = nil
         if energyOptions.energyOnly {
             // Only the energy model trains; it is added to the model directory that already exists.
@@ -94,10 +85,8 @@ struct TrainCommand: AsyncParsableCommand {
             energyOnly = try EnergyOnlyTraining(directory: out, dataset: dataset)
         }
 
-        let runDirectory = runDir ?? "runs/\(modelName)"
-        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-        let checkpoint = runDirectory + "/checkpoint.safetensors"
-        let logPath = runDirectory + "/train.jsonl"
+        let files = try runOptions.files(defaultName: modelName)
+        let (checkpoint, logPath) = files
 
         let progress = ProgressReporter()
         progress.message("loading \(dataset)")
@@ -106,18 +95,7 @@ struct TrainCommand: AsyncParsableCommand {
         let run = try TrainingRun(name: modelName, dataset: data, config: cfg)
         try energyOnly?.checkExistingModel(against: run)
         try energyOptions.attach(to: run, seed: cfg.seed)
-        if resume {
-            guard FileManager.default.fileExists(atPath: checkpoint) else {
-                // A failure, not a clean exit: scripts must see a non-zero status.
-                FileHandle.standardError.write(Data("Error: --resume: no checkpoint at \(checkpoint)\n".utf8))
-                throw ExitCode.failure
-            }
-            try run.loadCheckpoint(from: checkpoint, restartFrom: restartFrom)
-            progress.message("resumed from \(checkpoint) at step \(run.completedSteps)/\(run.totalSteps)")
-        } else if FileManager.default.fileExists(atPath: checkpoint) {
-            progress.message("note: starting fresh; the old checkpoint at \(checkpoint) will be overwritten (use --resume to continue it)")
-            if FileManager.default.fileExists(atPath: logPath) { try FileManager.default.removeItem(atPath: logPath) }
-        }
+        try runOptions.resumeOrStart(run, files: files, restartFrom: restartFrom, progress: progress)
         let log = try TrainingLog(path: logPath)
         // SIGINT (Ctrl-C) / SIGTERM: a graceful shutdown of the service group sets the flag the
         // run polls between steps; it then writes a checkpoint and returns `.interrupted`.

@@ -7,12 +7,7 @@ import Testing
 
 /// A broker on ephemeral loopback ports, running on its own thread until the end of `body`.
 private func withBroker<T>(_ body: (Broker) throws -> T) throws -> T {
-    var config = BrokerConfiguration()
-    config.frontend = "tcp://127.0.0.1:*"
-    config.backend = "tcp://127.0.0.1:*"
-    var logger = Logger(label: "flowgate.test.broker")
-    logger.logLevel = .warning
-    let broker = try Broker(configuration: config, logger: logger)
+    let broker = try loopbackBroker()
     let done = DispatchSemaphore(value: 0)
     let thread = Thread {
         try? broker.run()
@@ -24,6 +19,16 @@ private func withBroker<T>(_ body: (Broker) throws -> T) throws -> T {
         #expect(done.wait(timeout: .now() + 10) == .success, "broker.run() did not return after stop()")
     }
     return try body(broker)
+}
+
+/// A broker on ephemeral loopback ports, not yet running.
+private func loopbackBroker() throws -> Broker {
+    var config = BrokerConfiguration()
+    config.frontend = "tcp://127.0.0.1:*"
+    config.backend = "tcp://127.0.0.1:*"
+    var logger = Logger(label: "flowgate.test.broker")
+    logger.logLevel = .warning
+    return try Broker(configuration: config, logger: logger)
 }
 
 /// A replica: a server whose ROUTER connects to the broker's backend.
@@ -70,12 +75,7 @@ private func replica(_ broker: Broker) throws -> InferenceServer {
     }
 
     @Test func stopBeforeRunReturnsAtOnce() throws {
-        var config = BrokerConfiguration()
-        config.frontend = "tcp://127.0.0.1:*"
-        config.backend = "tcp://127.0.0.1:*"
-        var logger = Logger(label: "flowgate.test.broker")
-        logger.logLevel = .warning
-        let broker = try Broker(configuration: config, logger: logger)
+        let broker = try loopbackBroker()
         broker.stop()
         let done = DispatchSemaphore(value: 0)
         Thread {

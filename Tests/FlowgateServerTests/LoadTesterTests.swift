@@ -5,14 +5,17 @@ import FlowgateServer
 import Testing
 import FlowgateDemo
 
+/// The demo model (obs_dim 4) on `server`, at K = 2 unless `parameters` says otherwise.
+func demoTarget(_ server: InferenceServer, parameters: ActParameters = ActParameters(steps: 2)) -> LoadTarget {
+    LoadTarget(endpoint: server.endpoint, parameters: parameters, observationDim: 4)
+}
+
 @Suite("load tester")
 struct LoadTesterTests {
     @Test("concurrent clients spend exactly the request budget and record every reply")
     func budget() throws {
         try withServer(models: [DemoModel()]) { server in
-            var config = LoadTestConfiguration(
-                endpoint: server.endpoint, concurrency: 3, requests: 40, durationSeconds: 30,
-                parameters: ActParameters(steps: 2), observationDim: 4)
+            var config = LoadTestConfiguration(target: demoTarget(server), concurrency: 3, requests: 40, durationSeconds: 30)
             config.warmupRequests = 1
             let r = try LoadTester.run(config)
             #expect(r.completed == 40)
@@ -32,9 +35,7 @@ struct LoadTesterErrorTests {
     @Test("closed loop: server errors are counted by code, percentiles come from the histogram")
     func errorsByCode() throws {
         try withServer(models: [DemoModel()]) { server in
-            var config = LoadTestConfiguration(
-                endpoint: server.endpoint, concurrency: 2, requests: 10, durationSeconds: 30,
-                parameters: ActParameters(steps: 2), observationDim: 4)
+            var config = LoadTestConfiguration(target: demoTarget(server), concurrency: 2, requests: 10, durationSeconds: 30)
             config.warmupRequests = 0
             config.model = "no-such-model"
             let r = try LoadTester.run(config)

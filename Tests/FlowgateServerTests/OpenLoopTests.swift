@@ -136,9 +136,7 @@ struct OpenLoopTests {
     @Test("open loop against a server: every offered request is answered and recorded once")
     func openLoopRun() throws {
         try withServer(models: [DemoModel()]) { server in
-            var config = OpenLoopConfiguration(
-                endpoint: server.endpoint, rate: 400, durationSeconds: 60, maxRequests: 60,
-                parameters: ActParameters(steps: 2), observationDim: 4)
+            var config = OpenLoopConfiguration(target: demoTarget(server), rate: 400, durationSeconds: 60, maxRequests: 60)
             config.connections = 3
             config.warmupRequests = 1
             let r = try OpenLoopTester.run(config)
@@ -158,8 +156,7 @@ struct OpenLoopTests {
     func openLoopErrors() throws {
         try withServer(models: [DemoModel()]) { server in
             var config = OpenLoopConfiguration(
-                endpoint: server.endpoint, rate: 500, durationSeconds: 60, maxRequests: 20,
-                parameters: ActParameters(), observationDim: 4)
+                target: demoTarget(server, parameters: ActParameters()), rate: 500, durationSeconds: 60, maxRequests: 20)
             config.model = "no-such-model"
             config.warmupRequests = 0
             let r = try OpenLoopTester.run(config)
@@ -168,8 +165,8 @@ struct OpenLoopTests {
         }
         // Nothing listens: every request times out (counted, not dropped).
         var config = OpenLoopConfiguration(
-            endpoint: "tcp://127.0.0.1:9", rate: 1000, durationSeconds: 60, maxRequests: 10,
-            parameters: ActParameters(), observationDim: 4)
+            target: LoadTarget(endpoint: "tcp://127.0.0.1:9", parameters: ActParameters(), observationDim: 4), rate: 1000,
+            durationSeconds: 60, maxRequests: 10)
         config.warmupRequests = 0
         config.timeoutMilliseconds = 50
         let r = try OpenLoopTester.run(config)

@@ -106,6 +106,15 @@ final class Gate: @unchecked Sendable {
         return true
     }
 
+    /// Holds workers again from now on (and forgets the ones held before), for a test that uses
+    /// the gate more than once.
+    func close() {
+        condition.lock()
+        isOpen = false
+        waiting = 0
+        condition.unlock()
+    }
+
     /// Lets every held and future worker through.
     func open() {
         condition.lock()

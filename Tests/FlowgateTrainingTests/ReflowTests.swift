@@ -8,15 +8,17 @@ import FlowgateModelFormat
 /// The reflow phase (straight couplings of a frozen teacher) and `flowgate refine`.
 @Suite("Reflow")
 struct ReflowTests {
-    static func withReflow(_ c: TrainingConfig, steps: Int = 25) -> TrainingConfig {
+    /// `c` with a reflow phase: by default a tiny one (25 steps on a pool of 64 couplings) that
+    /// refreshes and validates a few times.
+    static func withReflow(
+        _ c: TrainingConfig, steps: Int = 25, teacherSteps: Int = 4, pool: (size: Int, chunk: Int, refreshEvery: Int) = (64, 16, 5),
+        validation: (states: Int, every: Int) = (20, 7)
+    ) -> TrainingConfig {
         var c = c
         c.reflow.steps = steps
-        c.reflow.teacherSteps = 4
-        c.reflow.poolSize = 64
-        c.reflow.chunkSize = 16
-        c.reflow.refreshEvery = 5
-        c.reflow.validationStates = 20
-        c.reflow.validateEvery = 7
+        c.reflow.teacherSteps = teacherSteps
+        (c.reflow.poolSize, c.reflow.chunkSize, c.reflow.refreshEvery) = pool
+        (c.reflow.validationStates, c.reflow.validateEvery) = validation
         return c
     }
 
@@ -114,14 +116,8 @@ struct ReflowTests {
         c.batchSize = 128
         c.behaviour.steps = 1000
         c.behaviour.learningRate = 1e-3
-        c = Self.withReflow(c, steps: 1000)
+        c = Self.withReflow(c, steps: 1000, teacherSteps: 16, pool: (2048, 512, 100), validation: (200, 1000))
         c.reflow.learningRate = 1e-3
-        c.reflow.teacherSteps = 16
-        c.reflow.poolSize = 2048
-        c.reflow.chunkSize = 512
-        c.reflow.refreshEvery = 100
-        c.reflow.validationStates = 200
-        c.reflow.validateEvery = 1000
         let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
         let behaviour = run.phases[0]
         while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }

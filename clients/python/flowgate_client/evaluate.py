@@ -222,7 +222,9 @@ def markdown_table(summary: dict) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """write + fsync + rename, so a reader never sees half a summary."""
+    """write + fsync + rename, so a reader never sees half a summary (missing directories are
+    created). scripts/compare_d3rlpy.py writes its summary through this too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
         f.write(text)

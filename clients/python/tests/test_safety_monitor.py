@@ -5,7 +5,6 @@ through the server, once undisturbed and once with observation noise that pushes
 data. The share of steps flagged unreliable must rise with the disturbance, and the monitor must
 see exactly one event per served observation, on the right topics.
 """
-import threading
 import time
 from pathlib import Path
 
@@ -19,51 +18,35 @@ MODEL = Path(MODEL_DIR)
 if not (MODEL / "energy.safetensors").exists():
     pytest.skip(f"{MODEL} has no energy model", allow_module_level=True)
 
-from flowgate_client import Client, Monitor  # noqa: E402
+from flowgate_client import Client  # noqa: E402
 from flowgate_client.evaluate import Server, model_name, simulate_once  # noqa: E402
 
 
-def test_unreliable_share_rises_with_observation_noise():
+def test_unreliable_share_rises_with_observation_noise(telemetry_listener):
     name = model_name(str(MODEL))
     with Server(BIN, [str(MODEL)]) as server, Client(server.endpoint, timeout_ms=20_000) as client:
-        events, lock, stop = [], threading.Condition(), threading.Event()
-
-        def listen():
-            with Monitor(server.pub, timeout_ms=100) as m:
-                while not stop.is_set():
-                    ev = m.recv()
-                    if ev is not None:
-                        with lock:
-                            events.append(ev)
-                            lock.notify_all()
+        listener = telemetry_listener(server.pub)
 
         def wait_for_event(marker: str, timeout_s: float = 60) -> bool:
             """Waits (bounded) until the event of the request with id `marker` arrived."""
-            with lock:
-                return lock.wait_for(lambda: any(e.id == marker for e in events), timeout=timeout_s)
+            return listener.wait_for(lambda evs: any(e.id == marker for e in evs), timeout_s)
 
-        listener = threading.Thread(target=listen, daemon=True)
-        listener.start()
-        try:
-            # ZeroMQ's slow joiner: the subscription is in place once a probe's event comes through.
-            obs_dim = client.info()["models"][0]["obs_dim"]
-            deadline = time.monotonic() + 60
-            for k in range(10_000):
-                client.act([0.0] * obs_dim, seed=k, id=f"probe-{k}")
-                if wait_for_event(f"probe-{k}", timeout_s=0.2):
-                    break
-                assert time.monotonic() < deadline, "no telemetry reached the subscriber within 60 s"
-            clean = simulate_once(server.endpoint, name, "HopperBulletEnv", 2, 7, 2, None)
-            noisy = simulate_once(server.endpoint, name, "HopperBulletEnv", 2, 7, 2, None, "obs-noise", 1.0)
-            # The server publishes each reply's events right after the reply, from one thread, so once
-            # the sentinel's event is here every event of the runs before it is here too.
-            client.act([0.0] * obs_dim, seed=0, id="sentinel")
-            assert wait_for_event("sentinel"), "the sentinel's event never arrived"
-        finally:
-            stop.set()
-            listener.join(timeout=5)
-    with lock:
-        events = [e for e in events if not (isinstance(e.id, str) and (e.id.startswith("probe-") or e.id == "sentinel"))]
+        # ZeroMQ's slow joiner: the subscription is in place once a probe's event comes through.
+        obs_dim = client.info()["models"][0]["obs_dim"]
+        deadline = time.monotonic() + 60
+        for k in range(10_000):
+            client.act([0.0] * obs_dim, seed=k, id=f"probe-{k}")
+            if wait_for_event(f"probe-{k}", timeout_s=0.2):
+                break
+            assert time.monotonic() < deadline, "no telemetry reached the subscriber within 60 s"
+        clean = simulate_once(server.endpoint, name, "HopperBulletEnv", 2, 7, 2, None)
+        noisy = simulate_once(server.endpoint, name, "HopperBulletEnv", 2, 7, 2, None, "obs-noise", 1.0)
+        # The server publishes each reply's events right after the reply, from one thread, so once
+        # the sentinel's event is here every event of the runs before it is here too.
+        client.act([0.0] * obs_dim, seed=0, id="sentinel")
+        assert wait_for_event("sentinel"), "the sentinel's event never arrived"
+        events = listener.stop()
+    events = [e for e in events if not (isinstance(e.id, str) and (e.id.startswith("probe-") or e.id == "sentinel"))]
 
     served = clean["total_steps"] + noisy["total_steps"]
     flagged = round(clean["unreliable_share"] * clean["total_steps"] + noisy["unreliable_share"] * noisy["total_steps"])
