@@ -157,6 +157,7 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "flowgate.serve")
+        try configureKernelsFromEnvironment()
         let configuration = try resolvedConfiguration()
         var directories = modelDirectories
         if directories.isEmpty && !demo {
