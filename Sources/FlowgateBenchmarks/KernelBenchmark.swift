@@ -1,5 +1,8 @@
 internal import CFlowgateKernels
 import FlowgateAlgorithms
+#if canImport(Glibc)
+    import Glibc
+#endif
 import FlowgateCommon
 import FlowgateCore
 
@@ -7,7 +10,8 @@ import FlowgateCore
 /// action selection issues (recorded from real passes of `ActionSelector` on the model), plus the
 /// fused layer forms.
 ///
-/// Per product shape it times, interleaved repeat by repeat (so load hits all alike):
+/// Per product shape it times (this thread's CPU time, so other processes' load does not count),
+/// interleaved repeat by repeat:
 /// OpenBLAS `cblas_sgemm`, BLIS `bli_sgemm` (typed API; BLIS is loaded privately, so its BLAS
 /// symbols never replace OpenBLAS's), libxsmm's JIT kernel for the fixed shape, and the whole layer
 /// step before and after `DenseKernels`: forward = product + bias + activation (OpenBLAS with a
@@ -219,6 +223,19 @@ public enum KernelBenchmark {
         }
     }
 
+    /// CPU time of this thread per call, in microseconds: on a shared machine, time the thread was
+    /// descheduled is not counted (wall time under a load average of 16 on 2 cores varied 10×).
+    static func cpuMicroseconds(iterations: Int, _ body: () -> Void) -> Double {
+        func now() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+        }
+        let t0 = now()
+        for _ in 0..<iterations { body() }
+        return (now() - t0) * 1e6 / Double(iterations)
+    }
+
     /// Times one shape: every operation calibrated to `minimumSeconds`, then `repeats` rounds
     /// running each once, in the same order; medians.
     public static func measure(
@@ -232,7 +249,7 @@ public enum KernelBenchmark {
         let iterations = ops.map { op in fixedIterations.map { max($0, 1) } ?? DenseBenchmark.calibrate(seconds: minimumSeconds, op) }
         var samples = [[Double]](repeating: [], count: ops.count)
         for _ in 0..<max(repeats, 1) {
-            for (i, op) in ops.enumerated() { samples[i].append(DenseBenchmark.time(iterations: iterations[i], op)) }
+            for (i, op) in ops.enumerated() { samples[i].append(cpuMicroseconds(iterations: iterations[i], op)) }
         }
         let m = samples.map { SampleStatistics.median($0)! }
         let small = DenseKernels.usesSmallKernel(rows: shape.rows, outputs: shape.outputs, inner: shape.inner) && hasKernel

@@ -53,12 +53,15 @@ public enum DenseKernels {
     public static let maximumSmallRows = 256
 
     /// Whether a product with `rows` rows (the batch), `outputs` columns and inner dimension
-    /// `inner` runs on libxsmm in `auto` mode. From `flowgate bench kernels`: libxsmm wins where
-    /// the output is at least 8 wide, up to 256 rows; narrower outputs (1 or 3 columns) run faster
-    /// on OpenBLAS (docs/benchmarks.md).
+    /// `inner` runs on libxsmm in `auto` mode. Measured at the shapes the server issues
+    /// (docs/benchmarks.md, thread CPU time, one core): libxsmm wins where the inner dimension is
+    /// narrow (a network's first layer on observations, actions and time features: 12–50 wide),
+    /// 1.1–2.8× OpenBLAS from 16 to 256 rows; at inner 128–256 OpenBLAS is as fast or faster (up
+    /// to 1.3×), and narrow outputs (1, 3, 15 columns: Q heads, actions, decoders) run 2–3× faster
+    /// on OpenBLAS.
     @inline(__always)
     public static func usesSmallKernel(rows: Int, outputs: Int, inner: Int) -> Bool {
-        rows >= 1 && rows <= maximumSmallRows && outputs >= 8 && inner >= 1
+        rows >= 1 && rows <= maximumSmallRows && outputs >= 16 && inner >= 1 && inner <= 64
     }
 
     /// Whether the fused AVX2 + FMA epilogues run on this CPU.
