@@ -47,6 +47,12 @@ let package = Package(
         .systemLibrary(name: "CMsgPack", pkgConfig: "msgpack", providers: [.apt(["libmsgpack-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        // libxsmm (static library): JIT-generated kernels for the small products a policy server
+        // issues (DenseKernels in FlowgateCore; docs/benchmarks.md has the measurement).
+        .systemLibrary(name: "CXSMM", pkgConfig: "libxsmm", providers: [.apt(["libxsmm-dev"])]),
+        // C kernels behind FlowgateCore.DenseKernels: libxsmm dispatch, AVX2+FMA fused bias +
+        // activation epilogues (runtime CPU check), and BLIS loaded privately for `bench kernels`.
+        .target(name: "CFlowgateKernels", dependencies: ["CXSMM", "COpenBLAS"], linkerSettings: [.linkedLibrary("dl")]),
 
         // Small pieces every layer shares, with no dependencies (the client links no BLAS): SplitMix64,
         // percentiles and quantiles, the monotonic clock.
@@ -55,7 +61,9 @@ let package = Package(
         // optimisers, RNG.
         .target(
             name: "FlowgateCore",
-            dependencies: ["FlowgateCommon", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
+            dependencies: [
+                "FlowgateCommon", "COpenBLAS", "CFlowgateKernels", .product(name: "RealModule", package: "swift-numerics"),
+            ]),
         // The model-file format and its I/O: safetensors, manifest, model directories, atomic writes.
         .target(
             name: "FlowgateModelFormat",
@@ -70,7 +78,9 @@ let package = Package(
                 .product(name: "RealModule", package: "swift-numerics"),
             ]),
         // Benchmarks behind `flowgate bench dense` and `bench train` (the executable only formats).
-        .target(name: "FlowgateBenchmarks", dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateTraining"]),
+        .target(
+            name: "FlowgateBenchmarks",
+            dependencies: ["FlowgateCommon", "FlowgateCore", "FlowgateAlgorithms", "FlowgateTraining", "CFlowgateKernels"]),
         // Wire protocol: MessagePack codec (msgpack-c) and protocol v1 message types.
         .target(name: "FlowgateProtocol", dependencies: ["CMsgPack"]),
         // One thin libzmq wrapper (sockets, contexts, errors naming the failing call), package-internal.

@@ -9,7 +9,7 @@ ROOT=$(pwd)
 MODE=${1:-test}
 shift || true
 
-APT_PACKAGES=(pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev zlib1g-dev libhdf5-dev python3-venv)
+APT_PACKAGES=(pkg-config libopenblas-dev libxsmm-dev libblis-dev libzmq3-dev libmsgpack-dev zlib1g-dev libhdf5-dev python3-venv)
 
 # Each line carries the seconds since the start, so a CI log shows where the time went.
 log() { printf '[bootstrap %4ds] %s\n' "$SECONDS" "$*" >&2; }

@@ -1,4 +1,5 @@
-/// A multilayer perceptron with forward and backward passes on `cblas_sgemm`.
+/// A multilayer perceptron with forward and backward passes on `DenseKernels` (libxsmm for the
+/// small products, OpenBLAS's `cblas_sgemm` for the rest, fused bias + activation epilogues).
 ///
 /// One implementation serves the trainer and the server. Each hidden layer is
 /// `Linear → (LayerNorm) → activation`; the output layer is `Linear → outputActivation`.
@@ -34,6 +35,17 @@ public final class MLP {
     private let gradB = FloatBuffer()
     private let gradInput = FloatBuffer()
     private var lastBatch = 0
+    /// Which code computes this instance's products and epilogues; nil (the default) follows the
+    /// process-wide `DenseKernels.mode`. Per instance so that tests can compare both on one network
+    /// without changing what other threads run.
+    public var kernelMode: DenseKernels.Mode?
+    private var mode: DenseKernels.Mode { kernelMode ?? DenseKernels.mode }
+    // libxsmm kernels per layer (forward `z = x Wᵀ`, input gradient `dx = dy W`) and the
+    // transposed weights the forward kernels read, refreshed when the weight's version moves.
+    private var forwardKernels: [SmallKernelTable]
+    private var inputGradientKernels: [SmallKernelTable]
+    private var transposedWeights: [FloatBuffer]
+    private var transposedVersions: [Int]
     /// Whether the last forward kept its input (`backward` needs it for the first layer's weight
     /// gradient).
     private var inputKept = false
@@ -84,6 +96,7 @@ public final class MLP {
         normed = (0..<n).map { _ in FloatBuffer() }
         rstd = (0..<n).map { _ in FloatBuffer() }
         h = (0..<n).map { _ in FloatBuffer() }
+        (forwardKernels, inputGradientKernels, transposedWeights, transposedVersions) = MLP.kernelState(dims: d)
     }
 
     private init(sharing other: MLP) {
@@ -95,6 +108,56 @@ public final class MLP {
         normed = (0..<n).map { _ in FloatBuffer() }
         rstd = (0..<n).map { _ in FloatBuffer() }
         h = (0..<n).map { _ in FloatBuffer() }
+        (forwardKernels, inputGradientKernels, transposedWeights, transposedVersions) = MLP.kernelState(dims: dims)
+    }
+
+    private static func kernelState(dims d: [Int]) -> ([SmallKernelTable], [SmallKernelTable], [FloatBuffer], [Int]) {
+        let n = d.count - 1
+        // Column-major views of the row-major products: forward `zᵀ (out × rows) = Wᵀᵀ · xᵀ` with
+        // the transposed weight `[in, out]`; input gradient `dxᵀ (in × rows) = Wᵀ · dyᵀ` on W itself.
+        let forward = (0..<n).map { l in SmallKernelTable(m: d[l + 1], k: d[l], lda: d[l + 1], ldb: d[l], ldc: d[l + 1]) }
+        let inputGradient = (0..<n).map { l in SmallKernelTable(m: d[l], k: d[l + 1], lda: d[l], ldb: d[l + 1], ldc: d[l]) }
+        return (forward, inputGradient, (0..<n).map { _ in FloatBuffer() }, [Int](repeating: -1, count: n))
+    }
+
+    /// Layer `l`'s weight transposed to `[in, out]` (what the forward libxsmm kernel reads),
+    /// recomputed only when the weight changed since the last call.
+    private func transposedWeight(_ l: Int) -> UnsafePointer<Float> {
+        let w = weights[l]
+        if transposedVersions[l] != w.version {
+            let fin = dims[l], fout = dims[l + 1]
+            transposedWeights[l].reserve(fin * fout)
+            let t = transposedWeights[l].pointer
+            w.value.withUnsafeBufferPointer { wp in
+                for o in 0..<fout {
+                    for i in 0..<fin { t[i * fout + o] = wp[o * fin + i] }
+                }
+            }
+            transposedVersions[l] = w.version
+        }
+        return UnsafePointer(transposedWeights[l].pointer)
+    }
+
+    /// `z = x Wᵀ` for layer `l` over `rows` rows (no bias): libxsmm's kernel for the shape when it
+    /// is one of the small ones, else OpenBLAS (`split`: a product may be cut over two cores;
+    /// false inside a half that already runs on one of them).
+    @inline(__always)
+    private func linearProduct(layer l: Int, input x: UnsafePointer<Float>, rows: Int, into zp: UnsafeMutablePointer<Float>, split: Bool) {
+        let fin = dims[l], fout = dims[l + 1]
+        ProductRecorder.note("forward", rows: rows, inner: fin, outputs: fout, activation: activation(l))
+        if let kernel = forwardKernels[l].kernel(rows: rows, mode: mode) {
+            kernel(transposedWeight(l), x, zp)
+            return
+        }
+        weights[l].value.withUnsafeBufferPointer { wp in
+            if split {
+                BLAS.sgemm(
+                    transA: false, transB: true, m: rows, n: fout, k: fin, x, lda: fin, wp.baseAddress!, ldb: fin, beta: 0,
+                    zp, ldc: fout)
+            } else {
+                SplitGEMM.call(false, true, rows, fout, fin, 1, x, fin, wp.baseAddress!, fin, 0, zp, fout)
+            }
+        }
     }
 
     /// A new instance sharing these weights, with its own workspaces (for another thread).
@@ -167,26 +230,38 @@ public final class MLP {
                 x = UnsafePointer(h[l].pointer)
                 continue
             }
-            if let x {
-                // z = x Wᵀ + b
-                biases[l].value.withUnsafeBufferPointer { bp in
-                    for r in 0..<batch { (zp + r * fout).update(from: bp.baseAddress!, count: fout) }
-                }
-                weights[l].value.withUnsafeBufferPointer { wp in
-                    BLAS.sgemm(
-                        transA: false, transB: true, m: batch, n: fout, k: fin, x, lda: fin,
-                        wp.baseAddress!, ldb: fin, beta: 1, zp, ldc: fout)
+            guard let layerInput = x else {
+                // The caller wrote z = x Wᵀ + b (first layer of `forward(batch:firstLayerLinear:)`).
+                finishLayer(l, batch: batch)
+                x = UnsafePointer(h[l].pointer)
+                continue
+            }
+            // z = x Wᵀ, then z += b and h = act(z) in one pass (LayerNorm layers: z += b, LN, act).
+            linearProduct(layer: l, input: layerInput, rows: batch, into: zp, split: true)
+            biases[l].value.withUnsafeBufferPointer { bp in
+                if usesNorm(l) {
+                    DenseKernels.biasAndActivation(
+                        .identity, z: zp, bias: bp.baseAddress!, h: zp, rows: batch, width: fout, mode: mode)
+                } else {
+                    DenseKernels.biasAndActivation(
+                        activation(l), z: zp, bias: bp.baseAddress!, h: h[l].pointer, rows: batch, width: fout, mode: mode)
                 }
             }
-            var pre = UnsafePointer(zp)
-            if usesNorm(l) {
-                layerNormForward(layer: l, input: zp, batch: batch, width: fout)
-                pre = UnsafePointer(normed[l].pointer)
-            }
-            activation(l).forward(pre, h[l].pointer, count: batch * fout)
+            if usesNorm(l) { finishLayer(l, batch: batch) }
             x = UnsafePointer(h[l].pointer)
         }
         return h[layerCount - 1].pointer
+    }
+
+    /// `h = act(LN(z))` (or `act(z)` without LayerNorm) from `z[l]`, which already holds `x Wᵀ + b`.
+    private func finishLayer(_ l: Int, batch: Int) {
+        let fout = dims[l + 1]
+        var pre = UnsafePointer(z[l].pointer)
+        if usesNorm(l) {
+            layerNormForward(layer: l, input: z[l].pointer, batch: batch, width: fout)
+            pre = UnsafePointer(normed[l].pointer)
+        }
+        activation(l).forward(pre, h[l].pointer, count: batch * fout)
     }
 
     /// `h = act(x Wᵀ + b)` for layer `l`, rows cut in two halves computed on two cores (the same
@@ -194,17 +269,21 @@ public final class MLP {
     private func linearAndActivationInHalves(layer l: Int, input x: UnsafePointer<Float>, batch: Int) {
         let fin = dims[l], fout = dims[l + 1], act = activation(l)
         let zp = z[l].pointer, hp = h[l].pointer
+        // Kernels and the transposed weight are looked up here, on the calling thread: the tables
+        // are not shared between threads.
+        let mode = self.mode
+        let first = forwardKernels[l].kernel(rows: SplitGEMM.half(0, of: batch).count, mode: mode)
+        let second = forwardKernels[l].kernel(rows: SplitGEMM.half(1, of: batch).count, mode: mode)
+        if first != nil || second != nil { _ = transposedWeight(l) }
         biases[l].value.withUnsafeBufferPointer { bp in
-            weights[l].value.withUnsafeBufferPointer { wp in
-                let bias = bp.baseAddress!, w = wp.baseAddress!
-                SplitGEMM.both { part in
-                    let rows = SplitGEMM.half(part, of: batch)
-                    guard !rows.isEmpty else { return }
-                    let zr = zp + rows.lowerBound * fout
-                    for r in 0..<rows.count { (zr + r * fout).update(from: bias, count: fout) }
-                    SplitGEMM.call(false, true, rows.count, fout, fin, 1, x + rows.lowerBound * fin, fin, w, fin, 1, zr, fout)
-                    act.forward(zr, hp + rows.lowerBound * fout, count: rows.count * fout)
-                }
+            let bias = bp.baseAddress!
+            SplitGEMM.both { part in
+                let rows = SplitGEMM.half(part, of: batch)
+                guard !rows.isEmpty else { return }
+                let zr = zp + rows.lowerBound * fout
+                linearProduct(layer: l, input: x + rows.lowerBound * fin, rows: rows.count, into: zr, split: false)
+                DenseKernels.biasAndActivation(
+                    act, z: zr, bias: bias, h: hp + rows.lowerBound * fout, rows: rows.count, width: fout, mode: mode)
             }
         }
     }
@@ -270,14 +349,15 @@ public final class MLP {
             let pre: UnsafePointer<Float> = usesNorm(l) ? UnsafePointer(normed[l].pointer) : UnsafePointer(z[l].pointer)
             // Through the activation (in place); elementwise, so rows can go to two cores.
             if SplitGEMM.worthSplitting(rows: batch, work: batch * fin * fout) {
-                let act = activation(l), hp = h[l].pointer, g = dy
+                let act = activation(l), hp = h[l].pointer, g = dy, mode = self.mode
                 SplitGEMM.both { part in
                     let rows = SplitGEMM.half(part, of: batch)
                     let o = rows.lowerBound * fout
-                    act.backward(x: pre + o, y: hp + o, dy: g + o, dx: g + o, count: rows.count * fout)
+                    DenseKernels.activationBackward(
+                        act, x: pre + o, y: hp + o, dy: g + o, dx: g + o, count: rows.count * fout, mode: mode)
                 }
             } else {
-                activation(l).backward(x: pre, y: h[l].pointer, dy: dy, dx: dy, count: count)
+                DenseKernels.activationBackward(activation(l), x: pre, y: h[l].pointer, dy: dy, dx: dy, count: count, mode: mode)
             }
             if usesNorm(l) {
                 layerNormBackward(layer: l, dy: dy, batch: batch, width: fout, accumulate: accumulateParameterGradients)
@@ -305,10 +385,15 @@ public final class MLP {
                     ? {
                         gradInput.reserve(batch * fin); return gradInput.pointer
                     }() : spare
+                ProductRecorder.note("inputGradient", rows: batch, inner: fout, outputs: fin, activation: activation(l))
                 weights[l].value.withUnsafeBufferPointer { wp in
-                    BLAS.sgemm(
-                        transA: false, transB: false, m: batch, n: fin, k: fout, dy, lda: fout,
-                        wp.baseAddress!, ldb: fin, beta: 0, dst, ldc: fin)
+                    if let kernel = inputGradientKernels[l].kernel(rows: batch, mode: mode) {
+                        kernel(wp.baseAddress!, dy, dst)  // column-major dxᵀ = Wᵀ · dyᵀ
+                    } else {
+                        BLAS.sgemm(
+                            transA: false, transB: false, m: batch, n: fin, k: fout, dy, lda: fout,
+                            wp.baseAddress!, ldb: fin, beta: 0, dst, ldc: fin)
+                    }
                 }
                 if l > 0 { swap(&dy, &spare) }
             }

@@ -8,8 +8,14 @@ public final class Parameter: @unchecked Sendable {
     public let name: String
     /// Tensor shape.
     public let shape: [Int]
-    /// Current values, row-major.
-    public var value: [Float]
+    /// Current values, row-major. Every write (assignment or in-place mutation) advances
+    /// `version`, so caches derived from the value (an `MLP`'s transposed weights) know to refresh.
+    public var value: [Float] {
+        didSet { version &+= 1 }
+    }
+    /// Advances on every write to `value` (observers of `value` without `oldValue` mutate in place,
+    /// so the optimiser's in-place updates cost no copy).
+    public private(set) var version = 0
     /// Accumulated gradient, same layout as `value`.
     public var grad: [Float]
 

@@ -15,7 +15,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Benchmarks: dense layers vs raw sgemm, training-phase throughput, serving latency.",
         discussion: "Results are medians over repeats; docs/benchmarks.md has the measured numbers and how to read them.",
-        subcommands: [BenchDenseCommand.self, BenchTrainCommand.self, BenchServeCommand.self, BenchDecodeCommand.self, BenchCheckCommand.self])
+        subcommands: [BenchDenseCommand.self, BenchKernelsCommand.self, BenchTrainCommand.self, BenchServeCommand.self, BenchDecodeCommand.self, BenchCheckCommand.self])
 }
 
 // MARK: - dense
@@ -193,6 +193,7 @@ struct BenchTrainCommand: ParsableCommand {
 
     func run() throws {
         configureBLASFromEnvironment()
+        try configureKernelsFromEnvironment()
         let counts = try threadCounts()
         let machine = MachineInfo.current(blasThreads: BLAS.threads)
         note("machine: \(machine.summary)")

@@ -136,6 +136,7 @@ struct BenchServeCommand: ParsableCommand {
 
     func run() throws {
         configureBLASFromEnvironment()
+        try configureKernelsFromEnvironment()
         let machine = MachineInfo.current(blasThreads: BLAS.threads)
         note("machine: \(machine.summary)")
         let external = try BenchTarget.resolve(endpoint: endpoint, remote: remote)

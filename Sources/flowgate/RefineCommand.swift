@@ -41,6 +41,7 @@ struct RefineCommand: ParsableCommand {
 
     func run() throws {
         configureBLASFromEnvironment()
+        try configureKernelsFromEnvironment()
         let refinement = try ReflowRefinement(modelPath: model)
         let progress = ProgressReporter()
         if !refinement.droppedConfigKeys.isEmpty {

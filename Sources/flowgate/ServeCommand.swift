@@ -139,6 +139,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         LogLevel.bootstrap(service.logLevel, fallback: .info)
         let logger = Logger(label: "flowgate.serve")
+        try configureKernelsFromEnvironment()
         let configuration = try resolvedConfiguration()
         var directories = modelDirectories
         if directories.isEmpty && !demo {

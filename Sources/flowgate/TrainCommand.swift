@@ -64,6 +64,7 @@ struct TrainCommand: AsyncParsableCommand {
 
     func run() async throws {
         configureBLASFromEnvironment()
+        try configureKernelsFromEnvironment()
         configureComputeThreads(threads)
         let outURL = URL(fileURLWithPath: out)
         let modelName = name ?? outURL.lastPathComponent
@@ -162,6 +163,16 @@ func validateComputeThreads(_ threads: Int?) throws {
 /// machine has one core. Results are reproducible for a given count, not across counts (docs/training.md).
 func configureComputeThreads(_ threads: Int?) {
     BLAS.setComputeThreads(threads ?? min(2, ProcessInfo.processInfo.activeProcessorCount))
+}
+
+/// Applies FLOWGATE_KERNELS (`auto`, the default, or `openblas`: DenseKernels in FlowgateCore);
+/// anything else is an error naming the variable.
+func configureKernelsFromEnvironment() throws {
+    do {
+        try DenseKernels.configure()
+    } catch let error as KernelModeError {
+        throw ValidationError(error.description)
+    }
 }
 
 /// Applies FLOWGATE_BLAS_THREADS (default 1: see docs/benchmarks.md).

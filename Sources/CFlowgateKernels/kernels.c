@@ -1,0 +1,209 @@
+/* Small-product and fused-epilogue kernels behind FlowgateCore's DenseKernels.
+ *
+ * The package is compiled for baseline x86-64 (SSE2); the epilogues here are compiled for
+ * AVX2 + FMA per function (target attribute) and run only after a runtime CPU check, so the binary
+ * still runs on any x86-64 (callers fall back to the Swift code when these return 0). */
+#define _GNU_SOURCE
+#include "flowgate_kernels.h"
+
+#include <dlfcn.h>
+#include <libxsmm.h>
+#include <stdio.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define FGK_X86 1
+#else
+#define FGK_X86 0
+#endif
+
+/* ---- libxsmm ---------------------------------------------------------------------------- */
+
+const void *fgk_xsmm_dispatch(int m, int n, int k, int lda, int ldb, int ldc, float beta) {
+    const float alpha = 1;
+    const int flags = LIBXSMM_GEMM_FLAG_NONE;
+    const int prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
+    libxsmm_smmfunction f = libxsmm_smmdispatch(m, n, k, &lda, &ldb, &ldc, &alpha, &beta, &flags, &prefetch);
+    return (const void *)f;
+}
+
+void fgk_xsmm_run(const void *kernel, const float *a, const float *b, float *c) {
+    ((libxsmm_smmfunction)kernel)(a, b, c);
+}
+
+/* ---- CPU check -------------------------------------------------------------------------- */
+
+int fgk_has_avx2_fma(void) {
+#if FGK_X86
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+#else
+    return 0;
+#endif
+}
+
+/* ---- AVX2 + FMA epilogues --------------------------------------------------------------- */
+#if FGK_X86
+#define FGK_AVX2 __attribute__((target("avx2,fma")))
+
+/* e^x on eight lanes: Cephes expf (the same range reduction and polynomial as the Swift
+ * SIMDMath.exp), x clamped to [-87.33654, 88.376]. */
+static inline FGK_AVX2 __m256 fgk_exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.376f));
+    const __m256 shifter = _mm256_set1_ps(12582912.0f);
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter);
+    __m256 n = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000)), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+}
+
+static inline FGK_AVX2 __m256 fgk_sigmoid8(__m256 v) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, fgk_exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+}
+
+/* Mask of the first `count` (0..8) lanes, for the tails. */
+static inline FGK_AVX2 __m256i fgk_tail_mask(long count) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), lanes);
+}
+
+static inline FGK_AVX2 __m256 fgk_apply(int act, __m256 v) {
+    switch (act) {
+    case FGK_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case FGK_SILU: return _mm256_mul_ps(v, fgk_sigmoid8(v));
+    default: return v;
+    }
+}
+
+static FGK_AVX2 void fgk_bias_act_avx2(int act, float *z, const float *bias, float *h, long rows, long width) {
+    for (long r = 0; r < rows; r++) {
+        float *zr = z + r * width, *hr = h + r * width;
+        long j = 0;
+        for (; j + 8 <= width; j += 8) {
+            __m256 v = _mm256_add_ps(_mm256_loadu_ps(zr + j), _mm256_loadu_ps(bias + j));
+            _mm256_storeu_ps(zr + j, v);
+            _mm256_storeu_ps(hr + j, fgk_apply(act, v));
+        }
+        if (j < width) {
+            __m256i m = fgk_tail_mask(width - j);
+            __m256 v = _mm256_add_ps(_mm256_maskload_ps(zr + j, m), _mm256_maskload_ps(bias + j, m));
+            _mm256_maskstore_ps(zr + j, m, v);
+            _mm256_maskstore_ps(hr + j, m, fgk_apply(act, v));
+        }
+    }
+}
+
+static inline FGK_AVX2 __m256 fgk_derivative_times(int act, __m256 v, __m256 g) {
+    if (act == FGK_RELU) {
+        return _mm256_and_ps(g, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
+    }
+    /* SiLU: g · s · (1 + v · (1 − s)) */
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 s = fgk_sigmoid8(v);
+    return _mm256_mul_ps(_mm256_mul_ps(g, s), _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
+}
+
+static FGK_AVX2 void fgk_act_backward_avx2(int act, const float *z, const float *dy, float *dx, long count) {
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        _mm256_storeu_ps(dx + i, fgk_derivative_times(act, _mm256_loadu_ps(z + i), _mm256_loadu_ps(dy + i)));
+    }
+    if (i < count) {
+        __m256i m = fgk_tail_mask(count - i);
+        __m256 out = fgk_derivative_times(act, _mm256_maskload_ps(z + i, m), _mm256_maskload_ps(dy + i, m));
+        _mm256_maskstore_ps(dx + i, m, out);
+    }
+}
+#endif
+
+int fgk_bias_act(int act, float *z, const float *bias, float *h, long rows, long width) {
+#if FGK_X86
+    if (act < FGK_IDENTITY || act > FGK_SILU || !fgk_has_avx2_fma()) return 0;
+    fgk_bias_act_avx2(act, z, bias, h, rows, width);
+    return 1;
+#else
+    (void)act; (void)z; (void)bias; (void)h; (void)rows; (void)width;
+    return 0;
+#endif
+}
+
+int fgk_act_backward(int act, const float *z, const float *dy, float *dx, long count) {
+#if FGK_X86
+    if ((act != FGK_RELU && act != FGK_SILU) || !fgk_has_avx2_fma()) return 0;
+    fgk_act_backward_avx2(act, z, dy, dx, count);
+    return 1;
+#else
+    (void)act; (void)z; (void)dy; (void)dx; (void)count;
+    return 0;
+#endif
+}
+
+/* ---- BLIS (benchmark only) -------------------------------------------------------------- */
+
+typedef void (*fgk_bli_sgemm_fn)(int, int, long, long, long, const float *, const float *, long, long,
+                                 const float *, long, long, const float *, float *, long, long);
+static fgk_bli_sgemm_fn fgk_bli_sgemm;
+/* BLIS's trans_t values (blis.h: BLIS_NO_TRANSPOSE = 0, BLIS_TRANSPOSE = BLIS_BITVAL_TRANS = 0x08). */
+enum { FGK_BLIS_NO_TRANSPOSE = 0x0, FGK_BLIS_TRANSPOSE = 0x08 };
+
+int fgk_blis_load(char *err, size_t errlen) {
+    if (fgk_bli_sgemm) return 1;
+    static const char *const names[] = {"libblis.so.4", "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4",
+                                        "/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4",
+                                        "/usr/lib/x86_64-linux-gnu/blis-serial/libblis.so.4"};
+    void *handle = NULL;
+    const char *last = "not found";
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !handle; i++) {
+        handle = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+        if (!handle) last = dlerror();
+    }
+    if (!handle) {
+        snprintf(err, errlen, "cannot load BLIS (apt-get install libblis-dev): %s", last);
+        return 0;
+    }
+    void (*set_threads)(long) = (void (*)(long))dlsym(handle, "bli_thread_set_num_threads");
+    fgk_bli_sgemm_fn f = (fgk_bli_sgemm_fn)dlsym(handle, "bli_sgemm");
+    if (!f || !set_threads) {
+        snprintf(err, errlen, "BLIS library lacks bli_sgemm or bli_thread_set_num_threads");
+        return 0;
+    }
+    set_threads(1);
+    fgk_bli_sgemm = f;
+    return 1;
+}
+
+void fgk_blis_sgemm(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+                    const float *b, long ldb, float beta, float *c, long ldc) {
+    /* Row-major: row stride = leading dimension, column stride 1. */
+    fgk_bli_sgemm(transA ? FGK_BLIS_TRANSPOSE : FGK_BLIS_NO_TRANSPOSE, transB ? FGK_BLIS_TRANSPOSE : FGK_BLIS_NO_TRANSPOSE,
+                  m, n, k, &alpha, a, lda, 1, b, ldb, 1, &beta, c, ldc, 1);
+}
+
+const char *fgk_library_of(const void *address) {
+    Dl_info info;
+    if (address && dladdr(address, &info) && info.dli_fname) return info.dli_fname;
+    return "?";
+}
+
+const void *fgk_blis_entry(void) { return (const void *)fgk_bli_sgemm; }
+const void *fgk_xsmm_entry(void) { return (const void *)&libxsmm_smmdispatch; }
+const void *fgk_openblas_entry(void) { return dlsym(RTLD_DEFAULT, "cblas_sgemm"); }
