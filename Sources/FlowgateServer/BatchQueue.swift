@@ -167,6 +167,11 @@ final class SplitPart: @unchecked Sendable {
         self.share = .half(job: job, phase: 0)
     }
 
+    var isHalf: Bool {
+        if case .half = share { return true }
+        return false
+    }
+
     /// Observations of a `rows` share (0 for a half).
     var count: Int {
         if case .rows(_, let seeds, _) = share { return seeds.count }
@@ -387,12 +392,15 @@ final class BatchQueue: @unchecked Sendable {
         return take(now: now)
     }
 
-    /// The work a free worker should run now, if any (lock held): shares of split batches first;
+    /// The work a free worker should run now, if any (lock held): shares of split batches first
+    /// (halves only while no request waits);
     /// then full batches, oldest first; then the open group with the oldest request, when
     /// `BatchPolicy.mayStart` allows.
     private func take(now: UInt64) -> Work? {
-        if !parts.isEmpty {
-            let part = parts.removeFirst()
+        // A half of one request's work waits while a request is queued: the free worker takes the
+        // request, and the half's owner takes the half back (one core per request under load).
+        if let i = parts.firstIndex(where: { queued == 0 || !$0.isHalf }) {
+            let part = parts.remove(at: i)
             part.taken = true
             return .part(part)
         }

@@ -143,6 +143,14 @@ import Testing
             act: ActRequest(observations: FloatArray(rows: [observations(1)])), options: defaults, seedBase: 0,
             arrival: 0, deadline: nil)
         r.work = 1
+        // A half offered before a request arrived is passed over for the request, then taken back.
+        #expect(q.offer(half: part, of: job, phase: 0, model: loaded))
+        #expect(q.enqueue(r) == nil)
+        guard case .batch = q.poll(now: 0) else {
+            Issue.record("expected the waiting batch before the half")
+            return
+        }
+        #expect(q.reclaim(part), "the half nobody started is taken back")
         #expect(q.enqueue(r) == nil)
         #expect(!q.offer(half: part, of: job, phase: 0, model: loaded))
         guard case .batch = q.poll(now: 0) else {
