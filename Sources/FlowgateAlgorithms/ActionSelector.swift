@@ -13,10 +13,7 @@ public final class ActionSelector {
     /// Scores the candidates; without a critic the first candidate is taken and `q` is NaN.
     public let critic: TwinCritic?
     public let checker: TransitionChecker?
-    private let normObs = FloatBuffer()
     private let rowObs = FloatBuffer()
-    private let chosen = FloatBuffer()
-    private let nanQ = FloatBuffer()
 
     /// The sampler and critic should own replicas for this selector's thread.
     public init(transform: PolicyTransform, sampler: CandidateSampler, critic: TwinCritic?, checker: TransitionChecker?) {
@@ -67,60 +64,185 @@ public final class ActionSelector {
     }
 
     private func actPass(observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings) -> ActionBatch {
-        let obsDim = observationDim
+        let job = ownJob
+        beginSplit(job, observations: observations, count: count, seeds: seeds, settings: settings, splitCheck: false)
+        computeCandidates(job, range: 0..<job.candidatesPerObservation)
+        joinCandidates(job)
+        return finishSplit(job)
+    }
+
+    // MARK: One selection computed by two selectors
+
+    /// The job `act` computes through, and the one this selector begins when it shares a selection.
+    private let ownJob = SelectionJob()
+    /// Candidate generators of one `computeCandidates` call (capacity kept).
+    private var candidateRNGs: [RNG] = []
+
+    /// How many phases a selection of `count` observations with `settings` has when two selectors
+    /// share it: 1 (candidates), 2 (candidates, then the check's bank proposals), or 0 when it
+    /// cannot be shared (one candidate per observation, or a half that would not fit one pass of
+    /// `rowsPerPass` rows).
+    public func splitPhases(count: Int, settings: SelectionSettings) -> Int {
         let m = critic == nil ? 1 : settings.candidates
-        normObs.reserve(count * obsDim)
+        guard count > 0, m >= 2, count * ((m + 1) / 2) <= rowsPerPass else { return 0 }
+        let proposals = settings.check ? checker?.splitProposals ?? 0 : 0
+        return proposals >= 2 ? 2 : 1
+    }
+
+    /// Begins a selection of `count` observations in `job` (this selector's `newJob()` or its own):
+    /// normalises them and keeps the seeds and settings. Then any selector of the same model computes
+    /// ranges of the candidates (`computeCandidates`), this one picks each observation's best
+    /// (`joinCandidates`), any selector scores ranges of the check's proposals (`computeProposals`,
+    /// when `splitCheck` and `splitPhases` is 2), and this one finishes (`finishSplit`). Every
+    /// candidate and proposal draws from generators derived from its observation's seed alone, so
+    /// the result is `act`'s whatever the ranges (up to float32 rounding of differently sized
+    /// products).
+    public func beginSplit(
+        _ job: SelectionJob, observations: [Float], count: Int, seeds: [UInt64], settings: SelectionSettings,
+        splitCheck: Bool = true
+    ) {
+        let obsDim = observationDim
+        precondition(observations.count == count * obsDim && seeds.count == count, "beginSplit: \(count) observations")
+        let m = critic == nil ? 1 : settings.candidates
+        job.count = count
+        job.settings = settings
+        job.candidatesPerObservation = m
+        job.seeds.removeAll(keepingCapacity: true)
+        job.seeds.append(contentsOf: seeds)
+        job.splitCheck = splitCheck && settings.check && (checker?.splitProposals ?? 0) >= 2
+        job.proposals = job.splitCheck ? checker!.splitProposals : 0
+        job.normObs.reserve(count * obsDim)
+        job.candidates.reserve(count * m * actionDim)
+        job.q.reserve(count * m)
+        job.chosen.reserve(count * actionDim)
+        let normObs = job.normObs.pointer
         for i in 0..<(count * obsDim) {
             let j = i % obsDim
-            normObs.pointer[i] = (observations[i] - transform.observationMean[j]) / transform.observationStd[j]
+            normObs[i] = (observations[i] - transform.observationMean[j]) / transform.observationStd[j]
         }
-        var rngs: [RNG] = []
-        rngs.reserveCapacity(count * m)
+    }
+
+    /// K-step flow samples and twin-min values of candidates `range` of every observation of `job`,
+    /// written into the job (row `i · M + j` for candidate j of observation i).
+    public func computeCandidates(_ job: SelectionJob, range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        let count = job.count, m = job.candidatesPerObservation, width = range.count
+        let obsDim = observationDim, actDim = actionDim
+        candidateRNGs.removeAll(keepingCapacity: true)
         for i in 0..<count {
-            let base = RNG(seed: seeds[i])
-            for j in 0..<m { rngs.append(base.derived(UInt64(j))) }
+            let base = RNG(seed: job.seeds[i])
+            for j in range { candidateRNGs.append(base.derived(UInt64(j))) }
         }
+        let normObs = job.normObs.pointer
         let candidates = sampler.sample(
-            observations: normObs.pointer, count: count, perObservation: m, steps: settings.steps,
-            rngs: &rngs)
-        rowObs.reserve(count * m * observationDim)
+            observations: normObs, count: count, perObservation: width, steps: job.settings.steps, rngs: &candidateRNGs)
         for i in 0..<count {
-            for j in 0..<m { (rowObs.pointer + (i * m + j) * observationDim).update(from: normObs.pointer + i * observationDim, count: observationDim) }
+            (job.candidates.pointer + (i * m + range.lowerBound) * actDim).update(
+                from: candidates + i * width * actDim, count: width * actDim)
         }
-        let q: UnsafeMutablePointer<Float>
-        if let critic {
-            q = critic.minQ(obs: rowObs.pointer, actions: candidates, batch: count * m)
-        } else {
-            chosen.reserve(count * actionDim)
-            nanQ.reserve(count)
-            for i in 0..<count { nanQ.pointer[i] = .nan }
-            q = nanQ.pointer
+        guard let critic else {
+            for i in 0..<count { for j in range { job.q.pointer[i * m + j] = .nan } }
+            return
         }
-        chosen.reserve(count * actionDim)
-        var qChosen = [Float](repeating: 0, count: count)
+        rowObs.reserve(count * width * obsDim)
+        for i in 0..<count {
+            for j in 0..<width { (rowObs.pointer + (i * width + j) * obsDim).update(from: normObs + i * obsDim, count: obsDim) }
+        }
+        let q = critic.minQ(obs: rowObs.pointer, actions: candidates, batch: count * width)
+        for i in 0..<count {
+            (job.q.pointer + i * m + range.lowerBound).update(from: q + i * width, count: width)
+        }
+    }
+
+    /// Picks each observation's best candidate of `job` (the argmax of the twin-min values, the first
+    /// on ties) once all candidates are computed, and with a shared check draws its proposals.
+    public func joinCandidates(_ job: SelectionJob) {
+        let count = job.count, m = job.candidatesPerObservation, actDim = actionDim
+        let q = job.q.pointer
+        job.qChosen.removeAll(keepingCapacity: true)
         for i in 0..<count {
             var best = 0
             for j in 1..<max(m, 1) where q[i * m + j] > q[i * m + best] { best = j }
-            qChosen[i] = q[i * m + best]
-            (chosen.pointer + i * actionDim).update(from: candidates + (i * m + best) * actionDim, count: actionDim)
+            job.qChosen.append(q[i * m + best])
+            (job.chosen.pointer + i * actDim).update(from: job.candidates.pointer + (i * m + best) * actDim, count: actDim)
         }
+        guard job.splitCheck, let checker else { return }
+        var rngs = checkRNGs(job)
+        checker.beginSplit(
+            job.check, observations: job.normObs.pointer, actions: job.chosen.pointer, count: count,
+            samples: job.settings.samples, rngs: &rngs)
+    }
+
+    /// Scores proposals `range` of every observation's check in `job` (after `joinCandidates`).
+    public func computeProposals(_ job: SelectionJob, range: Range<Int>) {
+        guard job.splitCheck, let checker else { return }
+        checker.scoreSplit(job.check, proposals: range)
+    }
+
+    /// The check's generators: one per observation, derived from its seed apart from the candidates'.
+    private func checkRNGs(_ job: SelectionJob) -> [RNG] {
+        (0..<job.count).map { RNG(seed: job.seeds[$0]).derived(1 << 41) }
+    }
+
+    /// The energy check (finished from the shared proposals, or computed here), confidence,
+    /// reliability and the actions in environment units, for a job this selector began.
+    public func finishSplit(_ job: SelectionJob) -> ActionBatch {
+        let count = job.count, actDim = actionDim
         var energy = [Float](repeating: .nan, count: count)
         var confidence = [Float](repeating: 0, count: count)
         var reliable = [Bool](repeating: false, count: count)
-        if settings.check, let checker {
-            var erngs = (0..<count).map { RNG(seed: seeds[$0]).derived(1 << 41) }
-            energy = checker.minimumEnergy(observations: normObs.pointer, actions: chosen.pointer, count: count, samples: settings.samples, rngs: &erngs)
+        if job.settings.check, let checker {
+            if job.splitCheck {
+                energy = checker.finishSplit(job.check)
+            } else {
+                var rngs = checkRNGs(job)
+                energy = checker.minimumEnergy(
+                    observations: job.normObs.pointer, actions: job.chosen.pointer, count: count,
+                    samples: job.settings.samples, rngs: &rngs)
+            }
             for i in 0..<count {
                 confidence[i] = checker.confidence(energy: energy[i])
                 reliable[i] = energy[i] <= checker.threshold
             }
         }
-        var actions = [Float](repeating: 0, count: count * actionDim)
-        for i in 0..<(count * actionDim) {
-            let j = i % actionDim
+        var actions = [Float](repeating: 0, count: count * actDim)
+        let chosen = job.chosen.pointer
+        for i in 0..<(count * actDim) {
+            let j = i % actDim
             let lo = transform.actionLow[j], hi = transform.actionHigh[j]
-            actions[i] = min(max(lo + (chosen.pointer[i] + 1) * 0.5 * (hi - lo), lo), hi)
+            actions[i] = min(max(lo + (chosen[i] + 1) * 0.5 * (hi - lo), lo), hi)
         }
-        return ActionBatch(actions: actions, q: qChosen, energy: energy, confidence: confidence, reliable: reliable)
+        return ActionBatch(actions: actions, q: job.qChosen, energy: energy, confidence: confidence, reliable: reliable)
     }
+
+    /// A job of this selector's model for `beginSplit` (the server's worker keeps one and reuses it).
+    public func newJob() -> SelectionJob { SelectionJob() }
+}
+
+/// One selection of a few observations that two `ActionSelector`s of the same model share (the
+/// server's two workers on one request, issue 12): what `beginSplit` keeps, the candidates and
+/// values the selectors write (each its own range), the chosen actions and the check's proposals.
+/// Buffers grow to the largest selection begun and are then reused.
+///
+/// Thread safety: the selectors write disjoint ranges; whoever hands the job between threads must
+/// order those writes before the joining selector reads them (the server's queue lock and
+/// semaphores do).
+public final class SelectionJob: @unchecked Sendable {
+    /// Observations of the selection begun last.
+    public fileprivate(set) var count = 0
+    /// Candidates M per observation.
+    public fileprivate(set) var candidatesPerObservation = 1
+    /// Bank proposals per observation the check shares (0: the check is not shared).
+    public fileprivate(set) var proposals = 0
+    fileprivate var settings = SelectionSettings(steps: 1, candidates: 1, samples: 1, check: false)
+    fileprivate var seeds: [UInt64] = []
+    fileprivate var splitCheck = false
+    fileprivate let normObs = FloatBuffer()
+    fileprivate let candidates = FloatBuffer()
+    fileprivate let q = FloatBuffer()
+    fileprivate let chosen = FloatBuffer()
+    fileprivate var qChosen: [Float] = []
+    fileprivate let check = ProposalSplit()
+
+    public init() {}
 }

@@ -145,9 +145,7 @@ public final class EnergyTransitionChecker: TransitionChecker {
     public func minimumEnergy(
         observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int, samples: Int, rngs: inout [RNG]
     ) -> [Float] {
-        if seeds.count < count { seeds = [UInt64](repeating: 0, count: count) }
-        for i in 0..<count { seeds[i] = rngs[i].next() }
-        sampler.config.samples = max(samples, 1)
+        drawSeeds(count: count, samples: samples, rngs: &rngs)
         var out = [Float](repeating: 0, count: count)
         seeds.withUnsafeBufferPointer { sd in
             out.withUnsafeMutableBufferPointer { o in
@@ -156,6 +154,33 @@ public final class EnergyTransitionChecker: TransitionChecker {
                     eMin: o.baseAddress!, predictedNext: nil, spread: nil)
             }
         }
+        return out
+    }
+
+    /// Each pair's sampler seed, one draw from its generator (what `minimumEnergy` and `beginSplit` share).
+    private func drawSeeds(count: Int, samples: Int, rngs: inout [RNG]) {
+        if seeds.count < count { seeds = [UInt64](repeating: 0, count: count) }
+        for i in 0..<count { seeds[i] = rngs[i].next() }
+        sampler.config.samples = max(samples, 1)
+    }
+
+    public var splitProposals: Int { sampler.splitProposals }
+
+    public func beginSplit(
+        _ job: ProposalSplit, observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int,
+        samples: Int, rngs: inout [RNG]
+    ) {
+        drawSeeds(count: count, samples: samples, rngs: &rngs)
+        seeds.withUnsafeBufferPointer {
+            sampler.beginSplit(job, observations: observations, actions: actions, seeds: $0.baseAddress!, batch: count)
+        }
+    }
+
+    public func scoreSplit(_ job: ProposalSplit, proposals range: Range<Int>) { sampler.scoreSplit(job, proposals: range) }
+
+    public func finishSplit(_ job: ProposalSplit) -> [Float] {
+        var out = [Float](repeating: 0, count: job.batch)
+        out.withUnsafeMutableBufferPointer { sampler.finishSplit(job, eMin: $0.baseAddress!) }
         return out
     }
 

@@ -160,7 +160,7 @@ public final class EnergySampler {
         spread: UnsafeMutablePointer<Float>?
     ) {
         guard batch > 0 else { return }
-        let n = config.samples, l = spec.latentDim, d = spec.obsDim
+        let n = config.samples, l = spec.latentDim
         let rows = batch * n
         reserveRNGs(batch)
         latents.reserve(rows * l)
@@ -178,6 +178,20 @@ public final class EnergySampler {
                 if spec.sphericalLatent { for r in 0..<n { normalise(zb.baseAddress! + r * l, l) } }
             }
         }
+        finishEvaluation(
+            observations: observations, actions: actions, batch: batch, fromBank: fromBank, eMin: eMin,
+            predictedNext: predictedNext, spread: spread)
+    }
+
+    /// The rest of `evaluate` once the starting latents are in `latents` (and, from the bank, their
+    /// energies and manifold coordinates in `startEnergies` / `startManifold`) and `rngs` holds each
+    /// row's generator after the proposals' draws: Langevin, then `E_min` and the optional outputs.
+    private func finishEvaluation(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, fromBank: Bool,
+        eMin: UnsafeMutablePointer<Float>, predictedNext: UnsafeMutablePointer<Float>?,
+        spread: UnsafeMutablePointer<Float>?
+    ) {
+        let n = config.samples, d = spec.obsDim
         let x: UnsafePointer<Float>, e: UnsafePointer<Float>
         if fromBank && config.schedule.steps == 0 {
             // The starts are the answer: their energies were computed when they were proposed.
@@ -185,7 +199,7 @@ public final class EnergySampler {
             e = UnsafePointer(startEnergies.pointer)
         } else {
             let result = refineLatents(
-                observations: observations, actions: actions, batch: batch, samplesPerRow: n, latents: z,
+                observations: observations, actions: actions, batch: batch, samplesPerRow: n, latents: latents.pointer,
                 schedule: config.schedule, rngs: rngs)
             x = result.manifold
             e = result.energies
@@ -354,6 +368,81 @@ public final class EnergySampler {
             proposals: proposals, rngs: rngs, into: z)
     }
 
+    // MARK: Proposals scored by two samplers
+
+    /// Bank proposals per row that `beginSplit` draws and two samplers can score in ranges; 0 when
+    /// this sampler starts from random latents (nothing to split).
+    public var splitProposals: Int { config.proposals > 0 && bankCount > 0 ? min(config.proposals, bankCount) : 0 }
+
+    /// Starts `evaluate` for `batch` rows as a `ProposalSplit`: draws every row's bank indices
+    /// exactly as `evaluate` would (row `b` from `RNG(seed: seeds[b])`, in order) and keeps each
+    /// row's generator for the Langevin steps. `observations` and `actions` must stay valid and
+    /// unchanged until `finishSplit`. Requires `splitProposals > 0`.
+    public func beginSplit(
+        _ job: ProposalSplit, observations: UnsafePointer<Float>, actions: UnsafePointer<Float>,
+        seeds: UnsafePointer<UInt64>, batch: Int
+    ) {
+        let p = splitProposals
+        precondition(p > 0, "beginSplit needs bank proposals")
+        job.batch = batch
+        job.proposals = p
+        job.observations = observations
+        job.actions = actions
+        job.bankIndex.reserve(batch * p)
+        job.energies.reserve(batch * p)
+        job.rngs.removeAll(keepingCapacity: true)
+        for b in 0..<batch { job.rngs.append(RNG(seed: seeds[b])) }
+        job.rngs.withUnsafeMutableBufferPointer {
+            drawBankIndices(batch: batch, proposals: p, rngs: $0.baseAddress!, into: job.bankIndex.pointer)
+        }
+    }
+
+    /// Scores proposals `range` of every row of `job` (begun by a sampler of the same model, maybe
+    /// on another thread) into the job's energies, in passes of at most `proposalRowsPerPass` rows.
+    public func scoreSplit(_ job: ProposalSplit, proposals range: Range<Int>) {
+        guard !range.isEmpty, let observations = job.observations, let actions = job.actions else { return }
+        let p = job.proposals, width = range.count
+        let chunk = max(1, proposalRowsPerPass / width)
+        proposalBankIndex.reserve(min(chunk, job.batch) * width)
+        var b0 = 0
+        while b0 < job.batch {
+            let count = min(chunk, job.batch - b0)
+            for b in 0..<count {
+                (proposalBankIndex.pointer + b * width).update(
+                    from: job.bankIndex.pointer + (b0 + b) * p + range.lowerBound, count: width)
+            }
+            let e = scoreProposals(
+                observations: observations + b0 * spec.obsDim, actions: actions + b0 * spec.actDim, batch: count,
+                proposals: width, bankIndex: proposalBankIndex.pointer)
+            for b in 0..<count {
+                (job.energies.pointer + (b0 + b) * p + range.lowerBound).update(from: e + b * width, count: width)
+            }
+            b0 += count
+        }
+    }
+
+    /// Finishes a job this sampler began once every proposal is scored: the `samples` lowest-energy
+    /// proposals per row start the Langevin steps (none by default), and `eMin` gets each row's
+    /// `E_min` (`job.batch` values), as `evaluate` would.
+    public func finishSplit(_ job: ProposalSplit, eMin: UnsafeMutablePointer<Float>) {
+        guard let observations = job.observations, let actions = job.actions else { return }
+        let batch = job.batch, n = config.samples
+        reserveRNGs(batch)
+        for b in 0..<batch { rngs[b] = job.rngs[b] }
+        latents.reserve(batch * n * spec.latentDim)
+        startEnergies.reserve(batch * n)
+        startManifold.reserve(batch * n * spec.obsDim)
+        selectStarts(
+            energies: job.energies.pointer, bankIndex: job.bankIndex.pointer, batch: batch, samplesPerRow: n,
+            proposals: job.proposals, into: latents.pointer, energies: startEnergies.pointer,
+            manifold: startManifold.pointer)
+        finishEvaluation(
+            observations: observations, actions: actions, batch: batch, fromBank: true, eMin: eMin, predictedNext: nil,
+            spread: nil)
+        job.observations = nil
+        job.actions = nil
+    }
+
     // MARK: Internals
 
     /// Default of `proposalRowsPerPass`.
@@ -392,41 +481,55 @@ public final class EnergySampler {
         proposals p: Int, rngs: UnsafeMutablePointer<RNG>, into z: UnsafeMutablePointer<Float>,
         energies startE: UnsafeMutablePointer<Float>, manifold startX: UnsafeMutablePointer<Float>
     ) {
-        let d = spec.obsDim
-        let rows = batch * p
-        proposalIndex.reserve(rows)
-        proposalBankIndex.reserve(rows)
-        let bankIndex = proposalBankIndex.pointer
+        proposalBankIndex.reserve(batch * p)
+        drawBankIndices(batch: batch, proposals: p, rngs: rngs, into: proposalBankIndex.pointer)
+        let e = scoreProposals(
+            observations: observations, actions: actions, batch: batch, proposals: p, bankIndex: proposalBankIndex.pointer)
+        selectStarts(
+            energies: e, bankIndex: proposalBankIndex.pointer, batch: batch, samplesPerRow: n, proposals: p, into: z,
+            energies: startE, manifold: startX)
+    }
+
+    /// Per row `b`, `p` bank indices drawn with `rngs[b]` in order (all of the bank, in order, when
+    /// `p` is the bank's size), stored as floats at `into[b * p + j]`.
+    private func drawBankIndices(batch: Int, proposals p: Int, rngs: UnsafeMutablePointer<RNG>, into bankIndex: UnsafeMutablePointer<Float>) {
         for b in 0..<batch {
             for j in 0..<p { bankIndex[b * p + j] = Float(p == bankCount ? j : rngs[b].int(below: bankCount)) }
         }
-        let e: UnsafeMutablePointer<Float>
-        if bankFirstLayer.isEmpty {
-            // Energy weights may change between calls: full passes on assembled input rows.
-            proposalManifold.reserve(rows * d)
-            let px = proposalManifold.pointer
-            decodedBank.withUnsafeBufferPointer { dx in
-                for r in 0..<rows { (px + r * d).update(from: dx.baseAddress! + Int(bankIndex[r]) * d, count: d) }
-            }
-            prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: p)
-            placeManifold(px, rows: rows)
-            e = energy.forward(input.pointer, batch: rows)
-        } else {
-            e = scoreWithBankFirstLayer(observations: observations, actions: actions, batch: batch, proposals: p)
-        }
-        selectStarts(
-            energies: e, batch: batch, samplesPerRow: n, proposals: p, into: z, energies: startE, manifold: startX)
     }
 
-    /// Energies of the proposals whose bank indices are in `proposalBankIndex`, with the first
-    /// layer's manifold term taken from `bankFirstLayer`.
+    /// Energies of `batch × p` proposals whose bank indices are in `bankIndex` (row `b`'s under
+    /// `(observations[b], actions[b])`), valid until the next pass of the energy network.
+    private func scoreProposals(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, proposals p: Int,
+        bankIndex: UnsafePointer<Float>
+    ) -> UnsafeMutablePointer<Float> {
+        let d = spec.obsDim
+        let rows = batch * p
+        guard bankFirstLayer.isEmpty else {
+            return scoreWithBankFirstLayer(
+                observations: observations, actions: actions, batch: batch, proposals: p, bankIndex: bankIndex)
+        }
+        // Energy weights may change between calls: full passes on assembled input rows.
+        proposalManifold.reserve(rows * d)
+        let px = proposalManifold.pointer
+        decodedBank.withUnsafeBufferPointer { dx in
+            for r in 0..<rows { (px + r * d).update(from: dx.baseAddress! + Int(bankIndex[r]) * d, count: d) }
+        }
+        prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: p)
+        placeManifold(px, rows: rows)
+        return energy.forward(input.pointer, batch: rows)
+    }
+
+    /// Energies of the proposals whose bank indices are in `bankIndex`, with the first layer's
+    /// manifold term taken from `bankFirstLayer`.
     private func scoreWithBankFirstLayer(
-        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, proposals p: Int
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, proposals p: Int,
+        bankIndex: UnsafePointer<Float>
     ) -> UnsafeMutablePointer<Float> {
         let d = spec.obsDim, k = spec.actDim, w = spec.energyInputDim
         let h1 = energy.spec.dims[1]
         let rows = batch * p
-        let bankIndex = proposalBankIndex.pointer
         // Per row, the first layer's (s, a) columns plus its bias, once.
         conditioningRows.reserve(batch * (d + k))
         conditioningTerms.reserve(batch * h1)
@@ -458,12 +561,12 @@ public final class EnergySampler {
 
     /// Per row group: the `n` lowest-energy proposals' latents, energies and manifold coordinates.
     private func selectStarts(
-        energies e: UnsafePointer<Float>, batch: Int, samplesPerRow n: Int, proposals p: Int,
-        into z: UnsafeMutablePointer<Float>, energies startE: UnsafeMutablePointer<Float>,
+        energies e: UnsafePointer<Float>, bankIndex: UnsafePointer<Float>, batch: Int, samplesPerRow n: Int,
+        proposals p: Int, into z: UnsafeMutablePointer<Float>, energies startE: UnsafeMutablePointer<Float>,
         manifold startX: UnsafeMutablePointer<Float>
     ) {
         let l = spec.latentDim, d = spec.obsDim
-        let bankIndex = proposalBankIndex.pointer
+        proposalIndex.reserve(batch * p)
         bank.withUnsafeBufferPointer { bk in
             decodedBank.withUnsafeBufferPointer { dx in
                 for b in 0..<batch {
@@ -569,4 +672,31 @@ public final class EnergySampler {
         Columns.slice(input.pointer, rows: rows, total: w, start: w - d, width: d, into: manifold.pointer)
         return (UnsafePointer(manifold.pointer), UnsafePointer(sampleEnergies.pointer))
     }
+}
+
+/// One energy check of a few rows whose bank proposals two `EnergySampler`s of the same model
+/// score, each a range of every row's proposals (the server's two workers on one request): the
+/// beginning sampler draws every bank index (`beginSplit`), any sampler scores a range
+/// (`scoreSplit`), and the beginning sampler picks the starts and finishes (`finishSplit`). The
+/// draws do not depend on the split, so `E_min` equals `evaluate`'s up to the float32 rounding of
+/// differently sized products. Its buffers grow to the largest job begun and are then reused.
+///
+/// Thread safety: the scoring samplers write disjoint ranges of the energies; whoever hands the job
+/// between threads must order those writes before `finishSplit` reads them (the server's queue
+/// lock and semaphores do).
+public final class ProposalSplit: @unchecked Sendable {
+    /// Rows of the job begun last.
+    public fileprivate(set) var batch = 0
+    /// Proposals per row.
+    public fileprivate(set) var proposals = 0
+    fileprivate var observations: UnsafePointer<Float>?
+    fileprivate var actions: UnsafePointer<Float>?
+    /// `batch × proposals` bank indices (as floats, like the sampler's own).
+    fileprivate let bankIndex = FloatBuffer()
+    /// `batch × proposals` energies, written by the scoring samplers.
+    fileprivate let energies = FloatBuffer()
+    /// Per row: its generator after the bank draws.
+    fileprivate var rngs: [RNG] = []
+
+    public init() {}
 }

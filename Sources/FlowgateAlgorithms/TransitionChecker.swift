@@ -15,6 +15,19 @@ public protocol TransitionChecker: AnyObject {
     func flopsPerPair(samples: Int) -> Double
     /// Most rows one forward pass of the check may hold (bounds its workspaces; no result changes).
     func limitRowsPerPass(_ rows: Int)
+    /// Proposals per pair that two checkers of the same model can score in ranges (`beginSplit`,
+    /// `scoreSplit`, `finishSplit`); 0 when the check cannot be cut that way.
+    var splitProposals: Int { get }
+    /// Starts the check of `count` pairs as `job`, taking the same draws from `rngs` as
+    /// `minimumEnergy`; the pointers must stay valid until `finishSplit`.
+    func beginSplit(
+        _ job: ProposalSplit, observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int,
+        samples: Int, rngs: inout [RNG])
+    /// Scores proposals `range` of every pair of `job` (begun by any checker of the same model).
+    func scoreSplit(_ job: ProposalSplit, proposals range: Range<Int>)
+    /// `E_min` per pair once all proposals are scored (on the checker that began `job`): what
+    /// `minimumEnergy` returns for the same draws.
+    func finishSplit(_ job: ProposalSplit) -> [Float]
 }
 
 extension TransitionChecker {

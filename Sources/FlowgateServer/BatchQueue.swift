@@ -43,12 +43,42 @@ final class LoadedModel: Sendable {
         ]
     }
 
-    /// Computes `warmupShapes` on `worker` (zero observations; errors are the caller's to log).
+    /// The shared computations (`SplittableWorker`) a worker computes at start, both halves itself,
+    /// so that the job it reuses has its final size too: the most observations a batch is shared in
+    /// halves with (`BatchPolicy.minimumShare` × 2 − 1) and the most candidates one pass holds for
+    /// them, and one observation with the most candidates; the most samples, check on.
+    var splitWarmupShapes: [(count: Int, options: ActOptions)] {
+        let d = description
+        let samples = max(d.limits.maxSamples, d.defaults.samples, 1)
+        let maxCandidates = max(d.limits.maxCandidates, 1)
+        let most = min(batchCap, 2 * BatchPolicy.minimumShare - 1)
+        return [(most, min(maxCandidates, 2 * max(1, passRows / most))), (1, min(maxCandidates, 2 * passRows))].map {
+            ($0.0, ActOptions(steps: 1, candidates: $0.1, samples: samples, check: true))
+        }
+    }
+
+    /// Computes `warmupShapes`, and `splitWarmupShapes` when the worker shares computations, on
+    /// `worker` (zero observations; errors are the caller's to log).
     func warmUp(_ worker: any ModelWorker) throws {
+        func zeros(_ count: Int) -> (observations: [Float], seeds: [UInt64]) {
+            ([Float](repeating: 0, count: count * description.observationDim), (0..<count).map { UInt64($0) })
+        }
         for (count, options) in warmupShapes {
-            _ = try worker.act(
-                observations: [Float](repeating: 0, count: count * description.observationDim), count: count,
-                seeds: (0..<count).map { UInt64($0) }, options: options)
+            let (observations, seeds) = zeros(count)
+            _ = try worker.act(observations: observations, count: count, seeds: seeds, options: options)
+        }
+        guard let splittable = worker as? any SplittableWorker else { return }
+        for (count, options) in splitWarmupShapes {
+            let phases = splittable.splitPhases(count: count, options: options)
+            guard phases > 0 else { continue }
+            let (observations, seeds) = zeros(count)
+            let job = splittable.beginSplit(observations: observations, count: count, seeds: seeds, options: options)
+            for phase in 0..<phases {
+                try splittable.computeHalf(0, phase: phase, of: job)
+                try splittable.computeHalf(1, phase: phase, of: job)
+                try splittable.join(phase: phase, of: job)
+            }
+            _ = try splittable.finishSplit(job)
         }
     }
 }
@@ -103,17 +133,23 @@ struct Batch: Sendable {
     var due: UInt64
 }
 
-/// Rows of a batch handed to an idle worker, so that both cores compute one batch when the
-/// machine has nothing else to do. The worker that split the batch computes the first rows, then
-/// takes this part back if no worker has started it yet, else waits for its result. Every row's
-/// result depends only on its observation, seed and options (`ModelWorker.act`), so the merged
-/// result equals the unsplit one up to float32 rounding of differently sized products.
+/// Work of one batch handed to an idle worker, so that both cores compute one batch when the
+/// machine has nothing else to do: either rows of the batch (`rows`), or the second half of a
+/// phase of a few observations' computation (`half`, `SplittableWorker`). The worker that split the
+/// batch computes its own part, then takes this part back if no worker has started it yet, else
+/// waits for its result. Every row's result depends only on its observation, seed and options
+/// (`ModelWorker.act`), and a half only writes its own range of the job, so the merged result
+/// equals the unsplit one up to float32 rounding of differently sized products.
 final class SplitPart: @unchecked Sendable {
-    let model: LoadedModel
-    let observations: [Float]
-    let seeds: [UInt64]
-    let options: ActOptions
-    /// Guarded by the queue's lock.
+    enum Share {
+        case rows(observations: [Float], seeds: [UInt64], options: ActOptions)
+        /// Half 1 of `phase` of `job`.
+        case half(job: any SplitJob, phase: Int)
+    }
+
+    /// Guarded by the queue's lock while offered (a half part is re-armed for every phase).
+    fileprivate(set) var model: LoadedModel
+    fileprivate(set) var share: Share
     fileprivate(set) var taken = false
     fileprivate(set) var result: Result<ActResult, any Error>?
     /// Signalled once `result` is set (a semaphore of its own, so waiting for a share never takes a
@@ -122,12 +158,40 @@ final class SplitPart: @unchecked Sendable {
 
     init(model: LoadedModel, observations: [Float], seeds: [UInt64], options: ActOptions) {
         self.model = model
-        self.observations = observations
-        self.seeds = seeds
-        self.options = options
+        self.share = .rows(observations: observations, seeds: seeds, options: options)
     }
 
-    var count: Int { seeds.count }
+    /// A part for the halves of shared computations, armed by `BatchQueue.offer(half:of:phase:model:)`.
+    init(model: LoadedModel, job: any SplitJob) {
+        self.model = model
+        self.share = .half(job: job, phase: 0)
+    }
+
+    var isHalf: Bool {
+        if case .half = share { return true }
+        return false
+    }
+
+    /// Observations of a `rows` share (0 for a half).
+    var count: Int {
+        if case .rows(_, let seeds, _) = share { return seeds.count }
+        return 0
+    }
+}
+
+extension ActResult {
+    /// What a computed half reports: its results are in the job.
+    static let none = ActResult(actions: [], confidence: [], energy: [], q: [], reliable: [])
+}
+
+/// How a worker computes a batch it just took (`BatchPolicy.plan`).
+enum SplitPlan: Equatable {
+    /// On its own core.
+    case whole
+    /// In row ranges, the first for itself, the others offered to idle workers.
+    case rows([Range<Int>])
+    /// Each phase in two halves, the second offered to an idle worker (`SplittableWorker`).
+    case halves
 }
 
 /// What a free worker computes next.
@@ -159,6 +223,17 @@ enum BatchPolicy {
     /// (each of at least `minimumShare` observations; the first is the larger when they cannot be
     /// equal, since the taker starts at once and the others only once woken). Under load (`pendingRequests` > 0) or with no idle worker:
     /// one range, one core per batch.
+    /// How a worker computes a batch of `count` observations: in row shares when it has enough
+    /// observations for two (`shares`); otherwise, when the model can share the computation of a
+    /// few observations (`canHalve`), another worker is idle and no other request waits, in
+    /// halves, so that one observation uses both cores; otherwise whole, one core per batch (always
+    /// under load).
+    static func plan(count: Int, idleWorkers: Int, pendingRequests: Int, canHalve: Bool) -> SplitPlan {
+        let ranges = shares(count: count, idleWorkers: idleWorkers, pendingRequests: pendingRequests)
+        if ranges.count > 1 { return .rows(ranges) }
+        return canHalve && count > 0 && idleWorkers > 0 && pendingRequests == 0 ? .halves : .whole
+    }
+
     static func shares(count: Int, idleWorkers: Int, pendingRequests: Int) -> [Range<Int>] {
         guard count > 0 else { return [] }
         let parts = pendingRequests > 0 ? 1 : max(1, min(count / minimumShare, 1 + max(0, idleWorkers)))
@@ -317,12 +392,15 @@ final class BatchQueue: @unchecked Sendable {
         return take(now: now)
     }
 
-    /// The work a free worker should run now, if any (lock held): shares of split batches first;
+    /// The work a free worker should run now, if any (lock held): shares of split batches first
+    /// (halves only while no request waits);
     /// then full batches, oldest first; then the open group with the oldest request, when
     /// `BatchPolicy.mayStart` allows.
     private func take(now: UInt64) -> Work? {
-        if !parts.isEmpty {
-            let part = parts.removeFirst()
+        // A half of one request's work waits while a request is queued: the free worker takes the
+        // request, and the half's owner takes the half back (one core per request under load).
+        if let i = parts.firstIndex(where: { queued == 0 || !$0.isHalf }) {
+            let part = parts.remove(at: i)
             part.taken = true
             return .part(part)
         }
@@ -344,6 +422,30 @@ final class BatchQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return BatchPolicy.shares(count: count, idleWorkers: idle - parts.count, pendingRequests: queued)
+    }
+
+    /// How a worker that just took a batch of `count` observations should compute it
+    /// (`BatchPolicy.plan` over the workers idle now and the requests waiting).
+    func plan(count: Int, canHalve: Bool) -> SplitPlan {
+        condition.lock()
+        defer { condition.unlock() }
+        return BatchPolicy.plan(count: count, idleWorkers: idle - parts.count, pendingRequests: queued, canHalve: canHalve)
+    }
+
+    /// Offers half 1 of `phase` of `job` to an idle worker in `part` (re-armed: not taken, no
+    /// result), unless a request waits: then it returns false and offers nothing (under load the
+    /// worker computes both halves itself).
+    func offer(half part: SplitPart, of job: any SplitJob, phase: Int, model: LoadedModel) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard queued == 0 else { return false }
+        part.model = model
+        part.share = .half(job: job, phase: phase)
+        part.taken = false
+        part.result = nil
+        parts.append(part)
+        condition.broadcast()
+        return true
     }
 
     /// Hands shares of a batch to idle workers (they take them before any batch).

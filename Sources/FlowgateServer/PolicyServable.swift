@@ -54,23 +54,78 @@ public final class PolicyServable: ServableModel, Sendable {
     }
 }
 
-/// One worker thread's action selector.
-final class PolicyWorker: ModelWorker {
+extension SelectionJob: SplitJob {}
+
+/// One worker thread's action selector. Shared computations (`SplittableWorker`) cut the M
+/// candidates (flow sampling and critic) in two halves, then the check's bank proposals: the
+/// argmax and `E_min` are taken over both halves, from the same draws as unshared.
+final class PolicyWorker: SplittableWorker {
     let selector: ActionSelector
     let defaults: SelectionSettings
+    /// The job this worker begins when it shares a computation (reused).
+    private let job: SelectionJob
 
     init(selector: ActionSelector, defaults: SelectionSettings) {
         self.selector = selector
         self.defaults = defaults
+        self.job = selector.newJob()
     }
 
-    func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult {
+    private func settings(_ options: ActOptions) -> SelectionSettings {
         var s = defaults
         s.steps = options.steps
         s.candidates = options.candidates
         s.samples = options.samples
         s.check = options.check && selector.checker != nil
-        let r = selector.act(observations: observations, count: count, seeds: seeds, settings: s)
-        return ActResult(actions: r.actions, confidence: r.confidence, energy: r.energy, q: r.q, reliable: r.reliable)
+        return s
     }
+
+    func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult {
+        result(selector.act(observations: observations, count: count, seeds: seeds, settings: settings(options)))
+    }
+
+    private func result(_ r: ActionBatch) -> ActResult {
+        ActResult(actions: r.actions, confidence: r.confidence, energy: r.energy, q: r.q, reliable: r.reliable)
+    }
+
+    func splitPhases(count: Int, options: ActOptions) -> Int {
+        selector.splitPhases(count: count, settings: settings(options))
+    }
+
+    func beginSplit(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) -> any SplitJob {
+        selector.beginSplit(job, observations: observations, count: count, seeds: seeds, settings: settings(options))
+        return job
+    }
+
+    /// Half 0 is the first ceil(n / 2) of n candidates (or proposals), half 1 the rest.
+    private static func half(_ half: Int, of n: Int) -> Range<Int> {
+        let cut = (n + 1) / 2
+        return half == 0 ? 0..<cut : cut..<n
+    }
+
+    private func selectionJob(_ job: any SplitJob) throws -> SelectionJob {
+        guard let job = job as? SelectionJob else { throw SplitJobMismatch(type: "\(type(of: job))") }
+        return job
+    }
+
+    func computeHalf(_ half: Int, phase: Int, of job: any SplitJob) throws {
+        let job = try selectionJob(job)
+        if phase == 0 {
+            selector.computeCandidates(job, range: Self.half(half, of: job.candidatesPerObservation))
+        } else {
+            selector.computeProposals(job, range: Self.half(half, of: job.proposals))
+        }
+    }
+
+    func join(phase: Int, of job: any SplitJob) throws {
+        if phase == 0 { selector.joinCandidates(try selectionJob(job)) }
+    }
+
+    func finishSplit(_ job: any SplitJob) throws -> ActResult { result(selector.finishSplit(try selectionJob(job))) }
+}
+
+/// A shared computation's half reached a worker that cannot compute it (a server bug).
+struct SplitJobMismatch: Error, CustomStringConvertible {
+    let type: String
+    var description: String { "a shared computation's half reached a worker or job of the wrong kind (\(type))" }
 }

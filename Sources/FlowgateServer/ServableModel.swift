@@ -82,3 +82,28 @@ public protocol ModelWorker: AnyObject {
     /// - Throws: anything; the server answers the batch's requests with `internal`.
     func act(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) throws -> ActResult
 }
+
+/// The state of one computation two workers share (`SplittableWorker`), made by the worker that
+/// took the batch and written by both.
+public protocol SplitJob: AnyObject, Sendable {}
+
+/// A `ModelWorker` that can share the computation of a few observations with a worker of the same
+/// model on another thread, so that one request uses two cores when the machine is otherwise idle
+/// (the server decides when: `BatchPolicy.plan`). The computation runs in phases; each phase is cut
+/// into two halves, half 0 computed by the worker that began the job and half 1 by whichever worker
+/// takes it (or the beginning worker itself, when nobody took it in time); after both halves the
+/// beginning worker joins the phase. The result must equal `act`'s for the same observations,
+/// seeds and options, up to float32 rounding.
+public protocol SplittableWorker: ModelWorker {
+    /// Phases of a shared computation of `count` observations with `options`; 0: not shareable.
+    func splitPhases(count: Int, options: ActOptions) -> Int
+    /// Begins a shared computation (on the worker that took the batch; it reuses one job).
+    func beginSplit(observations: [Float], count: Int, seeds: [UInt64], options: ActOptions) -> any SplitJob
+    /// Computes `half` (0 or 1) of `phase` of `job`, which a worker of the same model began, on this
+    /// worker's own networks and workspaces.
+    func computeHalf(_ half: Int, phase: Int, of job: any SplitJob) throws
+    /// Joins `phase` once both halves are computed (on the beginning worker).
+    func join(phase: Int, of job: any SplitJob) throws
+    /// The result, after the last phase's join (on the beginning worker).
+    func finishSplit(_ job: any SplitJob) throws -> ActResult
+}

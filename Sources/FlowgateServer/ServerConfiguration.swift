@@ -64,9 +64,11 @@ public struct ServerConfiguration: Sendable, Equatable, Codable {
     /// result; products of 256 rows already run at the kernel's full speed.
     public var passRows: Int = 256
     /// When a worker takes a batch of 8 or more observations while another worker is idle and no
-    /// other request waits, it hands the idle worker a share of the rows (`BatchPolicy.shares`), so
-    /// both cores compute one batch; under load every batch stays on one core. Results are the same either way (up to
-    /// float32 rounding).
+    /// other request waits, it hands the idle worker a share of the rows (`BatchPolicy.shares`); a
+    /// smaller batch, one observation included, it computes with the idle worker in halves of its
+    /// candidates and then of its check's proposals (`BatchPolicy.plan`, `SplittableWorker`). So
+    /// both cores compute one request; under load every batch stays on one core. Results are the
+    /// same either way (up to float32 rounding).
     public var splitBatches: Bool = true
     /// Each worker computes, before taking requests, the largest pass any admissible batch needs
     /// (`max_batch`, the model's candidate and sample limits, `pass_rows`), so its workspaces reach

@@ -121,17 +121,29 @@ final class WorkerThread: @unchecked Sendable {
         return worker
     }
 
-    /// Computes a batch's rows, sharing them with the workers idle now when no other request waits
-    /// (`BatchQueue.shares`): the other shares are offered to them, this worker computes the first,
-    /// then computes any share nobody started itself and waits for the rest. The rows are merged in
-    /// order; each row's result depends only on its observation, seed and options.
+    /// Computes a batch, sharing it with a worker idle now when no other request waits
+    /// (`BatchQueue.plan`): a batch of enough observations in row shares (the other shares are
+    /// offered to idle workers, this worker computes the first, then computes any share nobody
+    /// started itself and waits for the rest; rows are merged in order, and each row's result depends
+    /// only on its observation, seed and options); a smaller one, when the model can, in halves of
+    /// each phase (`computeInHalves`).
     private func compute(
         model: LoadedModel, worker: any ModelWorker, observations: [Float], count: Int, seeds: [UInt64],
         options: ActOptions
     ) throws -> ActResult {
-        let ranges = split ? queue.shares(count: count) : [0..<count]
-        guard ranges.count > 1 else {
+        let splittable = worker as? any SplittableWorker
+        let phases = split ? splittable?.splitPhases(count: count, options: options) ?? 0 : 0
+        let plan = split ? queue.plan(count: count, canHalve: phases > 0) : .whole
+        let ranges: [Range<Int>]
+        switch plan {
+        case .whole:
             return try worker.act(observations: observations, count: count, seeds: seeds, options: options)
+        case .halves:
+            return try computeInHalves(
+                model: model, worker: splittable!, phases: phases, observations: observations, count: count, seeds: seeds,
+                options: options)
+        case .rows(let r):
+            ranges = r
         }
         let obsDim = model.description.observationDim
         func rows(_ r: Range<Int>) -> [Float] { Array(observations[(r.lowerBound * obsDim)..<(r.upperBound * obsDim)]) }
@@ -144,7 +156,7 @@ final class WorkerThread: @unchecked Sendable {
         var results = [mine]
         for part in others {
             if queue.reclaim(part) {
-                results.append(Result { try worker.act(observations: part.observations, count: part.count, seeds: part.seeds, options: options) })
+                results.append(Result { try computeRows(part, on: worker) })
             } else {
                 results.append(queue.result(of: part))
             }
@@ -161,10 +173,56 @@ final class WorkerThread: @unchecked Sendable {
         return merged
     }
 
+    /// The part this worker offers the second halves of its shared computations in (reused).
+    private var halfPart: SplitPart?
+
+    /// Computes a few observations with another worker: in every phase, offers half 1 to an idle
+    /// worker (unless a request now waits), computes half 0, then takes half 1 back if nobody
+    /// started it (so a worker that is slow to wake never stalls the request) or waits for it, and
+    /// joins the phase.
+    private func computeInHalves(
+        model: LoadedModel, worker: any SplittableWorker, phases: Int, observations: [Float], count: Int,
+        seeds: [UInt64], options: ActOptions
+    ) throws -> ActResult {
+        let job = worker.beginSplit(observations: observations, count: count, seeds: seeds, options: options)
+        let part = halfPart ?? SplitPart(model: model, job: job)
+        halfPart = part
+        for phase in 0..<phases {
+            let offered = queue.offer(half: part, of: job, phase: phase, model: model)
+            // Half 0's error is thrown only once half 1 is no longer being written by another worker.
+            let mine = Result { try worker.computeHalf(0, phase: phase, of: job) }
+            if !offered || queue.reclaim(part) {
+                try worker.computeHalf(1, phase: phase, of: job)
+            } else {
+                _ = try queue.result(of: part).get()
+            }
+            try mine.get()
+            try worker.join(phase: phase, of: job)
+        }
+        return try worker.finishSplit(job)
+    }
+
+    /// Computes a `rows` share on `worker`.
+    private func computeRows(_ part: SplitPart, on worker: any ModelWorker) throws -> ActResult {
+        guard case .rows(let observations, let seeds, let options) = part.share else { return .none }
+        return try worker.act(observations: observations, count: seeds.count, seeds: seeds, options: options)
+    }
+
     /// Computes a share of a batch another worker split, on this worker's own compute state.
     private func computeShare(_ part: SplitPart) {
         let worker = modelWorker(for: part.model)
-        queue.finish(part, Result { try worker.act(observations: part.observations, count: part.count, seeds: part.seeds, options: part.options) })
+        let result = Result { () throws -> ActResult in
+            switch part.share {
+            case .rows: return try computeRows(part, on: worker)
+            case .half(let job, let phase):
+                guard let splittable = worker as? any SplittableWorker else {
+                    throw SplitJobMismatch(type: "\(type(of: worker))")
+                }
+                try splittable.computeHalf(1, phase: phase, of: job)
+                return .none
+            }
+        }
+        queue.finish(part, result)
     }
 
     /// Computes one batch; returns one completion per request.

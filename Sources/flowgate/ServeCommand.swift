@@ -53,7 +53,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("split-batches"),
-        help: "Share a batch's observations with idle workers when no other request waits (true/false). Default: true")
+        help: "Share a batch with an idle worker when no other request waits: its observations, or for fewer than 8 the halves of its candidates and check proposals (true/false). Default: true")
     var splitBatches: Bool?
 
     @Option(name: .customLong("queue-limit"), help: "Most queued act requests before 'overloaded'. Default: 1024")

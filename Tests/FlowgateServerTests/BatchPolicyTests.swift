@@ -192,10 +192,23 @@ final class RecordingModel: ServableModel, @unchecked Sendable {
             var rng = RNG(seed: 3)
             for (count, candidates, samples, steps, check) in traffic {
                 let obs = (0..<(count * d.observationDim)).map { _ in rng.normal() }
-                let r = try worker.act(
-                    observations: obs, count: count, seeds: (0..<count).map { UInt64($0) },
-                    options: ActOptions(steps: steps, candidates: candidates, samples: samples, check: check))
+                let seeds = (0..<count).map { UInt64($0) }
+                let options = ActOptions(steps: steps, candidates: candidates, samples: samples, check: check)
+                let r = try worker.act(observations: obs, count: count, seeds: seeds, options: options)
                 #expect(r.q.count == count)
+                // The same shape shared in halves (`SplittableWorker`), both computed here: the job
+                // the worker reuses is sized at warm-up too.
+                if let splittable = worker as? any SplittableWorker {
+                    let phases = splittable.splitPhases(count: count, options: options)
+                    guard phases > 0 else { continue }
+                    let job = splittable.beginSplit(observations: obs, count: count, seeds: seeds, options: options)
+                    for phase in 0..<phases {
+                        try splittable.computeHalf(0, phase: phase, of: job)
+                        try splittable.computeHalf(1, phase: phase, of: job)
+                        try splittable.join(phase: phase, of: job)
+                    }
+                    #expect(try splittable.finishSplit(job).q.count == count)
+                }
             }
         }
         // The measure works: the same traffic on a worker that was not warmed up grows it.
