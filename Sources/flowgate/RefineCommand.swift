@@ -29,7 +29,11 @@ struct RefineCommand: ParsableCommand {
     @Flag(name: .long, help: "Continue from RUN_DIR/checkpoint.safetensors.") var resume = false
     @Option(name: .long, help: "Reflow steps (default 10000, or the config's).") var steps: Int?
     @Option(name: .long, help: "Teacher Euler steps per coupling.") var teacherSteps: Int?
+    @Option(name: .long, help: "Teacher samples per state the critic chooses the target from (0: the teacher's own sample).")
+    var candidates: Int?
     @Option(name: .long, help: "Reflow learning rate.") var learningRate: Float?
+    @Option(name: .long, help: "Cores for the matrix products: 1 or 2 (default: 2 on a machine with 2 or more).")
+    var threads: Int?
     @Option(name: .long, help: "Random seed (overrides the model's).") var seed: UInt64?
     @Option(name: .long, help: "Write a checkpoint every N steps.") var checkpointEvery: Int?
     @Option(name: .long, help: "Log a metrics line every N steps.") var logEvery: Int?
@@ -39,10 +43,15 @@ struct RefineCommand: ParsableCommand {
             if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
         }
         if let learningRate, !(learningRate > 0) { throw ValidationError("--learning-rate must be positive") }
+        if let candidates, candidates == 1 || candidates < 0 {
+            throw ValidationError("--candidates must be 0 (the teacher's own sample) or at least 2, not \(candidates)")
+        }
+        try validateComputeThreads(threads)
     }
 
     func run() throws {
         configureBLASFromEnvironment()
+        configureComputeThreads(threads)
         let refinement = try ReflowRefinement(modelPath: model)
         let progress = ProgressReporter()
         if !refinement.droppedConfigKeys.isEmpty {
@@ -54,6 +63,7 @@ struct RefineCommand: ParsableCommand {
         var reflow = base.reflow
         if let steps { reflow.steps = steps }
         if let teacherSteps { reflow.teacherSteps = teacherSteps }
+        if let candidates { reflow.candidates = candidates }
         if let learningRate { reflow.learningRate = learningRate }
         if let seed { base.seed = seed }
         if let checkpointEvery { base.checkpointEvery = checkpointEvery }
