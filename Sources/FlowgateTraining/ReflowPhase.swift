@@ -10,6 +10,11 @@ extension TrainingConfig {
         public var learningRate: Float = 3e-4
         /// Euler steps the frozen teacher integrates to make each coupling's endpoint.
         public var teacherSteps: Int = 32
+        /// 0: each coupling's endpoint is the teacher's own sample from its noise (plain reflow).
+        /// M ≥ 2: the teacher draws M samples per state, the critic (twin-min Q) picks the best, and
+        /// fresh noise is coupled to that one endpoint: the student learns the best-of-M policy's
+        /// action, which it reaches in one step from any noise. Needs a trained critic.
+        public var candidates: Int = 0
         /// Couplings held in the cache the student trains on.
         public var poolSize: Int = 65_536
         /// Couplings generated per teacher call; the pool is filled and refreshed in chunks of this size.
@@ -29,6 +34,9 @@ extension TrainingConfig {
             guard steps > 0 else { return }
             guard learningRate > 0, learningRate.isFinite else { throw fail("learningRate must be positive (got \(learningRate))") }
             guard teacherSteps >= 1 else { throw fail("teacherSteps must be at least 1 (got \(teacherSteps))") }
+            guard candidates == 0 || candidates >= 2 else {
+                throw fail("candidates must be 0 (the teacher's own sample) or at least 2 (the critic's best of that many), got \(candidates)")
+            }
             guard chunkSize >= 1 else { throw fail("chunkSize must be at least 1 (got \(chunkSize))") }
             guard poolSize >= chunkSize, poolSize % chunkSize == 0 else {
                 throw fail("poolSize (\(poolSize)) must be a positive multiple of chunkSize (\(chunkSize))")
@@ -57,6 +65,13 @@ extension TrainingConfig {
 /// `validationStates` dataset states never enters the pool; on it the phase measures, with fixed
 /// noise, the K = 1 and K = 8 action MSE against the dataset actions and the K = 1-vs-K = 8 gap
 /// (mean squared difference per action dimension), reported as `val_*` metrics.
+///
+/// With `candidates` M ≥ 2 the endpoint is the critic's choice instead: the teacher draws M samples
+/// per state, the twin-min critic scores them (clipped, as the server scores its candidates) and
+/// the best one's unclipped endpoint is the state's target; each training row couples fresh noise
+/// to it. That distils the best-of-M policy (what the server serves at K = `teacherSteps`) into a
+/// flow whose every trajectory is straight and ends at the chosen action, so K = 1 serves what the
+/// teacher's best of M does.
 public final class ReflowPhase: TrainingPhase {
     public let name: String
     public var totalSteps: Int { skeleton.totalSteps }
@@ -64,6 +79,8 @@ public final class ReflowPhase: TrainingPhase {
     let policy: FlowPolicy
     let teacher: FlowPolicy
     let data: PreparedData
+    /// Scores the teacher's candidates when `config.candidates` ≥ 2 (frozen; not trained here).
+    let critic: TwinCritic?
     let config: TrainingConfig.Reflow
     /// Minibatches are drawn from the coupling pool (`poolSize` entries).
     var skeleton: PhaseSkeleton
@@ -71,7 +88,8 @@ public final class ReflowPhase: TrainingPhase {
     private let teacherSampler: FlowSampler
     private let studentSampler: FlowSampler
     private var initialised = false
-    /// Pool of couplings: dataset row, noise and teacher endpoint.
+    /// Pool of couplings: dataset row, noise and teacher endpoint (with `candidates` ≥ 2 the noise
+    /// is drawn afresh per step and `poolX0` stays zero).
     private var poolState: [Int32]
     private var poolX0: [Float]
     private var poolX1: [Float]
@@ -83,10 +101,19 @@ public final class ReflowPhase: TrainingPhase {
     private let obs = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer(), t = FloatBuffer()
     private let target = FloatBuffer(), grad = FloatBuffer()
 
-    public init(name: String = "reflow", policy: FlowPolicy, data: PreparedData, config: TrainingConfig.Reflow, batchSize: Int, seed: UInt64) throws {
+    public init(
+        name: String = "reflow", policy: FlowPolicy, critic: TwinCritic? = nil, data: PreparedData, config: TrainingConfig.Reflow, batchSize: Int,
+        seed: UInt64
+    ) throws {
         try config.validate(datasetCount: data.count)
+        if config.steps > 0 && config.candidates > 0 && critic == nil {
+            throw TrainingError.invalidConfig(
+                "reflow.candidates = \(config.candidates) needs a trained critic to choose between the teacher's samples; this run has none (set reflow.candidates to 0)"
+            )
+        }
         self.name = name
         self.policy = policy
+        self.critic = critic?.replica()
         self.data = data
         self.config = config
         self.seed = seed
@@ -131,6 +158,10 @@ public final class ReflowPhase: TrainingPhase {
             while isHeldOut[i] { i = skeleton.sampler.rng.int(below: data.count) }
             states[k] = i
         }
+        if config.candidates > 0, let critic {
+            generateSelectedChunk(c, states: states, critic: critic)
+            return
+        }
         obs.reserve(n * obsDim)
         PreparedData.gather(data.observations, width: obsDim, indices: states, into: obs.pointer)
         var rngs = (0..<n).map { _ in RNG(seed: skeleton.sampler.rng.next()) }
@@ -144,6 +175,34 @@ public final class ReflowPhase: TrainingPhase {
             for k in 0..<n { noise[k].fillNormal(UnsafeMutableBufferPointer(start: p.baseAddress! + (base + k) * actDim, count: actDim)) }
         }
         for k in 0..<n { poolState[base + k] = Int32(states[k]) }
+    }
+
+    /// Chunk `c` with the critic's best of `candidates` teacher samples as each state's endpoint,
+    /// computed in slices of states so that the workspaces stay near `chunkSize` rows.
+    private func generateSelectedChunk(_ c: Int, states: [Int], critic: TwinCritic) {
+        let n = states.count, m = config.candidates, obsDim = data.observationDim, actDim = data.actionDim
+        let slice = max(1, min(n, config.chunkSize / m))
+        var start = 0
+        while start < n {
+            let count = min(slice, n - start), rows = count * m
+            obs.reserve(count * obsDim)
+            PreparedData.gather(data.observations, width: obsDim, indices: Array(states[start..<(start + count)]), into: obs.pointer)
+            var rngs = (0..<rows).map { _ in RNG(seed: rng.next()) }
+            let x1 = teacherSampler.sample(observations: obs.pointer, count: count, perObservation: m, steps: config.teacherSteps, rngs: &rngs, clip: false)
+            target.reserve(rows * actDim)
+            xt.reserve(rows * obsDim)
+            for i in 0..<(rows * actDim) { target.pointer[i] = min(max(x1[i], -1), 1) }
+            for r in 0..<rows { (xt.pointer + r * obsDim).update(from: obs.pointer + (r / m) * obsDim, count: obsDim) }
+            let q = critic.minQ(obs: xt.pointer, actions: target.pointer, batch: rows)
+            for k in 0..<count {
+                var best = 0
+                for j in 1..<m where q[k * m + j] > q[k * m + best] { best = j }
+                let slot = c * n + start + k
+                poolState[slot] = Int32(states[start + k])
+                for d in 0..<actDim { poolX1[slot * actDim + d] = x1[(k * m + best) * actDim + d] }
+            }
+            start += count
+        }
     }
 
     /// The validation signal on the held-out states, with fixed noise (the same every time).
@@ -175,13 +234,20 @@ public final class ReflowPhase: TrainingPhase {
         skeleton.sampler.draw()
         let indices = skeleton.sampler.indices
         obs.reserve(b * obsDim); x0.reserve(b * actDim); xt.reserve(b * actDim); t.reserve(b); target.reserve(b * actDim); grad.reserve(b * actDim)
+        let freshNoise = config.candidates > 0
         data.observations.withUnsafeBufferPointer { o in
             for (r, k) in indices.enumerated() {
                 (obs.pointer + r * obsDim).update(from: o.baseAddress! + Int(poolState[k]) * obsDim, count: obsDim)
                 let tr = skeleton.sampler.rng.uniform()
                 t.pointer[r] = tr
+                let noise = x0.pointer + r * actDim
+                if freshNoise {
+                    rng.fillNormal(UnsafeMutableBufferPointer(start: noise, count: actDim))
+                } else {
+                    for j in 0..<actDim { noise[j] = poolX0[k * actDim + j] }
+                }
                 for j in 0..<actDim {
-                    let a0 = poolX0[k * actDim + j], a1 = poolX1[k * actDim + j]
+                    let a0 = noise[j], a1 = poolX1[k * actDim + j]
                     xt.pointer[r * actDim + j] = (1 - tr) * a0 + tr * a1
                     target.pointer[r * actDim + j] = a1 - a0
                 }

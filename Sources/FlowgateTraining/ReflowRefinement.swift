@@ -79,7 +79,7 @@ public struct ReflowRefinement {
         guard m.observationDim == dataset.observationDim, m.actionDim == dataset.actionDim else { throw notTheDataset() }
         let run = try TrainingRun(
             name: name ?? m.name, dataset: dataset, config: config, actionLow: m.actionLow, actionHigh: m.actionHigh,
-            policyTensors: source.networks[FlowPolicySpec.role])
+            policyTensors: source.networks[FlowPolicySpec.role], criticTensors: source.networks[CriticSpec.role])
         let data = run.data
         let same = zip(m.normalization.observationMean + m.normalization.observationStd, data.observationMean + data.observationStd)
             .allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($0)) }

@@ -28,7 +28,7 @@ public final class TrainingRun {
     ///   `policy.safetensors`, for `flowgate refine`) instead of a random initialisation.
     public init(
         name: String, dataset: OfflineDataset, config: TrainingConfig, actionLow: [Float]? = nil, actionHigh: [Float]? = nil,
-        policyTensors: [String: Tensor]? = nil
+        policyTensors: [String: Tensor]? = nil, criticTensors: [String: Tensor]? = nil
     ) throws {
         self.name = name
         self.config = config
@@ -57,10 +57,11 @@ public final class TrainingRun {
             layerNorm: config.policy.layerNorm)
         let randomPolicy = FlowPolicy(spec: policySpec, rng: &rng)
         policy = try policyTensors.map { try FlowPolicy(spec: policySpec, tensors: $0) } ?? randomPolicy
-        critic = TwinCritic(
-            spec: CriticSpec(
-                observationDim: observationDim, actionDim: actionDim, hiddenDims: config.critic.hiddenDims, activation: config.critic.activation,
-                layerNorm: config.critic.layerNorm), rng: &rng)
+        let criticSpec = CriticSpec(
+            observationDim: observationDim, actionDim: actionDim, hiddenDims: config.critic.hiddenDims, activation: config.critic.activation,
+            layerNorm: config.critic.layerNorm)
+        let randomCritic = TwinCritic(spec: criticSpec, rng: &rng)
+        critic = try criticTensors.map { try TwinCritic(spec: criticSpec, tensors: $0) } ?? randomCritic
         let s = config.seed
         if config.algorithm == .bcRegressor {
             var r = RNG(seed: s &+ 5)
@@ -82,7 +83,10 @@ public final class TrainingRun {
             seed: s &+ 2)
         let criticPhase = CriticPhase(critic: critic, data: data, support: support, config: config.criticTraining, batchSize: config.batchSize, seed: s &+ 3)
         let qipo = QIPOPhase(policy: policy, critic: critic, data: data, config: config.qipo, batchSize: config.batchSize, seed: s &+ 4)
-        let reflow = try ReflowPhase(policy: policy, data: data, config: config.reflow, batchSize: config.batchSize, seed: s &+ 6)
+        // The reflow teacher's candidates need a trained critic: this run's, or the one loaded with the policy.
+        let trainedCritic = config.algorithm != .bcFlow && (config.criticTraining.steps > 0 || criticTensors != nil)
+        let reflow = try ReflowPhase(
+            policy: policy, critic: trainedCritic ? critic : nil, data: data, config: config.reflow, batchSize: config.batchSize, seed: s &+ 6)
         if config.algorithm == .bcFlow || config.criticTraining.steps == 0 {
             phases = [behaviour, reflow].filter { $0.totalSteps > 0 }
         } else {

@@ -29,11 +29,14 @@ struct ReflowTests {
             .map { $0.replacingOccurrences(of: #""time":[0-9.]+,"#, with: "", options: .regularExpression) }
     }
 
-    @Test("interrupted inside reflow, checkpoint and resume give the same weights and the same log as an uninterrupted run")
-    func resumeInsideReflow() throws {
+    @Test(
+        "interrupted inside reflow, checkpoint and resume give the same weights and the same log as an uninterrupted run (teacher's own sample, critic's best of 4)",
+        arguments: [0, 4])
+    func resumeInsideReflow(candidates: Int) throws {
         let dir = TrainingRunTests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let config = Self.withReflow(TrainingRunTests.tinyConfig())
+        var config = Self.withReflow(TrainingRunTests.tinyConfig())
+        config.reflow.candidates = candidates
         let fullLog = dir.appendingPathComponent("full.jsonl").path
         let full = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
         #expect(full.phases.map(\.name).last == "reflow")
@@ -96,29 +99,39 @@ struct ReflowTests {
             nextObservations: obs, terminals: term, timeouts: tout)
     }
 
-    /// Mean distance of the first action coordinate's magnitude from the modes (±0.7) at K = 1.
-    static func distanceFromModes(_ policy: FlowPolicy, data: PreparedData) -> Double {
+    /// K-step samples for the first 256 states, from fixed noise (row i seeded `seed + i`).
+    static func samples(_ policy: FlowPolicy, data: PreparedData, steps: Int, seed: UInt64) -> [Float] {
         let n = 256, od = data.observationDim, ad = data.actionDim
         let obs = Array(data.observations[0..<(n * od)])
-        var rngs = (0..<n).map { RNG(seed: 900 + UInt64($0)) }
+        var rngs = (0..<n).map { RNG(seed: seed + UInt64($0)) }
         let sampler = FlowSampler(policy: policy)
         // Copied out while the sampler (which owns the buffer) is alive.
-        let a = obs.withUnsafeBufferPointer {
-            Array(UnsafeBufferPointer(start: sampler.sample(observations: $0.baseAddress!, count: n, perObservation: 1, steps: 1, rngs: &rngs), count: n * ad))
+        return obs.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: sampler.sample(observations: $0.baseAddress!, count: n, perObservation: 1, steps: steps, rngs: &rngs), count: n * ad))
         }
-        return (0..<n).reduce(0) { $0 + Double(abs(abs(a[$1 * ad]) - 0.7)) } / Double(n)
     }
 
-    @Test("reflow makes one Euler step land where many did: the K=1-vs-K=8 gap shrinks 4x and K=1 reaches the modes")
-    func reflowStraightens() throws {
+    /// Mean distance of the first action coordinate's magnitude from the modes (±0.7) at K = 1.
+    static func distanceFromModes(_ policy: FlowPolicy, data: PreparedData) -> Double {
+        let a = samples(policy, data: data, steps: 1, seed: 900), ad = data.actionDim
+        return (0..<256).reduce(0) { $0 + Double(abs(abs(a[$1 * ad]) - 0.7)) } / 256
+    }
+
+    /// The bimodal toy: a behaviour flow (1000 steps) and the reflow settings both straightening tests use.
+    static func bimodalConfig(reflowSteps: Int) -> TrainingConfig {
         var c = TrainingRunTests.tinyConfig(.bcFlow)
         c.policy.hiddenDims = [64, 64]
         c.batchSize = 128
         c.behaviour.steps = 1000
         c.behaviour.learningRate = 1e-3
-        c = Self.withReflow(c, steps: 1000, teacherSteps: 16, pool: (2048, 512, 100), validation: (200, 1000))
+        c = Self.withReflow(c, steps: reflowSteps, teacherSteps: 16, pool: (2048, 512, 100), validation: (200, 1000))
         c.reflow.learningRate = 1e-3
-        let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
+        return c
+    }
+
+    @Test("reflow makes one Euler step land where many did: the K=1-vs-K=8 gap shrinks 4x and K=1 reaches the modes")
+    func reflowStraightens() throws {
+        let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: Self.bimodalConfig(reflowSteps: 1000))
         let behaviour = run.phases[0]
         while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }
         let reflow = try #require(run.phases.last as? ReflowPhase)
@@ -133,6 +146,45 @@ struct ReflowTests {
         #expect(modesAfter < modesBefore * 0.6)
     }
 
+    /// A twin critic over (s, a0, a1) with Q1 = Q2 = a0 + 2: it prefers the larger first action coordinate.
+    static func preferPositiveFirstAction() throws -> TwinCritic {
+        let spec = CriticSpec(observationDim: 1, actionDim: 2, hiddenDims: [4], activation: .relu)
+        var tensors: [String: Tensor] = [:]
+        for q in ["q1", "q2"] {
+            tensors["\(q).0.weight"] = Tensor(shape: [4, 3], scalars: [0, 1, 0] + [Float](repeating: 0, count: 9))
+            tensors["\(q).0.bias"] = Tensor(shape: [4], scalars: [2, 0, 0, 0])
+            tensors["\(q).1.weight"] = Tensor(shape: [1, 4], scalars: [1, 0, 0, 0])
+            tensors["\(q).1.bias"] = Tensor(shape: [1], scalars: [0])
+        }
+        return try TwinCritic(spec: spec, tensors: tensors)
+    }
+
+    /// Share of K-step samples (fixed noise, 256 states) whose first action coordinate is above 0.5.
+    static func shareOnPositiveMode(_ policy: FlowPolicy, data: PreparedData, steps: Int) -> Double {
+        let a = samples(policy, data: data, steps: steps, seed: 500), ad = data.actionDim
+        return Double((0..<256).filter { a[$0 * ad] > 0.5 }.count) / 256
+    }
+
+    @Test("reflow onto the critic's best of M: one step from any noise lands on the mode the critic prefers")
+    func reflowOntoSelected() throws {
+        let c = Self.bimodalConfig(reflowSteps: 600)
+        let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
+        let behaviour = run.phases[0]
+        while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }
+        // The run's own reflow phase has no critic (a bc-flow run); this one gets a hand-made one.
+        var r = c.reflow
+        r.candidates = 8
+        let reflow = try ReflowPhase(policy: run.policy, critic: try Self.preferPositiveFirstAction(), data: run.data, config: r, batchSize: 128, seed: 11)
+        // Most of the behaviour flow's samples are not above 0.5 on the preferred mode, or the test would prove nothing.
+        let before = Self.shareOnPositiveMode(run.policy, data: run.data, steps: 8)
+        #expect(before < 0.5)
+        while reflow.completedSteps < reflow.totalSteps { _ = try reflow.step() }
+        #expect(Self.shareOnPositiveMode(run.policy, data: run.data, steps: 1) > 0.97)
+        // Fresh noise coupled to a chosen endpoint is an independent coupling, not a straight one:
+        // many steps follow a curved flow and land on the preferred mode less often (0.87 measured).
+        #expect(Self.shareOnPositiveMode(run.policy, data: run.data, steps: 8) > 0.75)
+    }
+
     @Test("reflow config errors name the field")
     func configErrors() throws {
         var c = Self.withReflow(TrainingRunTests.tinyConfig())
@@ -144,6 +196,15 @@ struct ReflowTests {
         c = Self.withReflow(TrainingRunTests.tinyConfig())
         c.reflow.teacherSteps = 0
         #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.teacherSteps") }
+        c = Self.withReflow(TrainingRunTests.tinyConfig())
+        c.reflow.candidates = 1
+        #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.candidates") }
+        // Choosing between the teacher's samples needs a critic; a behaviour-cloning run has none.
+        c = Self.withReflow(TrainingRunTests.tinyConfig(.bcFlow))
+        c.reflow.candidates = 4
+        #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: {
+            "\($0)".contains("reflow.candidates") && "\($0)".contains("critic")
+        }
     }
 
     @Test("refine writes a new model directory: new policy, same critic and extra manifest sections, provenance with reflow")
@@ -167,6 +228,8 @@ struct ReflowTests {
         let run = try refinement.makeRun(dataset: TrainingRunTests.dataset(), config: config)
         #expect(run.phases.map(\.name) == ["reflow"])
         #expect(run.policy.parameters.map(\.value) == trained.policy.parameters.map(\.value))
+        // The model's critic, which chooses the teacher's best candidate when reflow.candidates ≥ 2.
+        #expect(run.critic.parameters.map(\.value) == trained.critic.parameters.map(\.value))
         let log = dir.appendingPathComponent("refine.jsonl").path
         #expect(try run.run(progress: nil, log: try TrainingLog(path: log), checkpointPath: nil) == .finished)
         let out = dir.appendingPathComponent("refined")
