@@ -187,7 +187,7 @@ public final class ReflowPhase: TrainingPhase {
             let count = min(slice, n - start), rows = count * m
             obs.reserve(count * obsDim)
             PreparedData.gather(data.observations, width: obsDim, indices: Array(states[start..<(start + count)]), into: obs.pointer)
-            var rngs = (0..<rows).map { _ in RNG(seed: rng.next()) }
+            var rngs = (0..<rows).map { _ in RNG(seed: skeleton.sampler.rng.next()) }
             let x1 = teacherSampler.sample(observations: obs.pointer, count: count, perObservation: m, steps: config.teacherSteps, rngs: &rngs, clip: false)
             target.reserve(rows * actDim)
             xt.reserve(rows * obsDim)
@@ -242,7 +242,7 @@ public final class ReflowPhase: TrainingPhase {
                 t.pointer[r] = tr
                 let noise = x0.pointer + r * actDim
                 if freshNoise {
-                    rng.fillNormal(UnsafeMutableBufferPointer(start: noise, count: actDim))
+                    skeleton.sampler.rng.fillNormal(UnsafeMutableBufferPointer(start: noise, count: actDim))
                 } else {
                     for j in 0..<actDim { noise[j] = poolX0[k * actDim + j] }
                 }
