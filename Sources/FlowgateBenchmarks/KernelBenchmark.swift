@@ -1,8 +1,5 @@
 internal import CFlowgateKernels
 import FlowgateAlgorithms
-#if canImport(Glibc)
-    import Glibc
-#endif
 import FlowgateCommon
 import FlowgateCore
 
@@ -226,14 +223,9 @@ public enum KernelBenchmark {
     /// CPU time of this thread per call, in microseconds: on a shared machine, time the thread was
     /// descheduled is not counted (wall time under a load average of 16 on 2 cores varied 10×).
     static func cpuMicroseconds(iterations: Int, _ body: () -> Void) -> Double {
-        func now() -> Double {
-            var t = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
-            return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-        }
-        let t0 = now()
+        let t0 = threadCPUSeconds()
         for _ in 0..<iterations { body() }
-        return (now() - t0) * 1e6 / Double(iterations)
+        return (threadCPUSeconds() - t0) * 1e6 / Double(iterations)
     }
 
     /// Times one shape: every operation calibrated to `minimumSeconds`, then `repeats` rounds

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlowgateAlgorithms
+import FlowgateCommon
 import FlowgateCore
 import FlowgateModelFormat
 import FlowgateTraining
@@ -239,10 +240,4 @@ struct CalibrateCommand: ParsableCommand {
         let old = loaded.calibration.map { "\($0.threshold)" } ?? "none"
         note("\(data.model): check \(setting), threshold \(calibration.threshold) (was \(old)) at the \(quantile) quantile of \(rows) held-out transitions")
     }
-}
-
-private func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }

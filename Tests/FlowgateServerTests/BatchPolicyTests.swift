@@ -130,24 +130,10 @@ final class RecordingModel: ServableModel, @unchecked Sendable {
         let options = ActOptions(steps: d.defaults.steps, candidates: d.defaults.candidates, samples: max(d.defaults.samples, 1), check: true)
         let whole = try policy.makeWorker().act(
             observations: rows.flatMap { $0 }, count: 9, seeds: (0..<9).map { seed &+ UInt64($0) }, options: options)
-        let reply = try withServer(
-            models: [model],
-            configure: {
-                $0.workers = 2; $0.maxDelayMicroseconds = 0
-            }
-        ) { server in
-            let client = try FlowgateClient(server)
-            // Both workers idle and nothing else waiting: the batch goes out as shares of 5 and 4.
-            // (Retried a bounded number of times in case the second worker thread had not reached
-            // its wait yet when the first request came: not a timing assumption on the result.)
-            for _ in 0..<50 {
-                model.lock.withLock { model.counts = [] }
-                let r = try client.act(batch: rows, parameters: ActParameters(seed: seed))
-                if model.lock.withLock({ model.counts.count }) > 1 { return r }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            return try client.act(batch: rows, parameters: ActParameters(seed: seed))
-        }
+        // Both workers idle and nothing else waiting: the batch goes out as shares of 5 and 4.
+        let reply = try actOnIdleTwoWorkerServer(
+            model, reset: { model.lock.withLock { model.counts = [] } }, shared: { model.lock.withLock { model.counts.count } > 1 }
+        ) { try $0.act(batch: rows, parameters: ActParameters(seed: seed)) }
         #expect(model.lock.withLock { model.counts.sorted() } == [4, 5])
         #expect(reply.timing.batch == 9)
         #expect(reply.actions.values.count == whole.actions.count)

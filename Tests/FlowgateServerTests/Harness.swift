@@ -25,6 +25,31 @@ func withServer<T>(
     return try body(server)
 }
 
+/// Sends `request` to an idle two-worker server with no batching window until `shared()` says the
+/// work was shared between the workers (at most 50 tries, 50 ms apart: the second worker thread
+/// may not have reached its wait yet, or may have been slow to wake and had its share taken back),
+/// and returns the reply that was shared, else the last one. `reset` runs before each try. Not a
+/// timing assumption on the result: the caller checks what `shared()` records.
+func actOnIdleTwoWorkerServer<T>(
+    _ model: any ServableModel, reset: () -> Void, shared: () -> Bool, _ request: (FlowgateClient) throws -> T
+) throws -> T {
+    try withServer(
+        models: [model],
+        configure: {
+            $0.workers = 2; $0.maxDelayMicroseconds = 0
+        }
+    ) { server in
+        let client = try FlowgateClient(server)
+        for _ in 0..<50 {
+            reset()
+            let reply = try request(client)
+            if shared() { return reply }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return try request(client)
+    }
+}
+
 extension FlowgateClient {
     /// A client with a short timeout and no retries, so a broken test fails fast.
     convenience init(_ server: InferenceServer, kind: SocketKind = .req) throws {

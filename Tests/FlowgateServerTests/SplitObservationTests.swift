@@ -207,25 +207,11 @@ final class RecordingSplitModel: ServableModel, @unchecked Sendable {
         let seed: UInt64 = 77
         let options = ActOptions(steps: d.defaults.steps, candidates: d.defaults.candidates, samples: max(d.defaults.samples, 1), check: true)
         let whole = try policy.makeWorker().act(observations: obs, count: 1, seeds: [seed], options: options)
-        let reply = try withServer(
-            models: [model],
-            configure: {
-                $0.workers = 2; $0.maxDelayMicroseconds = 0
-            }
-        ) { server in
-            let client = try FlowgateClient(server)
-            // Retried a bounded number of times until a half ran on the other worker (the second
-            // worker thread may not have reached its wait yet, or may have been slow to wake, in
-            // which case the taker took the half back): not a timing assumption on the result.
-            for _ in 0..<50 {
-                model.lock.withLock { model.halves = [] }
-                let r = try client.act(observation: obs, parameters: ActParameters(seed: seed))
-                let threads = model.lock.withLock { Set(model.halves.map(\.0)) }
-                if threads.count == 2 { return r }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            return try client.act(observation: obs, parameters: ActParameters(seed: seed))
-        }
+        // Shared when halves ran on two worker threads.
+        let reply = try actOnIdleTwoWorkerServer(
+            model, reset: { model.lock.withLock { model.halves = [] } },
+            shared: { model.lock.withLock { Set(model.halves.map(\.0)) }.count == 2 }
+        ) { try $0.act(observation: obs, parameters: ActParameters(seed: seed)) }
         let halves = model.lock.withLock { model.halves }
         #expect(Set(halves.map(\.0)).count == 2, "two worker threads computed halves: \(halves)")
         #expect(Set(halves.map { [$0.1, $0.2] }) == [[0, 0], [0, 1], [1, 0], [1, 1]], "both halves of both phases")
