@@ -53,15 +53,15 @@ public enum DenseKernels {
     public static let maximumSmallRows = 256
 
     /// Whether a product with `rows` rows (the batch), `outputs` columns and inner dimension
-    /// `inner` runs on libxsmm in `auto` mode. Measured at the shapes the server issues
-    /// (docs/benchmarks.md, thread CPU time, one core): libxsmm wins where the inner dimension is
-    /// narrow (a network's first layer on observations, actions and time features: 12–50 wide),
-    /// 1.1–2.8× OpenBLAS from 16 to 256 rows; at inner 128–256 OpenBLAS is as fast or faster (up
-    /// to 1.3×), and narrow outputs (1, 3, 15 columns: Q heads, actions, decoders) run 2–3× faster
-    /// on OpenBLAS.
+    /// `inner` runs on libxsmm in `auto` mode. Measured at the products the server issues on an
+    /// idle machine (`flowgate bench kernels`, docs/benchmarks.md, thread CPU time, one core):
+    /// libxsmm runs 106–116 GFLOP/s wherever the output is 32 or more wide, against OpenBLAS's
+    /// 54–102 (1.1–2.0×, the most at 16–64 rows); narrow outputs (1 or 3 columns: Q heads, actions)
+    /// run 3–10× faster on OpenBLAS. (An earlier rule kept inner widths above 64 on OpenBLAS, from
+    /// measurements taken under a load average of 16, where the two were level.)
     @inline(__always)
     public static func usesSmallKernel(rows: Int, outputs: Int, inner: Int) -> Bool {
-        rows >= 1 && rows <= maximumSmallRows && outputs >= 16 && inner >= 1 && inner <= 64
+        rows >= 1 && rows <= maximumSmallRows && outputs >= 16 && inner >= 1
     }
 
     /// Whether the fused AVX2 + FMA epilogues run on this CPU.
@@ -85,7 +85,8 @@ public enum DenseKernels {
         _ activation: Activation, z: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
         h: UnsafeMutablePointer<Float>, rows: Int, width: Int, mode: Mode = DenseKernels.mode
     ) {
-        if mode == .auto, let c = code(activation), fgk_bias_act(c, z, bias, h, rows, width) != 0 { return }
+        // Narrow rows (a Q head, an action: 1–3 wide) are faster in the plain loop (bench kernels).
+        if mode == .auto, width >= 8, let c = code(activation), fgk_bias_act(c, z, bias, h, rows, width) != 0 { return }
         for r in 0..<rows {
             let row = z + r * width
             for j in 0..<width { row[j] += bias[j] }
