@@ -10,6 +10,18 @@ import json
 from pathlib import Path
 
 
+# What reproduces the weights: products on libxsmm and on OpenBLAS agree to float rounding, and
+# Adam magnifies the rounding of near-zero gradients, so only the same mode gives the same bytes.
+KERNEL_NOTES = {
+    "auto": "- products: the default kernels (`FLOWGATE_KERNELS=auto`: libxsmm for small products); the commands "
+            "above reproduce the weights bit for bit with the same `--threads` on the same kind of CPU",
+    "openblas": "- products: OpenBLAS (trained before the libxsmm kernels); run the commands above with "
+                "`FLOWGATE_KERNELS=openblas` to reproduce the weights bit for bit (on the same kind of CPU). With the default kernels a retrain "
+                "agrees to float rounding at first and then drifts (Adam magnifies the rounding of near-zero "
+                "gradients): an equivalent model, not the same bytes",
+}
+
+
 def fmt(v, nd=1):
     return "–" if v is None else f"{v:.{nd}f}"
 
@@ -21,6 +33,8 @@ def main():
     ap.add_argument("--dataset-cmd", required=True)
     ap.add_argument("--train-cmd", required=True)
     ap.add_argument("--train-time", required=True)
+    ap.add_argument("--kernels", default="auto", choices=["auto", "openblas"],
+                    help="the FLOWGATE_KERNELS mode the model was trained with (default auto)")
     ap.add_argument("--notes", help="markdown file appended as 'Assessment'")
     ap.add_argument("--check-eval", help="evaluation summary measured with the manifest's current energy check, when --eval "
                     "was measured with an earlier one (actions do not depend on the check, so scores carry over)")
@@ -44,6 +58,7 @@ def main():
              f"- steps per phase: " + ", ".join(f"{k} {v}" for k, v in sorted(prov["trainingSteps"].items())),
              f"- seed {prov['seed']}, commit `{prov['gitCommit']}`, {prov['date']}, flowgate {prov['flowgateVersion']}",
              f"- wall time on this 2-core machine (shared with other jobs): {a.train_time}",
+             KERNEL_NOTES[a.kernels],
              f"- resolved config: `config.json`; training log: `training-log.jsonl`" + (" (curve: `training-curve.png`)" if (model / "training-curve.png").exists() else ""),
              f"- serving defaults: K = {m['sampling']['steps']} flow steps ({m['sampling']['solver']}), M = {m['sampling']['candidates']} candidates"
              + (f"; energy check: {current_check}" if current_check else ""), "",
