@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "FlowgateTraining",
             dependencies: [
-                "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "CZlib", "CHDF5",
+                "FlowgateCommon", "FlowgateCore", "FlowgateModelFormat", "FlowgateAlgorithms", "CZlib", "CHDF5",
                 .product(name: "RealModule", package: "swift-numerics"),
             ]),
         // Benchmarks behind `flowgate bench dense` and `bench train` (the executable only formats).

@@ -1,3 +1,4 @@
+import FlowgateCommon
 import Foundation
 
 /// A configuration that a JSON object of overrides can be merged into: `flowgate train --config`
@@ -33,7 +34,7 @@ extension JSONOverridable {
         do {
             return try JSONDecoder().decode(Self.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch {
-            throw TrainingError.invalidConfig("\(error)")
+            throw TrainingError.invalidConfig(readableError(error))
         }
     }
 }

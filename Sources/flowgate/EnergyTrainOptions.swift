@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlowgateCommon
 import FlowgateCore
 import FlowgateTraining
 
@@ -55,5 +56,5 @@ struct EnergyTrainOptions: ParsableArguments {
 /// Merges a JSON file of overrides into `base` (unknown keys are errors, nested objects merge).
 func mergeJSONOverrides<T: JSONOverridable>(path: String, base: T, flag: String) throws -> T {
     guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(flag): cannot read \(path)") }
-    do { return try base.merging(json: data) } catch { throw ValidationError("\(flag): \(path): \(error)") }
+    do { return try base.merging(json: data) } catch { throw ValidationError("\(flag): \(path): \(readableError(error))") }
 }

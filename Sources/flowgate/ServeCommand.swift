@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlowgateCommon
 import FlowgateServer
 import FlowgateCore
 import FlowgateAlgorithms
@@ -111,7 +112,7 @@ struct ServeCommand: AsyncParsableCommand {
             do {
                 c = try JSONDecoder().decode(ServerConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: config)))
             } catch {
-                throw ValidationError("cannot read --config \(config): \(error)")
+                throw ValidationError("cannot read --config \(config): \(readableError(error))")
             }
         }
         if let endpoint { c.endpoint = endpoint }
