@@ -1,4 +1,5 @@
 internal import COpenBLAS
+import FlowgateCommon
 import Foundation
 import Synchronization
 
@@ -18,8 +19,8 @@ import Synchronization
 /// One caller at a time uses the helper; work issued while it is busy (from another thread, or
 /// from inside a half) runs both halves one after the other on its caller, so the result never
 /// depends on which thread got the helper. The server never enables this (it parallelises across
-/// requests). The helper thread starts on first use and then waits, parked, for the rest of the
-/// process.
+/// requests). The helper thread starts on first use; between jobs it spins briefly
+/// (`spinNanoseconds`), then parks.
 final class SplitGEMM: @unchecked Sendable {
     /// Whether work is split (`BLAS.setComputeThreads`).
     static let enabled = Atomic<Bool>(false)
@@ -30,8 +31,18 @@ final class SplitGEMM: @unchecked Sendable {
 
     private let condition = NSCondition()
     private let caller = NSLock()
+    /// Set by the caller before it posts `state` (release), read by the helper after it sees it
+    /// posted (acquire).
     private var job: ((Int) -> Void)?
-    private var pending = false
+    /// 0: no job; 1: a job is posted for the helper; 2: the helper has finished it. Changes are
+    /// followed by a broadcast under `condition`, and a thread parks only after checking the state
+    /// under it, so no wake-up is lost.
+    private let state = Atomic<Int>(0)
+    /// How long a thread spins on `state` before parking. A training step issues its halves tens
+    /// of microseconds apart, and waking a parked thread took longer than the half it was woken for
+    /// with the libxsmm kernels (two cores ran the behaviour phase at 0.94× one core); spinning
+    /// this briefly costs little when the trainer has gone quiet.
+    static let spinNanoseconds: UInt64 = 50_000
     /// Products computed in two halves so far (for tests).
     private(set) var splits = 0
 
@@ -44,18 +55,36 @@ final class SplitGEMM: @unchecked Sendable {
 
     private func loop() {
         while true {
-            condition.lock()
-            while !pending { condition.wait() }
+            waitFor(1)
             var j = job
-            condition.unlock()
             j?(1)
             // Drop the reference before reporting done: the caller's closure must not outlive
             // its `withoutActuallyEscaping` block.
             j = nil
-            condition.lock()
-            pending = false
-            condition.broadcast()
-            condition.unlock()
+            post(2)
+        }
+    }
+
+    /// Sets `state` and wakes a parked waiter.
+    private func post(_ value: Int) {
+        state.store(value, ordering: .releasing)
+        condition.lock()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Returns once `state` is `value`: spinning for up to `spinNanoseconds`, then parked.
+    private func waitFor(_ value: Int) {
+        let deadline = monotonicNanoseconds() &+ Self.spinNanoseconds
+        var spins = 0
+        while state.load(ordering: .acquiring) != value {
+            spins += 1
+            if spins & 63 == 0 && monotonicNanoseconds() > deadline {
+                condition.lock()
+                while state.load(ordering: .acquiring) != value { condition.wait() }
+                condition.unlock()
+                return
+            }
         }
     }
 
@@ -71,16 +100,12 @@ final class SplitGEMM: @unchecked Sendable {
         guard caller.try() else { return false }
         defer { caller.unlock() }
         withoutActuallyEscaping(body) { escapable in
-            condition.lock()
             job = escapable
-            pending = true
-            condition.broadcast()
-            condition.unlock()
+            post(1)
             escapable(0)
-            condition.lock()
-            while pending { condition.wait() }
+            waitFor(2)
             job = nil
-            condition.unlock()
+            state.store(0, ordering: .releasing)
         }
         return true
     }
