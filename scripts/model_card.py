@@ -14,11 +14,10 @@ from pathlib import Path
 # Adam magnifies the rounding of near-zero gradients, so only the same mode gives the same bytes.
 KERNEL_NOTES = {
     "auto": "- products: the default kernels (`FLOWGATE_KERNELS=auto`: libxsmm for small products); the commands "
-            "above reproduce the weights bit for bit with the same `--threads` on the same kind of CPU",
-    "openblas": "- products: OpenBLAS (trained before the libxsmm kernels); run the commands above with "
-                "`FLOWGATE_KERNELS=openblas` to reproduce the weights bit for bit (on the same kind of CPU). With the default kernels a retrain "
-                "agrees to float rounding at first and then drifts (Adam magnifies the rounding of near-zero "
-                "gradients): an equivalent model, not the same bytes",
+            "above, at the commit above, reproduce the weights bit for bit with the same `--threads` on the same kind of CPU",
+    "openblas": "- products: OpenBLAS (trained before the libxsmm kernels). The code at the commit above reproduces the "
+                "weights bit for bit (on the same kind of CPU); later trainers give an equivalent model, not the same bytes: "
+                "float rounding differs between versions and kernel modes, and training magnifies it",
 }
 
 
