@@ -16,15 +16,17 @@ extension EnergyModelSpec {
         let s = sampling.schedule
         var fixed = [EnergyModelSpec.deltaScaleTensor: [obsDim]]
         if latentBankCount > 0 { fixed[EnergyModelSpec.latentBankTensor] = [latentBankCount, latentDim] }
+        var options: [String: Double] = [
+            "latentDim": Double(latentDim), "spherical": sphericalLatent ? 1 : 0, "target": target == .delta ? 0 : 1,
+            "langevinSteps": Double(s.steps), "stepSize": Double(s.initialStepSize),
+            "finalStepSize": Double(s.finalStepSize), "noise": Double(s.noise), "proposals": Double(sampling.proposals),
+        ]
+        // Written only when staged, so manifests without it stay as they were.
+        if sampling.firstProposals > 0 { options["firstProposals"] = Double(sampling.firstProposals) }
         return NetworkSpec(
             file: "energy.safetensors", kind: "mc-etm-energy",
             mlps: ["enc": encoderSpec, "dec": decoderSpec, "energy": energySpec],
-            fixedTensors: fixed,
-            options: [
-                "latentDim": Double(latentDim), "spherical": sphericalLatent ? 1 : 0, "target": target == .delta ? 0 : 1,
-                "langevinSteps": Double(s.steps), "stepSize": Double(s.initialStepSize),
-                "finalStepSize": Double(s.finalStepSize), "noise": Double(s.noise), "proposals": Double(sampling.proposals),
-            ])
+            fixedTensors: fixed, options: options)
     }
 
     /// Rebuilds the spec (and the inference schedule) from a manifest entry and its tensors.
@@ -50,12 +52,25 @@ extension EnergyModelSpec {
                 path: Manifest.fileName,
                 .invalidManifest("network '\(EnergyModelSpec.role)' (\(n.file)): encoder, decoder or energy MLP sizes do not fit observationDim \(observationDim) / actionDim \(actionDim)"))
         }
+        /// A count option: a whole number in 0...1_000_000 (converting a larger double would trap).
+        func count(_ name: String, default value: Int) throws -> Int {
+            guard let x = o[name] else { return value }
+            guard x >= 0, x <= 1_000_000, x == x.rounded() else {
+                throw bad("option '\(name)' must be a whole number from 0 to 1000000, not \(x)")
+            }
+            return Int(x)
+        }
         let d = LangevinSchedule.inference
         let schedule = LangevinSchedule(
-            steps: Int(o["langevinSteps"] ?? Double(d.steps)), initialStepSize: Float(o["stepSize"] ?? Double(d.initialStepSize)),
+            steps: try count("langevinSteps", default: d.steps), initialStepSize: Float(o["stepSize"] ?? Double(d.initialStepSize)),
             finalStepSize: Float(o["finalStepSize"] ?? Double(d.finalStepSize)), noise: Float(o["noise"] ?? Double(d.noise)))
-        let proposals = Int(o["proposals"] ?? Double(EnergySamplingConfig().proposals))
-        return (spec, EnergySamplingConfig(samples: EnergySamplingConfig().samples, schedule: schedule, proposals: proposals))
+        let proposals = try count("proposals", default: EnergySamplingConfig().proposals)
+        let first = try count("firstProposals", default: 0)
+        return (
+            spec,
+            EnergySamplingConfig(
+                samples: EnergySamplingConfig().samples, schedule: schedule, proposals: proposals, firstProposals: first)
+        )
     }
 }
 
@@ -119,12 +134,15 @@ extension EnergyTransitionModel {
 extension ReliabilityCalibration {
     /// From a manifest's `reliability` section (its `calibration` is the sorted quantile table).
     public init(manifest r: Manifest.Reliability) {
-        self.init(quantile: Double(r.quantile), threshold: r.threshold, table: r.calibration, heldOutCount: r.heldOutCount)
+        self.init(
+            quantile: Double(r.quantile), threshold: r.threshold, table: r.calibration, heldOutCount: r.heldOutCount,
+            exitEnergy: r.exitEnergy)
     }
 
     /// The manifest's `reliability` section.
     public var manifestValue: Manifest.Reliability {
-        Manifest.Reliability(threshold: threshold, quantile: Float(quantile), calibration: table, heldOutCount: heldOutCount)
+        Manifest.Reliability(
+            threshold: threshold, quantile: Float(quantile), calibration: table, heldOutCount: heldOutCount, exitEnergy: exitEnergy)
     }
 }
 
@@ -139,6 +157,8 @@ public final class EnergyTransitionChecker: TransitionChecker {
         bankTables: EnergySampler.BankTables? = nil
     ) {
         sampler = EnergySampler(model: model, config: sampling, frozenEnergy: true, bankTables: bankTables)
+        // Staged proposals stop a row once it is below the threshold: its flag cannot change after.
+        if sampling.firstProposals > 0 { sampler.exitEnergy = calibration?.stageExit }
         self.calibration = calibration
     }
 

@@ -10,20 +10,29 @@ public struct EnergySamplingConfig: Codable, Sendable, Equatable {
     /// entries per row and start Langevin from the `samples` lowest-energy ones. 0 (or no bank):
     /// start from random latents.
     public var proposals: Int
+    /// Staged proposals (bank proposals, no Langevin step, a sampler with an `exitEnergy`): score
+    /// the first `firstProposals` of a row's `proposals` and stop there when their lowest energy is
+    /// already at or below `exitEnergy`; only the other rows score the rest. 0 (or ≥ `proposals`):
+    /// every row scores every proposal. With `exitEnergy` the reliability threshold, a row's flag is
+    /// exactly the one scoring all proposals gives (`E_min` only falls with more proposals, so a row
+    /// below the threshold stays below it); an early row's `E_min` is the first stage's.
+    public var firstProposals: Int
 
-    public init(samples: Int = 16, schedule: LangevinSchedule = .inference, proposals: Int = 128) {
+    public init(samples: Int = 16, schedule: LangevinSchedule = .inference, proposals: Int = 128, firstProposals: Int = 0) {
         self.samples = samples
         self.schedule = schedule
         self.proposals = proposals
+        self.firstProposals = firstProposals
     }
 
-    private enum CodingKeys: String, CodingKey { case samples, schedule, proposals }
+    private enum CodingKeys: String, CodingKey { case samples, schedule, proposals, firstProposals }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         samples = try c.decodeIfPresent(Int.self, forKey: .samples) ?? 16
         schedule = try c.decodeIfPresent(LangevinSchedule.self, forKey: .schedule) ?? .inference
         proposals = try c.decodeIfPresent(Int.self, forKey: .proposals) ?? 128
+        firstProposals = try c.decodeIfPresent(Int.self, forKey: .firstProposals) ?? 0
     }
 }
 
@@ -78,6 +87,17 @@ public final class EnergySampler {
     private let bankCount: Int
     private var rngs: UnsafeMutablePointer<RNG>
     private var rngCapacity: Int
+    /// Staged proposals: the energy at or below which a row stops after `config.firstProposals`
+    /// (the checker sets the reliability threshold); nil scores every proposal of every row.
+    public var exitEnergy: Float?
+    /// Proposal energies counted since the sampler was made (every row's, both stages): divided by
+    /// the rows evaluated, the proposals a row actually cost.
+    public private(set) var proposalsScored = 0
+    private let stagedEnergies = FloatBuffer()
+    private let stagedIndex = FloatBuffer()
+    private let stagedObservations = FloatBuffer()
+    private let stagedActions = FloatBuffer()
+    private var pendingRows: [Int] = []
 
     /// A sampler sharing `model`'s weights. `frozenEnergy`: the energy network's weights will not
     /// change for this sampler's lifetime (serving, evaluation), which lets proposals reuse a
@@ -336,7 +356,10 @@ public final class EnergySampler {
     /// Langevin step costs a forward and an input-gradient pass (about twice the forward) through
     /// decoder and energy, and the final latents are decoded and scored once more. With bank
     /// proposals and no Langevin step, the proposals are all there is.
-    public func flopsPerRow(samples: Int) -> Double {
+    ///
+    /// With staged proposals this is the most a row costs (every proposal scored); pass
+    /// `proposalsPerRow` (e.g. `proposalsScored` / rows evaluated) for what rows did cost.
+    public func flopsPerRow(samples: Int, proposalsPerRow: Double? = nil) -> Double {
         let pass = decoder.forwardFlopsPerRow + energy.forwardFlopsPerRow
         let fromBank = config.proposals > 0 && bankCount > 0
         // A proposal: the energy pass minus its first layer's products, plus one vector add; per
@@ -345,7 +368,8 @@ public final class EnergySampler {
         let h1 = Double(energy.spec.dims[1]), w = Double(spec.energyInputDim), sa = Double(spec.obsDim + spec.actDim)
         let frozen = !bankFirstLayer.isEmpty
         let perProposal = frozen ? energy.forwardFlopsPerRow - 2 * w * h1 + h1 : energy.forwardFlopsPerRow
-        let proposals = fromBank ? Double(min(config.proposals, bankCount)) * perProposal + (frozen ? 2 * sa * h1 : 0) : 0
+        let scored = proposalsPerRow ?? Double(min(config.proposals, bankCount))
+        let proposals = fromBank ? scored * perProposal + (frozen ? 2 * sa * h1 : 0) : 0
         if fromBank && config.schedule.steps == 0 { return proposals }
         return proposals + Double(samples) * (Double(config.schedule.steps) * 3 + 1) * pass
     }
@@ -372,7 +396,19 @@ public final class EnergySampler {
 
     /// Bank proposals per row that `beginSplit` draws and two samplers can score in ranges; 0 when
     /// this sampler starts from random latents (nothing to split).
-    public var splitProposals: Int { config.proposals > 0 && bankCount > 0 ? min(config.proposals, bankCount) : 0 }
+    /// With staged proposals, the first stage's: the rows that go on score the rest in `finishSplit`.
+    public var splitProposals: Int {
+        let p = config.proposals > 0 && bankCount > 0 ? min(config.proposals, bankCount) : 0
+        return firstStage(proposals: p) ?? p
+    }
+
+    /// The first stage's proposals when rows of `p` proposals are staged (see
+    /// `EnergySamplingConfig.firstProposals`), nil when every row scores all `p`.
+    private func firstStage(proposals p: Int) -> Int? {
+        let p1 = config.firstProposals
+        guard exitEnergy != nil, config.schedule.steps == 0, p1 > 0, p1 < p, config.samples <= p1 else { return nil }
+        return p1
+    }
 
     /// Starts `evaluate` for `batch` rows as a `ProposalSplit`: draws every row's bank indices
     /// exactly as `evaluate` would (row `b` from `RNG(seed: seeds[b])`, in order) and keeps each
@@ -382,8 +418,8 @@ public final class EnergySampler {
         _ job: ProposalSplit, observations: UnsafePointer<Float>, actions: UnsafePointer<Float>,
         seeds: UnsafePointer<UInt64>, batch: Int
     ) {
-        let p = splitProposals
-        precondition(p > 0, "beginSplit needs bank proposals")
+        precondition(splitProposals > 0, "beginSplit needs bank proposals")
+        let p = min(config.proposals, bankCount)
         job.batch = batch
         job.proposals = p
         job.observations = observations
@@ -432,6 +468,12 @@ public final class EnergySampler {
         latents.reserve(batch * n * spec.latentDim)
         startEnergies.reserve(batch * n)
         startManifold.reserve(batch * n * spec.obsDim)
+        if let p1 = firstStage(proposals: job.proposals) {
+            // The scoring samplers covered the first stage (`splitProposals`); the rest is here.
+            scoreSecondStage(
+                observations: observations, actions: actions, batch: batch, proposals: job.proposals, first: p1,
+                bankIndex: job.bankIndex.pointer, energies: job.energies.pointer)
+        }
         selectStarts(
             energies: job.energies.pointer, bankIndex: job.bankIndex.pointer, batch: batch, samplesPerRow: n,
             proposals: job.proposals, into: latents.pointer, energies: startEnergies.pointer,
@@ -483,11 +525,70 @@ public final class EnergySampler {
     ) {
         proposalBankIndex.reserve(batch * p)
         drawBankIndices(batch: batch, proposals: p, rngs: rngs, into: proposalBankIndex.pointer)
-        let e = scoreProposals(
-            observations: observations, actions: actions, batch: batch, proposals: p, bankIndex: proposalBankIndex.pointer)
+        let e: UnsafePointer<Float>
+        if let p1 = firstStage(proposals: p) {
+            // First stage: the first p1 of every row's draws, then the rest for rows still above.
+            stagedIndex.reserve(batch * p1)
+            stagedEnergies.reserve(batch * p)
+            let index = stagedIndex.pointer, out = stagedEnergies.pointer
+            for b in 0..<batch { (index + b * p1).update(from: proposalBankIndex.pointer + b * p, count: p1) }
+            let e1 = scoreProposals(observations: observations, actions: actions, batch: batch, proposals: p1, bankIndex: index)
+            for b in 0..<batch { (out + b * p).update(from: e1 + b * p1, count: p1) }
+            scoreSecondStage(
+                observations: observations, actions: actions, batch: batch, proposals: p, first: p1,
+                bankIndex: proposalBankIndex.pointer, energies: out)
+            e = UnsafePointer(out)
+        } else {
+            e = UnsafePointer(
+                scoreProposals(
+                    observations: observations, actions: actions, batch: batch, proposals: p, bankIndex: proposalBankIndex.pointer))
+        }
         selectStarts(
             energies: e, bankIndex: proposalBankIndex.pointer, batch: batch, samplesPerRow: n, proposals: p, into: z,
             energies: startE, manifold: startX)
+    }
+
+    /// Staged proposals, second stage: `energies` (`batch × p`) holds every row's first `p1`
+    /// energies; rows whose lowest is above `exitEnergy` get proposals `p1..<p` scored (in passes of
+    /// at most `proposalRowsPerPass` rows), the others +∞ there (never selected, as `samples ≤ p1`).
+    private func scoreSecondStage(
+        observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, proposals p: Int, first p1: Int,
+        bankIndex: UnsafePointer<Float>, energies: UnsafeMutablePointer<Float>
+    ) {
+        let exit = exitEnergy ?? .infinity
+        let d = spec.obsDim, k = spec.actDim, width = p - p1
+        pendingRows.removeAll(keepingCapacity: true)
+        for b in 0..<batch {
+            var lowest = Float.infinity
+            for j in 0..<p1 { lowest = min(lowest, energies[b * p + j]) }
+            // `!(lowest <= exit)`: a NaN energy goes on, as it would with every proposal scored.
+            if !(lowest <= exit) {
+                pendingRows.append(b)
+            } else {
+                for j in p1..<p { energies[b * p + j] = .infinity }
+            }
+        }
+        let chunk = max(1, proposalRowsPerPass / width)
+        var r0 = 0
+        while r0 < pendingRows.count {
+            let count = min(chunk, pendingRows.count - r0)
+            stagedObservations.reserve(count * d)
+            stagedActions.reserve(count * k)
+            stagedIndex.reserve(count * width)
+            for r in 0..<count {
+                let b = pendingRows[r0 + r]
+                (stagedObservations.pointer + r * d).update(from: observations + b * d, count: d)
+                (stagedActions.pointer + r * k).update(from: actions + b * k, count: k)
+                (stagedIndex.pointer + r * width).update(from: bankIndex + b * p + p1, count: width)
+            }
+            let e2 = scoreProposals(
+                observations: stagedObservations.pointer, actions: stagedActions.pointer, batch: count, proposals: width,
+                bankIndex: stagedIndex.pointer)
+            for r in 0..<count {
+                (energies + pendingRows[r0 + r] * p + p1).update(from: e2 + r * width, count: width)
+            }
+            r0 += count
+        }
     }
 
     /// Per row `b`, `p` bank indices drawn with `rngs[b]` in order (all of the bank, in order, when
@@ -506,6 +607,7 @@ public final class EnergySampler {
     ) -> UnsafeMutablePointer<Float> {
         let d = spec.obsDim
         let rows = batch * p
+        proposalsScored += rows
         guard bankFirstLayer.isEmpty else {
             return scoreWithBankFirstLayer(
                 observations: observations, actions: actions, batch: batch, proposals: p, bankIndex: bankIndex)

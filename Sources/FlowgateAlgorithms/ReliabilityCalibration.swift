@@ -17,6 +17,12 @@ public struct ReliabilityCalibration: Codable, Sendable, Equatable {
     public var table: [Float]
     /// How many held-out transitions the table summarises.
     public var heldOutCount: Int
+    /// Staged proposals: the `E_min` at or below which a row stops after the first stage (at most
+    /// `threshold`, so no flag changes); nil stops rows at `threshold`.
+    public var exitEnergy: Float?
+
+    /// The energy staged proposals stop a row at: `exitEnergy`, never above the threshold.
+    public var stageExit: Float { min(exitEnergy ?? threshold, threshold) }
 
     /// Builds the calibration from held-out `E_min` values, keeping a table of `tableSize` quantiles.
     public init(heldOutEMin values: [Float], quantile: Double = 0.95, tableSize: Int = 1001) {
@@ -30,9 +36,10 @@ public struct ReliabilityCalibration: Codable, Sendable, Equatable {
     }
 
     /// From stored fields (a manifest's reliability section); `table` must be sorted.
-    public init(quantile: Double, threshold: Float, table: [Float], heldOutCount: Int) {
+    public init(quantile: Double, threshold: Float, table: [Float], heldOutCount: Int, exitEnergy: Float? = nil) {
         self.quantile = quantile
         self.threshold = threshold
+        self.exitEnergy = exitEnergy
         // A one-point (or empty) table becomes a step at that point (or at the threshold).
         self.table = table.count >= 2 ? table : [Float](repeating: table.first ?? threshold, count: 2)
         self.heldOutCount = heldOutCount

@@ -123,6 +123,9 @@ extension Manifest {
         problems.check(r.threshold.isFinite, "reliability.threshold is not finite")
         problems.check(r.quantile > 0 && r.quantile < 1, "reliability.quantile \(r.quantile) must be in (0, 1)")
         problems.check(r.heldOutCount >= 0, "reliability.heldOutCount \(r.heldOutCount) is negative")
+        if let exit = r.exitEnergy {
+            problems.check(exit.isFinite && exit <= r.threshold, "reliability.exitEnergy \(exit) must be finite and at most the threshold \(r.threshold)")
+        }
         if let i = r.calibration.firstIndex(where: { !$0.isFinite }) {
             problems.add("reliability.calibration[\(i)] is not finite")
         } else if let i = r.calibration.indices.dropFirst().first(where: { r.calibration[$0 - 1] > r.calibration[$0] }) {

@@ -133,13 +133,17 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var calibration: [Float]
         /// Number of held-out transitions the calibration was computed from.
         public var heldOutCount: Int
+        /// Staged proposals only: the E_min (at most `threshold`) at or below which a row stops
+        /// after the first stage; absent, rows stop at `threshold`.
+        public var exitEnergy: Float?
 
         /// Creates a reliability calibration.
-        public init(threshold: Float, quantile: Float, calibration: [Float], heldOutCount: Int) {
+        public init(threshold: Float, quantile: Float, calibration: [Float], heldOutCount: Int, exitEnergy: Float? = nil) {
             self.threshold = threshold
             self.quantile = quantile
             self.calibration = calibration
             self.heldOutCount = heldOutCount
+            self.exitEnergy = exitEnergy
         }
     }
 

@@ -16,14 +16,38 @@ public enum EnergyCheckSweep {
         public var samples: Int
         public var langevinSteps: Int
         public var proposals: Int
+        /// Staged proposals: the first stage (0: every row scores all P). See
+        /// `EnergySamplingConfig.firstProposals`.
+        public var firstProposals: Int
+        /// Staged: rows stop at this quantile of held-out `E_min` (nil: at the threshold).
+        public var exitQuantile: Double?
 
-        public init(samples: Int, langevinSteps: Int, proposals: Int) {
+        public init(samples: Int, langevinSteps: Int, proposals: Int, firstProposals: Int = 0, exitQuantile: Double? = nil) {
             self.samples = samples
             self.langevinSteps = langevinSteps
             self.proposals = proposals
+            self.firstProposals = firstProposals
+            self.exitQuantile = exitQuantile
         }
 
-        public var description: String { "N=\(samples) T=\(langevinSteps) P=\(proposals)" }
+        private enum CodingKeys: String, CodingKey { case samples, langevinSteps, proposals, firstProposals, exitQuantile }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            samples = try c.decode(Int.self, forKey: .samples)
+            langevinSteps = try c.decode(Int.self, forKey: .langevinSteps)
+            proposals = try c.decode(Int.self, forKey: .proposals)
+            firstProposals = try c.decodeIfPresent(Int.self, forKey: .firstProposals) ?? 0
+            exitQuantile = try c.decodeIfPresent(Double.self, forKey: .exitQuantile)
+        }
+
+        /// Whether rows stop after the first stage (bank proposals, no Langevin step).
+        public var isStaged: Bool { langevinSteps == 0 && firstProposals > 0 && firstProposals < proposals }
+
+        public var description: String {
+            let exit = isStaged ? exitQuantile.map { " exit q\($0)" } ?? "" : ""
+            return "N=\(samples) T=\(langevinSteps) P=\(isStaged ? "\(firstProposals)→\(proposals)" : "\(proposals)")\(exit)"
+        }
 
         /// `base` with this setting's N, T and P; the schedule keeps its first and last step sizes
         /// and its noise, spread over `langevinSteps`.
@@ -32,6 +56,7 @@ public enum EnergyCheckSweep {
             s.samples = samples
             s.schedule.steps = langevinSteps
             s.proposals = proposals
+            s.firstProposals = isStaged ? firstProposals : 0
             return s
         }
     }
@@ -39,7 +64,13 @@ public enum EnergyCheckSweep {
     /// What one setting measured.
     public struct Row: Codable, Sendable {
         public var setting: Setting
+        /// On held-out real transitions (with staged proposals, the proposals they did score).
         public var mflopPerObservation: Double
+        /// Every proposal scored (what a row costs at most; equal to the above when not staged).
+        public var mflopMaxPerObservation: Double
+        /// Proposals scored per row, on held-out real transitions and on random actions.
+        public var proposalsPerRowReal: Double
+        public var proposalsPerRowRandomActions: Double
         /// Median over repeats of the sampler's time for `timingBatch` observations, per observation.
         public var microsecondsPerObservation: Double
         public var aurocRandomActions: Double
@@ -81,17 +112,25 @@ public enum EnergyCheckSweep {
         var rows: [Row] = []
         for setting in settings {
             let sampling = setting.sampling(base: base)
-            let eCal = EnergyScoring.eMin(
+            let cal = EnergyScoring.calibration(
                 model: model, sampling: sampling, normalization: normalizer, observations: calibration.observations,
-                actions: calibration.actions, seedBase: 0xCA1B)
-            let cal = ReliabilityCalibration(heldOutEMin: eCal, quantile: quantile)
+                actions: calibration.actions, seedBase: 0xCA1B, quantile: quantile,
+                exitQuantile: setting.isStaged ? setting.exitQuantile : nil)
             let report = EnergyEvaluation.evaluate(
                 model: model, normalizer: normalizer, sampling: sampling, calibration: cal, heldOut: inliers,
                 fresh: fresh, other: other, stateNoise: stateNoise, maxRows: nEval)
             let sampler = EnergySampler(model: model, config: sampling, frozenEnergy: true)
+            sampler.exitEnergy = setting.isStaged ? cal.stageExit : nil
+            var rng = RNG(seed: 0x5EED_C057)
+            let randomActions = inliers.actions.map { _ in rng.uniform(-1, 1) }
+            let perRowReal = proposalsPerRow(sampler: sampler, data: inliers, actions: inliers.actions, normalizer: normalizer)
+            let perRowRandom = proposalsPerRow(sampler: sampler, data: inliers, actions: randomActions, normalizer: normalizer)
             let us = time(sampler: sampler, data: inliers, normalizer: normalizer, batch: timingBatch, repeats: timingRepeats, clock: clock)
             let row = Row(
-                setting: setting, mflopPerObservation: sampler.flopsPerRow(samples: setting.samples) / 1e6,
+                setting: setting,
+                mflopPerObservation: sampler.flopsPerRow(samples: setting.samples, proposalsPerRow: perRowReal) / 1e6,
+                mflopMaxPerObservation: sampler.flopsPerRow(samples: setting.samples) / 1e6,
+                proposalsPerRowReal: perRowReal, proposalsPerRowRandomActions: perRowRandom,
                 microsecondsPerObservation: us, aurocRandomActions: report.aurocRandomActions,
                 aurocNoisyStates: report.aurocNoisyStates, aurocOtherDataset: report.aurocOtherDataset,
                 reliableRateFresh: report.reliableRateFresh, reliableRateRandomActions: report.reliableRateRandomActions,
@@ -100,6 +139,22 @@ public enum EnergyCheckSweep {
             rows.append(row)
         }
         return rows
+    }
+
+    /// Proposals `sampler` scores per row of `data`'s observations with `actions`, in batches of 64.
+    static func proposalsPerRow(sampler: EnergySampler, data: OfflineDataset, actions: [Float], normalizer: ObservationNormalizer) -> Double {
+        let d = data.observationDim, k = data.actionDim
+        let s = normalizer.applied(to: data.observations)
+        let before = sampler.proposalsScored
+        var start = 0
+        while start < data.count {
+            let end = min(start + 64, data.count)
+            _ = sampler.evaluate(
+                observations: Array(s[(start * d)..<(end * d)]), actions: Array(actions[(start * k)..<(end * k)]),
+                seeds: (start..<end).map { 0xC057 &+ UInt64($0) })
+            start = end
+        }
+        return Double(sampler.proposalsScored - before) / Double(max(data.count, 1))
     }
 
     /// Median time per observation of `sampler.evaluate` on the first `batch` rows of `data`.

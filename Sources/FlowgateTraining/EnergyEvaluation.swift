@@ -96,13 +96,16 @@ public enum EnergyEvaluation {
         let real = take(heldOut), freshPart = take(fresh)
         var rng = RNG(seed: seed)
         let t0 = clock()
+        // Staged proposals stop at the threshold, as the server's check does.
+        let exit: Float? = sampling.firstProposals > 0 ? calibration.stageExit : nil
         func score(_ obs: [Float], _ act: [Float], _ base: UInt64) -> [Float] {
             EnergyScoring.eMin(
-                model: model, sampling: sampling, normalization: normalizer, observations: obs, actions: act, seedBase: base)
+                model: model, sampling: sampling, normalization: normalizer, observations: obs, actions: act, seedBase: base,
+                exitEnergy: exit)
         }
         let realScore = EnergyScoring.score(
             model: model, sampling: sampling, normalization: normalizer, observations: real.observations,
-            actions: real.actions, seedBase: 1 << 32)
+            actions: real.actions, seedBase: 1 << 32, exitEnergy: exit)
         let eReal = realScore.eMin
         let eData = EnergyScoring.energyAtData(model: model, normalization: normalizer, dataset: real)
         var predErr = 0.0, stayErr = 0.0

@@ -129,10 +129,9 @@ public final class EnergyTrainer {
         if model.latentBank.isEmpty { computeLatentBank() }
         var d = Self.shuffled(data ?? heldOut)
         if d.count > config.calibrationRows { d = d.subset(Array(0..<config.calibrationRows)) }
-        let e = EnergyScoring.eMin(
+        return EnergyScoring.calibration(
             model: model, sampling: config.sampling, normalization: normalization, observations: d.observations,
-            actions: d.actions, seedBase: seedBase)
-        return ReliabilityCalibration(heldOutEMin: e, quantile: config.calibrationQuantile)
+            actions: d.actions, seedBase: seedBase, quantile: config.calibrationQuantile)
     }
 }
 
@@ -140,26 +139,59 @@ public final class EnergyTrainer {
 public enum EnergyScoring {
     /// `E_min` for each row of raw (unnormalised) observations and actions, in chunks of `chunk`
     /// rows; row `i` uses seed `seedBase + i`.
+    ///
+    /// `exitEnergy`: with staged proposals (`sampling.firstProposals`), the energy at which a row
+    /// stops after the first stage, as the server's check does with its threshold; nil scores
+    /// every proposal.
     public static func eMin(
         model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalizer,
-        observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256
+        observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256, exitEnergy: Float? = nil
     ) -> [Float] {
         score(
             model: model, sampling: sampling, normalization: normalization, observations: observations, actions: actions,
-            seedBase: seedBase, chunk: chunk
+            seedBase: seedBase, chunk: chunk, exitEnergy: exitEnergy
         ).eMin
+    }
+
+    /// The reliability calibration of `sampling` on held-out real transitions. Unstaged: the
+    /// `quantile` of their `E_min`. Staged (`sampling.firstProposals`): the threshold is that of
+    /// every proposal scored (rows stop at it, which changes no flag), and the confidence table
+    /// comes from the `E_min` the staged check reports with that threshold, so a row's confidence
+    /// is calibrated against what the server computes. Rows stop at the `exitQuantile` (at most
+    /// `quantile`; nil: `quantile`) of the held-out `E_min` with every proposal scored: a lower
+    /// one sends rows near the threshold on to the rest of the proposals, so their `E_min` (and
+    /// confidence) rank as finely as the full check's.
+    public static func calibration(
+        model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalizer,
+        observations: [Float], actions: [Float], seedBase: UInt64, quantile: Double, exitQuantile: Double? = nil
+    ) -> ReliabilityCalibration {
+        let full = eMin(
+            model: model, sampling: sampling, normalization: normalization, observations: observations, actions: actions,
+            seedBase: seedBase)
+        let unstaged = ReliabilityCalibration(heldOutEMin: full, quantile: quantile)
+        guard sampling.firstProposals > 0, sampling.firstProposals < sampling.proposals else { return unstaged }
+        let exit = exitQuantile.map { ReliabilityCalibration.quantile(full.sorted(), min($0, quantile)) }
+        let stageExit = min(exit ?? unstaged.threshold, unstaged.threshold)
+        let staged = eMin(
+            model: model, sampling: sampling, normalization: normalization, observations: observations, actions: actions,
+            seedBase: seedBase, exitEnergy: stageExit)
+        let table = ReliabilityCalibration(heldOutEMin: staged, quantile: quantile, tableSize: unstaged.table.count).table
+        return ReliabilityCalibration(
+            quantile: quantile, threshold: unstaged.threshold, table: table, heldOutCount: staged.count,
+            exitEnergy: exit.map { _ in stageExit })
     }
 
     /// Like `eMin`, also returning the lowest-energy next state per row (raw units) and the spread
     /// (normalised units).
     public static func score(
         model: EnergyTransitionModel, sampling: EnergySamplingConfig, normalization: ObservationNormalizer,
-        observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256
+        observations: [Float], actions: [Float], seedBase: UInt64, chunk: Int = 256, exitEnergy: Float? = nil
     ) -> EnergySampler.Result {
         let d = model.spec.obsDim, k = model.spec.actDim
         let n = observations.count / d
         let s = normalization.applied(to: observations)
         let sampler = EnergySampler(model: model, config: sampling, frozenEnergy: true)
+        sampler.exitEnergy = exitEnergy
         var out = EnergySampler.Result(eMin: [], predictedNext: [], spread: [])
         var start = 0
         while start < n {

@@ -96,7 +96,9 @@ struct BenchCheckCommand: ParsableCommand {
     var langevinSteps = CountList(argument: "0,5,10,20")!
     @Option(help: "Latent-bank proposals P, comma-separated.")
     var proposals = CountList(argument: "32,128")!
-    @Option(help: "Explicit settings N:T:P, comma-separated (replaces the grid).")
+    @Option(help: "Staged proposals: first-stage sizes P1, comma-separated (0: every proposal for every row; only with T = 0 and P1 < P).")
+    var firstProposals = CountList(argument: "0")!
+    @Option(help: "Explicit settings N:T:P, N:T:P:P1 (staged) or N:T:P:P1:Q (staged, rows stop at the held-out quantile Q of E_min), comma-separated (replaces the grid).")
     var settings: String?
     @Option(help: "Held-out rows per evaluation set.")
     var evaluationRows = 2000
@@ -116,15 +118,28 @@ struct BenchCheckCommand: ParsableCommand {
     func parsedSettings() throws -> [EnergyCheckSweep.Setting] {
         if let settings {
             return try settings.split(separator: ",").map { part in
-                let v = part.split(separator: ":").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard v.count == 3, let n = v[0], let t = v[1], let p = v[2], n >= 1, t >= 0, p >= 0 else {
-                    throw ValidationError("--settings: '\(part)' is not N:T:P with N ≥ 1, T ≥ 0, P ≥ 0")
+                let fields = part.split(separator: ":", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                let v = fields.prefix(4).map { Int($0) }
+                let q = fields.count == 5 ? Double(fields[4]) : nil
+                guard (3...5).contains(fields.count), let n = v[0], let t = v[1], let p = v[2], n >= 1, t >= 0, p >= 0,
+                    fields.count == 3 || (v[3] ?? -1) >= 0, fields.count < 5 || (q.map { $0 > 0 && $0 < 1 } ?? false)
+                else {
+                    throw ValidationError(
+                        "--settings: '\(part)' is not N:T:P, N:T:P:P1 or N:T:P:P1:Q with N ≥ 1, T ≥ 0, P ≥ 0, P1 ≥ 0, 0 < Q < 1")
                 }
-                return EnergyCheckSweep.Setting(samples: n, langevinSteps: t, proposals: p)
+                return EnergyCheckSweep.Setting(
+                    samples: n, langevinSteps: t, proposals: p, firstProposals: fields.count >= 4 ? v[3]! : 0, exitQuantile: q)
             }
         }
         return proposals.values.flatMap { p in
-            langevinSteps.values.flatMap { t in samples.values.map { EnergyCheckSweep.Setting(samples: $0, langevinSteps: t, proposals: p) } }
+            langevinSteps.values.flatMap { t in
+                samples.values.flatMap { n in
+                    // Staging applies to T = 0 and P1 < P only; elsewhere the list collapses to unstaged.
+                    Set(firstProposals.values.map { t == 0 && $0 < p ? $0 : 0 }).sorted().map {
+                        EnergyCheckSweep.Setting(samples: n, langevinSteps: t, proposals: p, firstProposals: $0)
+                    }
+                }
+            }
         }
     }
 
@@ -147,11 +162,15 @@ struct BenchCheckCommand: ParsableCommand {
         let bundle = try PolicyBundle.load(directory: data.model)
         let policyFlops = bundle.flopsPerObservation(steps: m.sampling.steps, candidates: m.sampling.candidates, samples: 1, check: false)
         let shipped = EnergyCheckSweep.Setting(
-            samples: loaded.sampling.samples, langevinSteps: loaded.sampling.schedule.steps, proposals: loaded.sampling.proposals)
+            samples: loaded.sampling.samples, langevinSteps: loaded.sampling.schedule.steps, proposals: loaded.sampling.proposals,
+            firstProposals: loaded.sampling.firstProposals)
         let machine = MachineInfo.current(blasThreads: 1)
         note("\(machine.summary)")
         note("\(m.name): policy + critic \(fmt(policyFlops / 1e6, 1)) MFLOP per observation; shipped check \(shipped); \(loaded.heldOut.count) held-out rows")
-        var table = TextTable(["N", "T", "P", "MFLOP", "µs/obs", "check/policy", "AUROC rand", "AUROC noisy", "AUROC other", "fresh rel.", "rand rel."])
+        var table = TextTable([
+            "N", "T", "P", "P1", "exit q", "MFLOP real", "MFLOP max", "prop/row real", "prop/row rand", "µs/obs", "check/policy", "AUROC rand",
+            "AUROC noisy", "AUROC other", "fresh rel.", "rand rel.",
+        ])
         let rows = EnergyCheckSweep.run(
             model: loaded.energy, base: loaded.sampling, normalizer: loaded.normalizer, heldOut: loaded.heldOut,
             other: otherData, settings: try parsedSettings(), calibrationRows: data.calibrationRows,
@@ -163,7 +182,10 @@ struct BenchCheckCommand: ParsableCommand {
         }
         for r in rows {
             table.add([
-                "\(r.setting.samples)", "\(r.setting.langevinSteps)", "\(r.setting.proposals)", fmt(r.mflopPerObservation, 1),
+                "\(r.setting.samples)", "\(r.setting.langevinSteps)", "\(r.setting.proposals)",
+                r.setting.isStaged ? "\(r.setting.firstProposals)" : "-",
+                r.setting.isStaged ? r.setting.exitQuantile.map { "\($0)" } ?? "thr" : "-", fmt(r.mflopPerObservation, 1),
+                fmt(r.mflopMaxPerObservation, 1), fmt(r.proposalsPerRowReal, 1), fmt(r.proposalsPerRowRandomActions, 1),
                 fmt(r.microsecondsPerObservation, 0), fmt(r.mflopPerObservation * 1e6 / policyFlops, 2), fmt(r.aurocRandomActions, 3),
                 fmt(r.aurocNoisyStates, 3), r.aurocOtherDataset.map { fmt($0, 3) } ?? "-", fmt(r.reliableRateFresh, 3),
                 fmt(r.reliableRateRandomActions, 3),
@@ -197,6 +219,10 @@ struct CalibrateCommand: ParsableCommand {
     var langevinSteps: Int
     @Option(help: "Latent-bank proposals P.")
     var proposals: Int
+    @Option(help: "Staged proposals: score the first P1 and stop a row there when it is already below the threshold (0: all P for every row; needs T = 0 and P1 < P).")
+    var firstProposals = 0
+    @Option(help: "Staged proposals: rows stop after the first stage when E_min is at or below this held-out quantile (default: the threshold's, --quantile).")
+    var exitQuantile: Double?
     @Option(help: "Share of real transitions judged reliable.")
     var quantile = 0.95
 
@@ -205,20 +231,32 @@ struct CalibrateCommand: ParsableCommand {
         if samples < 1 { throw ValidationError("--samples must be at least 1") }
         if langevinSteps < 0 { throw ValidationError("--langevin-steps must not be negative") }
         if proposals < 0 { throw ValidationError("--proposals must not be negative") }
+        if firstProposals < 0 { throw ValidationError("--first-proposals must not be negative") }
+        if firstProposals > 0 && (langevinSteps != 0 || firstProposals >= proposals) {
+            throw ValidationError("--first-proposals needs --langevin-steps 0 and fewer than --proposals (\(proposals))")
+        }
+        if firstProposals > 0 && firstProposals < samples {
+            throw ValidationError("--first-proposals must be at least --samples (\(samples))")
+        }
         if !(quantile > 0 && quantile < 1) { throw ValidationError("--quantile must be in (0, 1)") }
+        if let q = exitQuantile {
+            if firstProposals == 0 { throw ValidationError("--exit-quantile needs --first-proposals") }
+            if !(q > 0 && q <= quantile) { throw ValidationError("--exit-quantile must be in (0, --quantile]") }
+        }
     }
 
     func run() throws {
         let loaded = try data.load()
         var directory = loaded.directory
-        let setting = EnergyCheckSweep.Setting(samples: samples, langevinSteps: langevinSteps, proposals: proposals)
+        let setting = EnergyCheckSweep.Setting(
+            samples: samples, langevinSteps: langevinSteps, proposals: proposals, firstProposals: firstProposals,
+            exitQuantile: exitQuantile)
         let sampling = setting.sampling(base: loaded.sampling)
         let rows = min(data.calibrationRows, loaded.heldOut.count)
         let part = EnergyTrainer.shuffled(loaded.heldOut).subset(Array(0..<rows))
-        let e = EnergyScoring.eMin(
+        let calibration = EnergyScoring.calibration(
             model: loaded.energy, sampling: sampling, normalization: loaded.normalizer, observations: part.observations,
-            actions: part.actions, seedBase: 0xCA1B)
-        let calibration = ReliabilityCalibration(heldOutEMin: e, quantile: quantile)
+            actions: part.actions, seedBase: 0xCA1B, quantile: quantile, exitQuantile: exitQuantile)
         directory.manifest.networks[EnergyModelSpec.role] = loaded.energy.networkSpec(sampling: sampling)
         directory.manifest.sampling.samples = samples
         directory.manifest.reliability = calibration.manifestValue

@@ -22,6 +22,53 @@ struct EnergyManifestTests {
         #expect(throws: ModelFileError.self) {
             try EnergyModelSpec.decode(network: network, tensors: tensors, observationDim: 5, actionDim: 2)
         }
+        // Unstaged manifests carry no firstProposals option; staged ones round-trip it.
+        #expect(network.options?["firstProposals"] == nil && decoded.sampling.firstProposals == 0)
+        let staged = spec.networkSpec(sampling: EnergySamplingConfig(samples: 1, proposals: 384, firstProposals: 128))
+        let back = try EnergyModelSpec.decode(network: staged, tensors: tensors, observationDim: 4, actionDim: 2)
+        #expect(back.sampling.proposals == 384 && back.sampling.firstProposals == 128)
+    }
+
+    @Test("count options of a hostile manifest are refused with their name, not converted (1e30 would trap)")
+    func countOptionsAreChecked() throws {
+        var rng = RNG(seed: 1)
+        let spec = EnergySamplerTests.smallSpec(spherical: true, activation: .silu)
+        let tensors = EnergyTransitionModel(spec: spec, rng: &rng).fileTensors()
+        for (name, value) in [("proposals", 1e30), ("firstProposals", -1), ("langevinSteps", 2.5), ("firstProposals", 2e6)] {
+            var network = spec.networkSpec()
+            network.options?[name] = value
+            do {
+                _ = try EnergyModelSpec.decode(network: network, tensors: tensors, observationDim: 4, actionDim: 2)
+                Issue.record("\(name) = \(value) was accepted")
+            } catch let error as ModelFileError {
+                #expect("\(error)".contains(name), "\(error)")
+            }
+        }
+    }
+
+    @Test("a staged checker stops rows at the calibration's exit energy, and the manifest keeps it")
+    func stagedChecker() {
+        var rng = RNG(seed: 5)
+        let spec = EnergySamplerTests.smallSpec(spherical: true, activation: .relu)
+        let model = EnergyTransitionModel(spec: spec, rng: &rng)
+        model.latentBank = randomArray(40 * 3, seed: 6)
+        let schedule = LangevinSchedule(steps: 0, initialStepSize: 0.1, noise: 0.01)
+        let sampling = EnergySamplingConfig(samples: 1, schedule: schedule, proposals: 30, firstProposals: 8)
+        var calibration = ReliabilityCalibration(heldOutEMin: (0..<100).map { Float($0) / 100 - 0.5 }, quantile: 0.9)
+        #expect(EnergyTransitionChecker(model: model, sampling: sampling, calibration: calibration).sampler.exitEnergy == calibration.threshold)
+        calibration.exitEnergy = calibration.threshold - 0.2
+        let checker = EnergyTransitionChecker(model: model, sampling: sampling, calibration: calibration)
+        #expect(checker.sampler.exitEnergy == calibration.threshold - 0.2)
+        #expect(checker.splitProposals == 8)
+        // Never above the threshold, whatever the manifest says.
+        calibration.exitEnergy = calibration.threshold + 1
+        #expect(calibration.stageExit == calibration.threshold)
+        let back = ReliabilityCalibration(manifest: calibration.manifestValue)
+        #expect(back.exitEnergy == calibration.exitEnergy)
+        // Unstaged sampling ignores the calibration's exit.
+        var unstaged = sampling
+        unstaged.firstProposals = 0
+        #expect(EnergyTransitionChecker(model: model, sampling: unstaged, calibration: calibration).sampler.exitEnergy == nil)
     }
 
     @Test("the server's checker gives the sampler's E_min and the calibration's verdicts")

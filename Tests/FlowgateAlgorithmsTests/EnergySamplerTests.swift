@@ -145,6 +145,74 @@ struct EnergySamplerTests {
         #expect(sampler.flopsPerRow(samples: 2) == proposals + 2 * (3 * 3 + 1) * pass)
     }
 
+    @Test("staged proposals: the flag of every proposal scored, rows below the exit stop at the first stage, the others score all")
+    func stagedProposals() {
+        var rng = RNG(seed: 31)
+        let model = EnergyTransitionModel(spec: Self.smallSpec(spherical: true, activation: .relu), rng: &rng)
+        let bankCount = 40, l = 3, d = 4, batch = 24
+        model.latentBank = randomArray(bankCount * l, seed: 32)
+        let schedule = LangevinSchedule(steps: 0, initialStepSize: 0.1, noise: 0.01)
+        let full = EnergySampler(
+            model: model, config: EnergySamplingConfig(samples: 1, schedule: schedule, proposals: 30), frozenEnergy: true)
+        let first = EnergySampler(
+            model: model, config: EnergySamplingConfig(samples: 1, schedule: schedule, proposals: 8), frozenEnergy: true)
+        let staged = EnergySampler(
+            model: model, config: EnergySamplingConfig(samples: 1, schedule: schedule, proposals: 30, firstProposals: 8),
+            frozenEnergy: true)
+        let s = randomArray(batch * d, seed: 33), a = randomArray(batch * 2, seed: 34)
+        let seeds = (0..<batch).map { UInt64(500 + $0) }
+        let eFull = full.evaluate(observations: s, actions: a, seeds: seeds).eMin
+        let eFirst = first.evaluate(observations: s, actions: a, seeds: seeds).eMin
+        // Without an exit energy staging is off: every proposal, every row.
+        let unset = staged.evaluate(observations: s, actions: a, seeds: seeds).eMin
+        #expect(unset == eFull)
+        #expect(staged.proposalsScored == batch * 30)
+        // Exit at the median of the first-stage energies: about half the rows stop there.
+        let exit = eFirst.sorted()[batch / 2]
+        staged.exitEnergy = exit
+        let before = staged.proposalsScored
+        let e = staged.evaluate(observations: s, actions: a, seeds: seeds).eMin
+        var stopped = 0
+        for b in 0..<batch {
+            let tol = 1e-5 * max(1, abs(eFull[b]))
+            if eFirst[b] <= exit {
+                // The first P1 draws are the full check's first P1 draws.
+                stopped += 1
+                #expect(abs(e[b] - eFirst[b]) <= tol, "row \(b) stops at the first stage")
+            } else {
+                #expect(abs(e[b] - eFull[b]) <= tol, "row \(b) scores every proposal")
+            }
+            // The flag at the exit energy (or any threshold above it) is the full check's.
+            #expect((e[b] <= exit) == (eFull[b] <= exit), "row \(b) flag")
+            #expect(e[b] >= eFull[b] - tol)
+        }
+        #expect(stopped > 0 && stopped < batch)
+        #expect(staged.proposalsScored - before == batch * 8 + (batch - stopped) * 22)
+        // Shared between two samplers: the first stage is what they split; the rest is finished.
+        #expect(staged.splitProposals == 8 && full.splitProposals == 30)
+        let helper = EnergySampler(
+            model: model, config: EnergySamplingConfig(samples: 1, schedule: schedule, proposals: 30, firstProposals: 8),
+            frozenEnergy: true)
+        helper.exitEnergy = exit
+        let job = ProposalSplit()
+        var shared = [Float](repeating: 0, count: batch)
+        s.withUnsafeBufferPointer { sp in
+            a.withUnsafeBufferPointer { ap in
+                seeds.withUnsafeBufferPointer { sd in
+                    staged.beginSplit(job, observations: sp.baseAddress!, actions: ap.baseAddress!, seeds: sd.baseAddress!, batch: batch)
+                    helper.scoreSplit(job, proposals: 3..<8)
+                    staged.scoreSplit(job, proposals: 0..<3)
+                    shared.withUnsafeMutableBufferPointer { staged.finishSplit(job, eMin: $0.baseAddress!) }
+                }
+            }
+        }
+        for b in 0..<batch { #expect(abs(shared[b] - e[b]) <= 1e-5 * max(1, abs(e[b])), "row \(b) shared") }
+        // With Langevin steps there is nothing to stop early: staging is off.
+        staged.config.schedule.steps = 2
+        #expect(staged.splitProposals == 30)
+        _ = l
+    }
+
     @Test("a row's samples depend on its seed only, not on the rest of the batch")
     func batchIndependence() {
         var rng = RNG(seed: 5)
