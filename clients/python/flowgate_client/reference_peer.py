@@ -163,11 +163,20 @@ class Model:
             self.latent = e["mlps"]["dec"]["inputDim"]
             self.spherical = o.get("spherical", 1) != 0
             self.proposals = int(o.get("proposals", 128))
+            # Staged proposals: score the first `firstProposals` of a row's draws, stop when their
+            # lowest energy is at or below the stage exit, else score the rest (flowgate's EnergySampler).
+            self.first_proposals = int(o.get("firstProposals", 0))
             self.langevin = int(o.get("langevinSteps", 30))
             self.eta0, self.eta1 = np.float32(o.get("stepSize", 0.1)), np.float32(o.get("finalStepSize", 0.01))
             self.noise = np.float32(o.get("noise", 0.01))
         rel = m.get("reliability")
         self.threshold = np.float32(rel["threshold"]) if rel else np.float32(np.inf)
+        # Where staged rows stop: reliability.exitEnergy, never above the threshold; no calibration,
+        # no staging (flowgate sets the exit only from a calibration).
+        exit_energy = rel.get("exitEnergy") if rel else None
+        self.stage_exit = (
+            np.float32(min(np.float32(exit_energy), self.threshold)) if exit_energy is not None else self.threshold
+        ) if rel else None
         # The optional failure-risk calibration (docs/reliability.md): requests without `stream` get
         # its stateless model, a logistic on the chosen action's q.
         self.risk = (m.get("risk") or {}).get("stateless")
@@ -228,6 +237,9 @@ class Model:
                 tidx = torch.from_numpy(idx.astype(np.int64))
                 pz = bank[tidx]  # [b, p, l]
                 # The decoder does not see (s, a): the bank is decoded once, at load.
+                p1 = self.first_proposals
+                if self.langevin == 0 and self.stage_exit is not None and 0 < p1 < p and n <= p1:
+                    return self.staged_e_min(cond, tidx, p1)
                 px = self.decoded_bank[tidx].reshape(b * p, -1)
                 e = self.energy(torch.cat([cond.repeat_interleave(p, 0), px], 1))
                 if self.langevin == 0:  # no Langevin step: E_min is the lowest proposal energy
@@ -259,6 +271,21 @@ class Model:
         with torch.no_grad():
             e = self.energy(torch.cat([cond_rows, self.decoder(z.detach())], 1)).reshape(b, n)
         return e.min(1).values.numpy()
+
+    def staged_e_min(self, cond, tidx, p1):
+        """E_min with staged proposals: every row scores its first p1 drawn proposals; rows whose
+        lowest energy is above the stage exit (or NaN) also score the rest; the others stop."""
+        b, p = tidx.shape
+        e1 = self.energy(torch.cat([cond.repeat_interleave(p1, 0), self.decoded_bank[tidx[:, :p1]].reshape(b * p1, -1)], 1))
+        low = e1.reshape(b, p1).min(1).values
+        go_on = ~(low <= float(self.stage_exit))
+        rows = torch.nonzero(go_on).flatten()
+        if len(rows):
+            w = p - p1
+            px = self.decoded_bank[tidx[rows, p1:]].reshape(len(rows) * w, -1)
+            e2 = self.energy(torch.cat([cond[rows].repeat_interleave(w, 0), px], 1)).reshape(len(rows), w)
+            low[rows] = torch.minimum(low[rows], e2.min(1).values)
+        return low.numpy()
 
     def step_size(self, t):
         T = self.langevin
