@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", type=int, default=30)
     ap.add_argument("--seed", type=int, default=100, help="first env seed (the model cards use 100)")
     ap.add_argument("--train-seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (flowgate's trainer uses one core)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (flowgate's trainer uses two by default; --threads 2 for the same cores)")
     ap.add_argument("--out", help="JSON summary (default runs/compare-d3rlpy/<dataset>.json)")
     args = ap.parse_args(argv)
 

@@ -59,7 +59,21 @@ public final class SupportGenerationPhase: TrainingPhase {
 /// In-support softmax Q-learning of a twin critic with Polyak-averaged targets:
 /// `V(s') = Σ_j softmax_j(beta_Q · Qtarg(s', a'_j)) · Qtarg(s', a'_j)`,
 /// `y = r + gamma · (1 − d) · V(s')`, loss `½ (MSE(Q1, y) + MSE(Q2, y))`.
+///
+/// Validation signal: every `validateEvery` steps (and at the last) the phase measures, on
+/// `validationRows` fixed dataset rows (drawn once from the seed, always the same rows, still used
+/// for training: holding them out would change every recorded model's minibatch stream), the TD
+/// error against the current target (`val_td`, the training loss without minibatch noise), the mean
+/// twin-min Q of the data's actions (`val_q`), and that Q minus the rows' discounted Monte Carlo
+/// return-to-go (`val_q_minus_return`, Q calibration: the in-support softmax value should sit at or
+/// somewhat above the behaviour's own return; a gap that keeps growing means the critic diverges,
+/// one that keeps moving means it has not converged).
 public final class CriticPhase: TrainingPhase {
+    /// Steps between validation measurements.
+    public static let validateEvery = 500
+    /// Most fixed rows the validation signal measures.
+    public static let validationRows = 1024
+
     public let name: String
     public var totalSteps: Int { skeleton.totalSteps }
     public var completedSteps: Int { skeleton.completedSteps }
@@ -69,6 +83,10 @@ public final class CriticPhase: TrainingPhase {
     let supportSource: SupportGenerationPhase
     let config: TrainingConfig.CriticTraining
     var skeleton: PhaseSkeleton
+    /// The fixed validation rows and their discounted returns-to-go.
+    let validationIndices: [Int]
+    private let validationReturns: [Float]
+    private var validation: [String: Double] = [:]
     private let obs = FloatBuffer(), act = FloatBuffer(), nobsRep = FloatBuffer(), supAct = FloatBuffer()
     private let y = FloatBuffer(), g1 = FloatBuffer(), g2 = FloatBuffer()
 
@@ -82,14 +100,20 @@ public final class CriticPhase: TrainingPhase {
         skeleton = PhaseSkeleton(
             steps: config.steps, parameters: critic.parameters, learningRate: config.learningRate, seed: seed,
             population: data.count, batchSize: batchSize)
+        // Its own stream, so the training draws are those of a run without validation.
+        var pick = RNG(seed: seed ^ 0xC0A1_1DA7_E5A1_0001)
+        var chosen = Set<Int>()
+        let wanted = config.steps > 0 ? min(Self.validationRows, data.count) : 0
+        while chosen.count < wanted { chosen.insert(pick.int(below: data.count)) }
+        validationIndices = chosen.sorted()
+        let returns = wanted > 0 ? data.returnsToGo(gamma: config.gamma) : []
+        validationReturns = validationIndices.map { returns[$0] }
     }
 
-    public func step() throws -> [String: Double] {
-        let b = skeleton.sampler.batchSize, obsDim = data.observationDim, actDim = data.actionDim, m = supportSource.perState
-        skeleton.sampler.draw(from: data, observations: obs, actions: act)
-        let indices = skeleton.sampler.indices
-        nobsRep.reserve(b * m * obsDim); supAct.reserve(b * m * actDim)
-        y.reserve(b); g1.reserve(b); g2.reserve(b)
+    /// `y = r + gamma · (1 − d) · V(s')` for dataset rows `indices` into `y`; returns the mean V(s').
+    private func targets(_ indices: [Int]) -> Double {
+        let b = indices.count, obsDim = data.observationDim, actDim = data.actionDim, m = supportSource.perState
+        nobsRep.reserve(b * m * obsDim); supAct.reserve(b * m * actDim); y.reserve(b)
         data.nextObservations.withUnsafeBufferPointer { nobs in
             supportSource.support.withUnsafeBufferPointer { sup in
                 for (k, i) in indices.enumerated() {
@@ -117,6 +141,14 @@ public final class CriticPhase: TrainingPhase {
             meanV += Double(v)
             y.pointer[k] = data.rewards[i] + config.gamma * data.notDone[i] * v
         }
+        return meanV / Double(max(b, 1))
+    }
+
+    public func step() throws -> [String: Double] {
+        let b = skeleton.sampler.batchSize
+        skeleton.sampler.draw(from: data, observations: obs, actions: act)
+        let meanV = targets(skeleton.sampler.indices)
+        g1.reserve(b); g2.reserve(b)
         let (q1, q2) = critic.evaluate(obs: obs.pointer, actions: act.pointer, batch: b)
         var l1: Double = 0, l2: Double = 0, meanQ: Double = 0
         for k in 0..<b {
@@ -130,20 +162,50 @@ public final class CriticPhase: TrainingPhase {
         critic.backward(dq1: g1.pointer, dq2: g2.pointer)
         let gradNorm = skeleton.finishStep()
         polyakUpdate(target: target.parameters, source: critic.parameters, tau: config.tau)
-        return [
-            "loss": 0.5 * (l1 + l2) / Double(b), "q_mean": meanQ / Double(b), "v_next": meanV / Double(b),
-            "grad_norm": gradNorm,
-        ]
+        if completedSteps % Self.validateEvery == 0 || completedSteps == totalSteps { validation = validate() }
+        var metrics = validation
+        metrics["loss"] = 0.5 * (l1 + l2) / Double(b)
+        metrics["q_mean"] = meanQ / Double(b)
+        metrics["v_next"] = meanV
+        metrics["grad_norm"] = gradNorm
+        return metrics
+    }
+
+    /// The validation signal on the fixed rows (see the type's documentation).
+    public func validate() -> [String: Double] {
+        let n = validationIndices.count, obsDim = data.observationDim, actDim = data.actionDim
+        guard n > 0 else { return [:] }
+        _ = targets(validationIndices)
+        let o = FloatBuffer(), a = FloatBuffer()
+        o.reserve(n * obsDim); a.reserve(n * actDim)
+        PreparedData.gather(data.observations, width: obsDim, indices: validationIndices, into: o.pointer)
+        PreparedData.gather(data.actions, width: actDim, indices: validationIndices, into: a.pointer)
+        let (q1, q2) = critic.evaluate(obs: o.pointer, actions: a.pointer, batch: n)
+        var td: Double = 0, q: Double = 0, gap: Double = 0
+        for k in 0..<n {
+            let d1 = Double(q1[k] - y.pointer[k]), d2 = Double(q2[k] - y.pointer[k])
+            td += 0.5 * (d1 * d1 + d2 * d2)
+            let qk = Double(min(q1[k], q2[k]))
+            q += qk
+            gap += qk - Double(validationReturns[k])
+        }
+        let c = Double(n)
+        return ["val_td": td / c, "val_q": q / c, "val_q_minus_return": gap / c]
     }
 
     public func stateTensors() -> [String: Tensor] {
         var s = skeleton.state(critic.parameters, prefix: "critic.")
         s.merge(target.parameters.namedTensors().prefixed("target.")) { a, _ in a }
+        for (k, v) in validation { s["validation." + k] = ReflowPhase.tensor(exactly: v) }
         return s
     }
 
+    /// Restores what `stateTensors()` saved; a checkpoint from before the validation signal has no
+    /// values, and the next measurement fills them.
     public func loadState(_ s: [String: Tensor]) throws {
         try skeleton.load(s, into: critic.parameters, prefix: "critic.")
         try target.parameters.load(from: s.unprefixed("target."))
+        validation = [:]
+        for (k, v) in s where k.hasPrefix("validation.") { validation[String(k.dropFirst("validation.".count))] = try ReflowPhase.double(v) }
     }
 }

@@ -14,6 +14,9 @@ public final class PreparedData: @unchecked Sendable {
     public let actions: [Float]
     public let rewards: [Float]
     public let notDone: [Float]
+    /// Rows after which the episode does not continue in the next row: terminal, timeout (time
+    /// limit), or the dataset's last row.
+    public let episodeEnds: [Bool]
     public let observationMean: [Float]
     public let observationStd: [Float]
     public let actionLow: [Float]
@@ -51,6 +54,21 @@ public final class PreparedData: @unchecked Sendable {
         actions = a
         rewards = d.rewards.map { $0 * rewardScale }
         notDone = d.terminals.map { $0 ? 0 : 1 }
+        episodeEnds = (0..<d.count).map { d.terminals[$0] || d.timeouts[$0] || $0 == d.count - 1 }
+    }
+
+    /// The discounted return-to-go of every row, `G_i = r_i + gamma · G_{i+1}` within an episode
+    /// (scaled rewards): the Monte Carlo value of the data's own actions. Episodes cut by a time
+    /// limit or by the end of the file stop there, so their last rows' returns are too low.
+    public func returnsToGo(gamma: Float) -> [Float] {
+        var g = [Float](repeating: 0, count: count)
+        var next: Double = 0
+        for i in stride(from: count - 1, through: 0, by: -1) {
+            if episodeEnds[i] { next = 0 }
+            next = Double(rewards[i]) + Double(gamma) * next
+            g[i] = Float(next)
+        }
+        return g
     }
 
     /// Copies the rows `indices` of a `count × width` matrix into `out`.

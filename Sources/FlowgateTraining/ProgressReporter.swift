@@ -33,7 +33,7 @@ public final class ProgressReporter {
         let done = step - phaseStartStep
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let eta = rate > 0 ? Double(total - step) / rate : 0
-        let shown = metrics.sorted { $0.key < $1.key }.prefix(4).map { "\($0.key)=\(Self.format($0.value))" }.joined(separator: " ")
+        let shown = Self.shown(metrics)
         if interactive {
             guard now.timeIntervalSince(lastRender) > 0.1 || step == total else { return }
             lastRender = now
@@ -55,6 +55,16 @@ public final class ProgressReporter {
 
     private func emit(_ s: String) {
         FileHandle.standardError.write(Data(s.utf8))
+    }
+
+    /// The metrics a progress line shows: the validation signal (`val_*`) first, then the others
+    /// by name, seven at most.
+    static func shown(_ metrics: [String: Double]) -> String {
+        let ordered = metrics.sorted { a, b in
+            let va = a.key.hasPrefix("val_"), vb = b.key.hasPrefix("val_")
+            return va != vb ? va : a.key < b.key
+        }
+        return ordered.prefix(7).map { "\($0.key)=\(Self.format($0.value))" }.joined(separator: " ")
     }
 
     static func format(_ v: Double) -> String {

@@ -101,13 +101,39 @@ struct QIPOSyntheticTests {
         let support = SupportGenerationPhase(policy: policy, data: data, perState: 4, flowSteps: 4, seed: 13)
         while support.completedSteps < support.totalSteps { _ = try support.step() }
         let phase = CriticPhase(critic: critic, data: data, support: support, config: cc, batchSize: 64, seed: 14)
-        while phase.completedSteps < phase.totalSteps { _ = try phase.step() }
+        // The validation signal: data's Monte Carlo returns here are the true values, so Q minus
+        // return starts far below 0 (untrained Q) and ends near 0; the TD error ends near 0.
+        let before = phase.validate()
+        var last: [String: Double] = [:]
+        while phase.completedSteps < phase.totalSteps { last = try phase.step() }
+        #expect(phase.validationIndices.count == 1000, "every row of a 1000-row dataset is a validation row")
+        #expect((before["val_q_minus_return"] ?? 0) < -0.5, "before training: \(before)")
+        let gap = last["val_q_minus_return"] ?? .nan, td = last["val_td"] ?? .nan
+        #expect(abs(gap) < 0.05 && td < 0.005, "after training: \(last)")
+        #expect(abs((last["val_q"] ?? 0) - 0.8190) < 0.05, "mean true value of the chain's rows is 0.8190: \(last)")
         for s in 0..<n {
             var o = [Float](repeating: 0, count: n); o[s] = 1
             let q = critic.minQ(obs: o, actions: [0.5], batch: 1)[0]
             let truth = powf(gamma, Float(n - 1 - s))
             #expect(abs(q - truth) < 0.06, "Q(s\(s)) = \(q), true value \(truth)")
         }
+    }
+
+    @Test("returns-to-go restart at terminals, time limits and the end of the file")
+    func returnsToGo() {
+        let n = 6
+        let d = OfflineDataset(
+            source: "episodes", observationDim: 1, actionDim: 1, observations: [Float](repeating: 0, count: n),
+            actions: [Float](repeating: 0, count: n), rewards: [1, 1, 1, 1, 1, 2], nextObservations: [Float](repeating: 0, count: n),
+            terminals: [false, false, false, false, true, false], timeouts: [false, false, true, false, false, false])
+        let g = Self.prepare(d).returnsToGo(gamma: 0.5)
+        #expect(g == [1.75, 1.5, 1, 1.5, 1, 2], "\(g)")
+    }
+
+    @Test("progress lines show the validation signal first")
+    func progressShowsValidationFirst() {
+        let line = ProgressReporter.shown(["grad_norm": 1, "loss": 2, "q_mean": 3, "v_next": 4, "val_td": 5, "val_q": 6, "val_q_minus_return": 7])
+        #expect(line.hasPrefix("val_q=6 val_q_minus_return=7 val_td=5 grad_norm=1"), "\(line)")
     }
 
     @Test("a phase restored from its state continues bit for bit")
