@@ -7,6 +7,7 @@
 #include "flowgate_kernels.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <libxsmm.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,11 +21,22 @@
 
 /* ---- libxsmm ---------------------------------------------------------------------------- */
 
+/* One dispatch at a time. libxsmm's registry may answer NULL to a thread that finds another one
+ * generating code at the same moment, and a NULL sends that shape to OpenBLAS for good in the
+ * caller's table: the same product would then round differently depending on which test or
+ * worker thread dispatched first (a CI run's two-thread training test differed between runs).
+ * Dispatch happens once per shape and table, so the lock costs nothing on the hot path; a NULL
+ * is asked for again once. */
+static pthread_mutex_t fgk_dispatch_lock = PTHREAD_MUTEX_INITIALIZER;
+
 const void *fgk_xsmm_dispatch(int m, int n, int k, int lda, int ldb, int ldc, float beta) {
     const float alpha = 1;
     const int flags = LIBXSMM_GEMM_FLAG_NONE;
     const int prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
+    pthread_mutex_lock(&fgk_dispatch_lock);
     libxsmm_smmfunction f = libxsmm_smmdispatch(m, n, k, &lda, &ldb, &ldc, &alpha, &beta, &flags, &prefetch);
+    if (f == NULL) f = libxsmm_smmdispatch(m, n, k, &lda, &ldb, &ldc, &alpha, &beta, &flags, &prefetch);
+    pthread_mutex_unlock(&fgk_dispatch_lock);
     return (const void *)f;
 }
 
