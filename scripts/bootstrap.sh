@@ -57,6 +57,29 @@ build_release() {
     swift build -c release
 }
 
+# The server tests under TSan. A race report fails at once. A crash of the sanitizer runtime itself
+# is rerun once: glibc's thread-exit malloc cleanup aborting inside TSan ("Fatal glibc error:
+# malloc assertion failure in __malloc_arena_thread_freeres", then "ThreadSanitizer: CHECK failed"
+# on a thread that has already left TSan) was seen once in our CI history and is not a report about
+# our code. A second crash, or any other failure, fails the job.
+tsan_server_tests() {
+    local out status attempt
+    out=$(mktemp "${TMPDIR:-/tmp}/flowgate-tsan.XXXXXX")
+    for attempt in 1 2; do
+        status=0
+        TSAN_OPTIONS=halt_on_error=1 swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
+            --filter FlowgateServerTests 2>&1 | tee "$out" || status=$?
+        [ "$status" -eq 0 ] && return 0
+        if [ "$attempt" -eq 1 ] && ! grep -q "WARNING: ThreadSanitizer" "$out" &&
+            grep -qE "ThreadSanitizer: CHECK failed|Fatal glibc error" "$out"; then
+            log "the sanitizer runtime crashed (no race reported); rerunning the TSan suite once"
+            continue
+        fi
+        log "TSan server tests failed with status $status"
+        return "$status"
+    done
+}
+
 case "$MODE" in
 install)
     install_system; install_python; build_release ;;
@@ -84,7 +107,7 @@ test)
     swift test --skip-build
     log "server tests under the thread sanitizer"
     swift build --build-tests --sanitize=thread --scratch-path .build-tsan
-    TSAN_OPTIONS=halt_on_error=1 swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter FlowgateServerTests
+    tsan_server_tests
     build_release
     # The fuzzer (its own swiftc build, then one core) runs beside pytest, whose tests spend much
     # of their time waiting on servers and simulators; its output follows pytest's.

@@ -67,9 +67,11 @@ public final class TwinCritic {
         let obsDim = spec.observationDim, actDim = spec.actionDim
         input.reserve(batch * (obsDim + actDim))
         Columns.concat([(obs, obsDim), (actions, actDim)], rows: batch, into: input.pointer)
-        let a = q1.forward(input.pointer, batch: batch)
-        let b = q2.forward(input.pointer, batch: batch)
-        return (a, b)
+        let x = UnsafePointer(input.pointer)
+        var a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?
+        // Independent networks: with two compute threads, one per core (same bits as in turn).
+        BLAS.concurrently({ a = self.q1.forward(x, batch: batch) }, { b = self.q2.forward(x, batch: batch) })
+        return (a!, b!)
     }
 
     /// `min(Q1, Q2)` for `batch` rows; valid until the next call.
@@ -83,7 +85,7 @@ public final class TwinCritic {
 
     /// Backpropagates gradients w.r.t. the two outputs of the last `evaluate` into the parameters.
     public func backward(dq1: UnsafePointer<Float>, dq2: UnsafePointer<Float>) {
-        q1.backward(dq1, computeInputGradient: false)
-        q2.backward(dq2, computeInputGradient: false)
+        BLAS.concurrently(
+            { self.q1.backward(dq1, computeInputGradient: false) }, { self.q2.backward(dq2, computeInputGradient: false) })
     }
 }

@@ -46,6 +46,16 @@ public enum BLAS {
         return try body()
     }
 
+    /// Runs `first` on the calling thread and `second` on the compute helper when two compute
+    /// threads are on (one after the other when they are not, or when the helper is busy), and
+    /// returns when both are done. For independent work, such as the two networks of a twin
+    /// critic: one hand-off for the whole of each instead of one per product and layer. A product
+    /// issued inside still runs in its two halves, one after the other on its own thread, so the
+    /// result is bit for bit that of running `first` and then `second` with the same thread count.
+    public static func concurrently(_ first: () -> Void, _ second: () -> Void) {
+        SplitGEMM.both { part in part == 0 ? first() : second() }
+    }
+
     /// Cores one matrix product uses (see `setComputeThreads`).
     public static var computeThreads: Int { SplitGEMM.enabled.load(ordering: .relaxed) ? 2 : 1 }
 

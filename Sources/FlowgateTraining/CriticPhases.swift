@@ -86,6 +86,8 @@ public final class CriticPhase: TrainingPhase {
     /// The fixed validation rows and their discounted returns-to-go.
     let validationIndices: [Int]
     private let validationReturns: [Float]
+    /// The rows' observations and actions, gathered once.
+    private let validationObs = FloatBuffer(), validationAct = FloatBuffer()
     private var validation: [String: Double] = [:]
     private let obs = FloatBuffer(), act = FloatBuffer(), nobsRep = FloatBuffer(), supAct = FloatBuffer()
     private let y = FloatBuffer(), g1 = FloatBuffer(), g2 = FloatBuffer()
@@ -108,6 +110,10 @@ public final class CriticPhase: TrainingPhase {
         validationIndices = chosen.sorted()
         let returns = wanted > 0 ? data.returnsToGo(gamma: config.gamma) : []
         validationReturns = validationIndices.map { returns[$0] }
+        validationObs.reserve(wanted * data.observationDim)
+        validationAct.reserve(wanted * data.actionDim)
+        PreparedData.gather(data.observations, width: data.observationDim, indices: validationIndices, into: validationObs.pointer)
+        PreparedData.gather(data.actions, width: data.actionDim, indices: validationIndices, into: validationAct.pointer)
     }
 
     /// `y = r + gamma · (1 − d) · V(s')` for dataset rows `indices` into `y`; returns the mean V(s').
@@ -173,14 +179,10 @@ public final class CriticPhase: TrainingPhase {
 
     /// The validation signal on the fixed rows (see the type's documentation).
     public func validate() -> [String: Double] {
-        let n = validationIndices.count, obsDim = data.observationDim, actDim = data.actionDim
+        let n = validationIndices.count
         guard n > 0 else { return [:] }
         _ = targets(validationIndices)
-        let o = FloatBuffer(), a = FloatBuffer()
-        o.reserve(n * obsDim); a.reserve(n * actDim)
-        PreparedData.gather(data.observations, width: obsDim, indices: validationIndices, into: o.pointer)
-        PreparedData.gather(data.actions, width: actDim, indices: validationIndices, into: a.pointer)
-        let (q1, q2) = critic.evaluate(obs: o.pointer, actions: a.pointer, batch: n)
+        let (q1, q2) = critic.evaluate(obs: validationObs.pointer, actions: validationAct.pointer, batch: n)
         var td: Double = 0, q: Double = 0, gap: Double = 0
         for k in 0..<n {
             let d1 = Double(q1[k] - y.pointer[k]), d2 = Double(q2[k] - y.pointer[k])
@@ -196,7 +198,7 @@ public final class CriticPhase: TrainingPhase {
     public func stateTensors() -> [String: Tensor] {
         var s = skeleton.state(critic.parameters, prefix: "critic.")
         s.merge(target.parameters.namedTensors().prefixed("target.")) { a, _ in a }
-        for (k, v) in validation { s["validation." + k] = ReflowPhase.tensor(exactly: v) }
+        s.merge(ValidationCheckpoint.tensors(validation)) { a, _ in a }
         return s
     }
 
@@ -205,7 +207,6 @@ public final class CriticPhase: TrainingPhase {
     public func loadState(_ s: [String: Tensor]) throws {
         try skeleton.load(s, into: critic.parameters, prefix: "critic.")
         try target.parameters.load(from: s.unprefixed("target."))
-        validation = [:]
-        for (k, v) in s where k.hasPrefix("validation.") { validation[String(k.dropFirst("validation.".count))] = try ReflowPhase.double(v) }
+        validation = try ValidationCheckpoint.values(in: s)
     }
 }

@@ -276,7 +276,7 @@ public final class ReflowPhase: TrainingPhase {
             st["pool.x0"] = Tensor(shape: [poolX0.count], scalars: poolX0)
             st["pool.x1"] = Tensor(shape: [poolX1.count], scalars: poolX1)
             st["pool.next_chunk"] = Tensor(shape: [1], scalars: [Float(nextChunk)])
-            for (k, v) in validation { st["validation." + k] = Self.tensor(exactly: v) }
+            st.merge(ValidationCheckpoint.tensors(validation)) { a, _ in a }
         }
         return st
     }
@@ -293,21 +293,6 @@ public final class ReflowPhase: TrainingPhase {
         poolX0 = a.scalars
         poolX1 = b.scalars
         nextChunk = Int(c.scalars[0])
-        validation = [:]
-        for (k, v) in st where k.hasPrefix("validation.") { validation[String(k.dropFirst("validation.".count))] = try Self.double(v) }
-    }
-
-    /// A Double's 64 bits as four 16-bit chunks in Floats (exact), so a resumed run logs exactly
-    /// the validation values an uninterrupted one would.
-    static func tensor(exactly v: Double) -> Tensor {
-        let bits = v.bitPattern
-        return Tensor(shape: [4], scalars: (0..<4).map { Float((bits >> (16 * UInt64($0))) & 0xFFFF) })
-    }
-
-    static func double(_ t: Tensor) throws -> Double {
-        guard t.count == 4 else { throw ParameterLoadError.shape("validation", expected: [4], found: t.shape) }
-        var bits: UInt64 = 0
-        for k in 0..<4 { bits |= UInt64(t.scalars[k]) << (16 * UInt64(k)) }
-        return Double(bitPattern: bits)
+        validation = try ValidationCheckpoint.values(in: st)
     }
 }

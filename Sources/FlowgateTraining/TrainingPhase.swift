@@ -40,3 +40,30 @@ extension RNG {
         self.init(stateWords: words)
     }
 }
+
+/// Validation values kept in a checkpoint: each under "validation.<name>" as its 64 bits in four
+/// 16-bit chunks (exact in Float), so a resumed run logs exactly the values an uninterrupted one
+/// would. A checkpoint without them loads as none, and the phase's next measurement fills them.
+enum ValidationCheckpoint {
+    static let prefix = "validation."
+
+    static func tensors(_ values: [String: Double]) -> [String: Tensor] {
+        var s: [String: Tensor] = [:]
+        for (name, v) in values {
+            let bits = v.bitPattern
+            s[prefix + name] = Tensor(shape: [4], scalars: (0..<4).map { Float((bits >> (16 * UInt64($0))) & 0xFFFF) })
+        }
+        return s
+    }
+
+    static func values(in s: [String: Tensor]) throws -> [String: Double] {
+        var values: [String: Double] = [:]
+        for (k, t) in s where k.hasPrefix(prefix) {
+            guard t.count == 4 else { throw ParameterLoadError.shape(k, expected: [4], found: t.shape) }
+            var bits: UInt64 = 0
+            for i in 0..<4 { bits |= UInt64(t.scalars[i]) << (16 * UInt64(i)) }
+            values[String(k.dropFirst(prefix.count))] = Double(bitPattern: bits)
+        }
+        return values
+    }
+}
