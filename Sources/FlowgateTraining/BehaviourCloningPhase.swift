@@ -15,11 +15,19 @@ public protocol CloningObjective: AnyObject {
     /// The minibatch loss; leaves the gradients in `parameters`. Extra draws (flow noise and times)
     /// come from `rng`, the phase's stream, after the minibatch rows.
     func lossAndBackward(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, rows: Int, rng: inout RNG) -> Float
+    /// The loss on fixed rows without minibatch noise, by metric name (`val_…`), no gradients.
+    /// Flow noise and times come from `seed`, so every call draws the same ones.
+    func validation(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, rows: Int, seed: UInt64) -> [String: Double]
 }
 
 /// Behaviour cloning on the dataset: each step draws a minibatch of rows, and `objective` computes
 /// the loss and gradients of the policy on them. `BehaviourFlowPhase` and `RegressionPhase` are
 /// this phase with the flow-matching and the regression objective.
+///
+/// Validation signal: every `ValidationRows.every` steps and at the last, the objective's loss on
+/// `ValidationRows.count` fixed dataset rows with fixed flow noise and times (`val_fm` for the
+/// flow, `val_mse` for the regressor): the training loss without minibatch noise, so its curve
+/// shows whether the phase is still learning. The rows stay in training (see `ValidationRows`).
 public final class BehaviourCloningPhase<Objective: CloningObjective>: TrainingPhase {
     public let name: String
     public var totalSteps: Int { skeleton.totalSteps }
@@ -33,6 +41,11 @@ public final class BehaviourCloningPhase<Objective: CloningObjective>: TrainingP
     /// improved policy and `--restart-from qipo` would restart from it instead of from the
     /// behaviour flow.
     private var finalState: [String: Tensor]?
+    /// The validation rows' observations and actions (gathered once), and the last measurement.
+    private let validationObs = FloatBuffer(), validationAct = FloatBuffer()
+    private let validationCount: Int
+    private let validationSeed: UInt64
+    private var validation: [String: Double] = [:]
 
     public init(
         name: String = Objective.phaseName, policy: Objective.Policy, data: PreparedData, steps: Int, batchSize: Int, learningRate: Float,
@@ -44,6 +57,13 @@ public final class BehaviourCloningPhase<Objective: CloningObjective>: TrainingP
         skeleton = PhaseSkeleton(
             steps: steps, parameters: objective.parameters, learningRate: learningRate, seed: seed, population: data.count,
             batchSize: batchSize)
+        let rows = steps > 0 ? ValidationRows.draw(population: data.count, seed: seed, salt: 0xB0B0_1DA7_E5A1_0002) : []
+        validationCount = rows.count
+        validationSeed = seed ^ 0xB0B0_1DA7_E5A1_0003
+        validationObs.reserve(rows.count * data.observationDim)
+        validationAct.reserve(rows.count * data.actionDim)
+        PreparedData.gather(data.observations, width: data.observationDim, indices: rows, into: validationObs.pointer)
+        PreparedData.gather(data.actions, width: data.actionDim, indices: rows, into: validationAct.pointer)
     }
 
     public func step() throws -> [String: Double] {
@@ -51,8 +71,19 @@ public final class BehaviourCloningPhase<Objective: CloningObjective>: TrainingP
         let loss = objective.lossAndBackward(
             observations: obs.pointer, actions: act.pointer, rows: skeleton.sampler.batchSize, rng: &skeleton.sampler.rng)
         let gradNorm = skeleton.finishStep()
+        if ValidationRows.due(step: completedSteps, of: totalSteps) { validation = validate() }
         if skeleton.isFinished { finalState = liveState() }
-        return ["loss": Double(loss), "grad_norm": gradNorm]
+        var metrics = validation
+        metrics["loss"] = Double(loss)
+        metrics["grad_norm"] = gradNorm
+        return metrics
+    }
+
+    /// The validation signal on the fixed rows (see the type's documentation).
+    public func validate() -> [String: Double] {
+        guard validationCount > 0 else { return [:] }
+        return objective.validation(
+            observations: validationObs.pointer, actions: validationAct.pointer, rows: validationCount, seed: validationSeed)
     }
 
     /// The policy's weights at the end of this phase once it has finished (not the policy's
@@ -65,11 +96,14 @@ public final class BehaviourCloningPhase<Objective: CloningObjective>: TrainingP
     /// (QIPO) loads its own weights after this one.
     public func loadState(_ s: [String: Tensor]) throws {
         try skeleton.load(s, into: objective.parameters, prefix: "policy.")
+        validation = try ValidationCheckpoint.values(in: s)
         finalState = skeleton.isFinished ? liveState() : nil
     }
 
     private func liveState() -> [String: Tensor] {
-        skeleton.state(objective.parameters, prefix: "policy.")
+        var s = skeleton.state(objective.parameters, prefix: "policy.")
+        s.merge(ValidationCheckpoint.tensors(validation)) { a, _ in a }
+        return s
     }
 }
 

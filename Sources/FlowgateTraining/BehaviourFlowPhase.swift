@@ -27,4 +27,15 @@ public final class FlowMatchingObjective: CloningObjective {
         policy.backward(grad.pointer)
         return loss
     }
+
+    /// `val_fm`: the flow-matching loss at path points drawn from `seed`.
+    public func validation(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, rows b: Int, seed: UInt64) -> [String: Double] {
+        let actDim = policy.spec.actionDim
+        x0.reserve(b * actDim); xt.reserve(b * actDim); t.reserve(b); target.reserve(b * actDim); grad.reserve(b * actDim)
+        var rng = RNG(seed: seed)
+        FlowPolicy.drawPathPoints(
+            actions: actions, rows: b, actionDim: actDim, rng: &rng, x0: x0.pointer, t: t.pointer, xt: xt.pointer, target: target.pointer)
+        let v = policy.velocity(obs: observations, x: xt.pointer, t: t.pointer, batch: b)
+        return ["val_fm": Double(Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: actDim, grad: grad.pointer))]
+    }
 }

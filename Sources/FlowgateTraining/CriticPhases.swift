@@ -70,9 +70,9 @@ public final class SupportGenerationPhase: TrainingPhase {
 /// one that keeps moving means it has not converged).
 public final class CriticPhase: TrainingPhase {
     /// Steps between validation measurements.
-    public static let validateEvery = 500
+    public static let validateEvery = ValidationRows.every
     /// Most fixed rows the validation signal measures.
-    public static let validationRows = 1024
+    public static let validationRows = ValidationRows.count
 
     public let name: String
     public var totalSteps: Int { skeleton.totalSteps }
@@ -102,12 +102,8 @@ public final class CriticPhase: TrainingPhase {
         skeleton = PhaseSkeleton(
             steps: config.steps, parameters: critic.parameters, learningRate: config.learningRate, seed: seed,
             population: data.count, batchSize: batchSize)
-        // Its own stream, so the training draws are those of a run without validation.
-        var pick = RNG(seed: seed ^ 0xC0A1_1DA7_E5A1_0001)
-        var chosen = Set<Int>()
-        let wanted = config.steps > 0 ? min(Self.validationRows, data.count) : 0
-        while chosen.count < wanted { chosen.insert(pick.int(below: data.count)) }
-        validationIndices = chosen.sorted()
+        validationIndices = config.steps > 0 ? ValidationRows.draw(population: data.count, seed: seed, salt: 0xC0A1_1DA7_E5A1_0001) : []
+        let wanted = validationIndices.count
         let returns = wanted > 0 ? data.returnsToGo(gamma: config.gamma) : []
         validationReturns = validationIndices.map { returns[$0] }
         validationObs.reserve(wanted * data.observationDim)
@@ -168,7 +164,7 @@ public final class CriticPhase: TrainingPhase {
         critic.backward(dq1: g1.pointer, dq2: g2.pointer)
         let gradNorm = skeleton.finishStep()
         polyakUpdate(target: target.parameters, source: critic.parameters, tau: config.tau)
-        if completedSteps % Self.validateEvery == 0 || completedSteps == totalSteps { validation = validate() }
+        if ValidationRows.due(step: completedSteps, of: totalSteps) { validation = validate() }
         var metrics = validation
         metrics["loss"] = 0.5 * (l1 + l2) / Double(b)
         metrics["q_mean"] = meanQ / Double(b)

@@ -11,6 +11,13 @@ import RealModule
 /// Every `renewEvery` steps the snapshot is replaced by the current policy and the cached support
 /// sets are resampled (lazily, the first time each state is drawn afterwards), so after l renewals
 /// the policy approximates `mu · exp((l + 1) · beta · Q)`.
+///
+/// Validation signal: every `ValidationRows.every` steps and at the last, on `ValidationRows.count`
+/// fixed dataset states, the policy samples one action each (`supportFlowSteps` Euler steps from
+/// noise drawn from a fixed seed, the same every time) and the critic scores it: `val_q_policy` is
+/// the mean twin-min Q of those actions, `val_q_gain` that minus the mean Q of the data's own
+/// actions in the same states. Improvement should raise it; a gain far beyond the spread of Q
+/// within support sets (`q_scale`) is where the critic is trusted outside the data.
 public final class QIPOPhase: TrainingPhase {
     public let name: String
     public var totalSteps: Int { skeleton.totalSteps }
@@ -38,6 +45,12 @@ public final class QIPOPhase: TrainingPhase {
     private var finalPolicy: [String: Tensor]?
     private let obs = FloatBuffer(), rowsObs = FloatBuffer(), rowsAct = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer()
     private let t = FloatBuffer(), target = FloatBuffer(), grad = FloatBuffer(), weights = FloatBuffer(), g = FloatBuffer()
+    /// The fixed validation states (indices and observations, gathered once) and the last measurement.
+    let validationIndices: [Int]
+    private let validationObs = FloatBuffer()
+    private let validationSampler: FlowSampler
+    private let validationSeed: UInt64
+    private var validation: [String: Double] = [:]
 
     public init(name: String = "qipo", policy: FlowPolicy, critic: TwinCritic, data: PreparedData, config: TrainingConfig.QIPO, batchSize: Int, seed: UInt64) {
         self.name = name
@@ -53,6 +66,30 @@ public final class QIPOPhase: TrainingPhase {
         cacheGeneration = [Int32](repeating: -1, count: data.count)
         cacheActions = [Float](repeating: 0, count: data.count * config.supportSize * data.actionDim)
         cacheQ = [Float](repeating: 0, count: data.count * config.supportSize)
+        validationIndices = config.steps > 0 ? ValidationRows.draw(population: data.count, seed: seed, salt: 0x0910_1DA7_E5A1_0004) : []
+        validationSeed = seed ^ 0x0910_1DA7_E5A1_0005
+        validationSampler = FlowSampler(policy: policy)
+        validationObs.reserve(validationIndices.count * data.observationDim)
+        PreparedData.gather(data.observations, width: data.observationDim, indices: validationIndices, into: validationObs.pointer)
+    }
+
+    /// The validation signal on the fixed states (see the type's documentation). Before the first
+    /// step it first does what the first step would (the data's Q and the Q scale).
+    public func validate() -> [String: Double] {
+        let n = validationIndices.count
+        guard n > 0 else { return [:] }
+        if !initialised { initialise() }
+        var seeds = RNG(seed: validationSeed)
+        var rngs = (0..<n).map { _ in RNG(seed: seeds.next()) }
+        let acts = validationSampler.sample(observations: validationObs.pointer, count: n, perObservation: 1, steps: config.supportFlowSteps, rngs: &rngs)
+        let q = critic.minQ(obs: validationObs.pointer, actions: acts, batch: n)
+        var policyQ: Double = 0, dataQTotal: Double = 0
+        for (k, i) in validationIndices.enumerated() {
+            policyQ += Double(q[k])
+            dataQTotal += Double(dataQ[i])
+        }
+        let c = Double(n)
+        return ["val_q_policy": policyQ / c, "val_q_gain": (policyQ - dataQTotal) / c]
     }
 
     /// Q of every dataset action and the Q scale; the snapshot starts as the current policy.
@@ -196,10 +233,11 @@ public final class QIPOPhase: TrainingPhase {
         policy.backward(grad.pointer)
         let gradNorm = skeleton.finishStep()
         if skeleton.isFinished { finalPolicy = policy.parameters.namedTensors() }
-        return [
+        if ValidationRows.due(step: completedSteps, of: totalSteps) { validation = validate() }
+        return validation.merging([
             "loss": Double(loss), "weight_entropy": entropy / Double(b), "dataset_weight": datasetWeight / Double(b),
             "support_q": meanQ / Double(b * s), "q_scale": Double(qScale), "generation": Double(generation), "grad_norm": gradNorm,
-        ]
+        ]) { _, b in b }
     }
 
     public func stateTensors() -> [String: Tensor] {
@@ -208,6 +246,7 @@ public final class QIPOPhase: TrainingPhase {
         st.merge(snapshot.parameters.namedTensors().prefixed("snapshot.")) { a, _ in a }
         st["generation"] = Tensor(shape: [1], scalars: [Float(generation)])
         st["initialised"] = Tensor(shape: [1], scalars: [initialised ? 1 : 0])
+        st.merge(ValidationCheckpoint.tensors(validation)) { a, _ in a }
         if initialised {
             st["cache.generation"] = Tensor(shape: [cacheGeneration.count], scalars: cacheGeneration.map { Float($0) })
             st["cache.actions"] = Tensor(shape: [cacheActions.count], scalars: cacheActions)
@@ -223,6 +262,7 @@ public final class QIPOPhase: TrainingPhase {
         try snapshot.parameters.load(from: st.unprefixed("snapshot."))
         finalPolicy = skeleton.isFinished ? policy.parameters.namedTensors() : nil
         generation = Int(st["generation"]?.scalars.first ?? 0)
+        validation = try ValidationCheckpoint.values(in: st)
         initialised = (st["initialised"]?.scalars.first ?? 0) == 1
         if initialised {
             guard let g = st["cache.generation"], g.count == cacheGeneration.count,

@@ -24,4 +24,12 @@ public final class RegressionObjective: CloningObjective {
         policy.net.backward(grad.pointer, computeInputGradient: false)
         return loss
     }
+
+    /// `val_mse`: the squared error of the policy's actions (no noise to draw).
+    public func validation(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, rows b: Int, seed: UInt64) -> [String: Double] {
+        let actDim = policy.net.spec.outputDim
+        grad.reserve(b * actDim)
+        let out = policy.net.forward(observations, batch: b)
+        return ["val_mse": Double(Loss.weightedSquaredError(out, actions, weights: nil, rows: b, width: actDim, grad: grad.pointer))]
+    }
 }

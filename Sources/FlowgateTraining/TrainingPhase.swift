@@ -67,3 +67,22 @@ enum ValidationCheckpoint {
         return values
     }
 }
+
+/// The fixed dataset rows a phase measures its validation signal on: at most `count`, drawn once
+/// from their own stream (`seed ^ salt`), so the training draws are those of a run without them.
+/// They stay in training: holding them out would change the minibatch stream every recorded model
+/// was trained with. Phases measure every `every` steps and at their last.
+enum ValidationRows {
+    static let count = 1024
+    static let every = 500
+
+    static func draw(population: Int, seed: UInt64, salt: UInt64) -> [Int] {
+        var pick = RNG(seed: seed ^ salt)
+        var chosen = Set<Int>()
+        let wanted = min(count, population)
+        while chosen.count < wanted { chosen.insert(pick.int(below: population)) }
+        return chosen.sorted()
+    }
+
+    static func due(step: Int, of total: Int) -> Bool { step % every == 0 || step == total }
+}

@@ -185,8 +185,7 @@ public final class TrainingRun {
         var sinceCheckpoint = 0
         for p in phases where p.completedSteps < p.totalSteps {
             progress?.begin(phase: p.name, step: p.completedSteps, total: p.totalSteps)
-            var window: [String: Double] = [:]
-            var windowCount = 0
+            var window = MetricWindow()
             while p.completedSteps < p.totalSteps {
                 if stopRequested() {
                     if let checkpointPath { try saveCheckpoint(to: checkpointPath) }
@@ -197,13 +196,10 @@ public final class TrainingRun {
                 for (k, v) in metrics where !v.isFinite {
                     throw TrainingError.invalidData("\(p.name) step \(p.completedSteps): \(k) is \(v); training diverged (lower the learning rate or check the data)")
                 }
-                for (k, v) in metrics { window[k, default: 0] += v }
-                windowCount += 1
+                window.add(metrics)
                 if p.completedSteps % max(config.logEvery, 1) == 0 || p.completedSteps == p.totalSteps {
-                    let mean = window.mapValues { $0 / Double(windowCount) }
+                    let mean = window.take()
                     log?.record(phase: p.name, step: p.completedSteps, globalStep: completedSteps, metrics: mean)
-                    window = [:]
-                    windowCount = 0
                     progress?.update(step: p.completedSteps, total: p.totalSteps, metrics: mean)
                 }
                 sinceCheckpoint += 1
@@ -255,5 +251,34 @@ public final class TrainingRun {
         for e in exporters { try e(&model) }
         try model.validate()
         return model
+    }
+}
+
+/// The metrics of the steps since the last log line. Each training metric is averaged over the
+/// steps that reported it; a validation metric (`val_…`) keeps its latest value, because a phase
+/// measures it every few hundred steps and repeats it until the next measurement. (Averaging it
+/// over the window divided the first measurement of each phase by the steps before it.)
+struct MetricWindow {
+    private var sums: [String: Double] = [:]
+    private var counts: [String: Int] = [:]
+    private var latest: [String: Double] = [:]
+
+    mutating func add(_ metrics: [String: Double]) {
+        for (k, v) in metrics {
+            if k.hasPrefix("val_") {
+                latest[k] = v
+            } else {
+                sums[k, default: 0] += v
+                counts[k, default: 0] += 1
+            }
+        }
+    }
+
+    /// The window's values; starts a new window.
+    mutating func take() -> [String: Double] {
+        var out = latest
+        for (k, s) in sums { out[k] = s / Double(counts[k] ?? 1) }
+        self = MetricWindow()
+        return out
     }
 }
