@@ -61,7 +61,9 @@ build_release() {
 # is rerun once: glibc's thread-exit malloc cleanup aborting inside TSan ("Fatal glibc error:
 # malloc assertion failure in __malloc_arena_thread_freeres", then "ThreadSanitizer: CHECK failed"
 # on a thread that has already left TSan) was seen once in our CI history and is not a report about
-# our code. A second crash, or any other failure, fails the job.
+# our code. (A likely source: libxsmm calls glibc's allocator directly, `__libc_memalign` and
+# friends per `nm /usr/lib/libxsmm.a`, beside TSan's interposed malloc.) A second crash, or any
+# other failure, fails the job.
 tsan_server_tests() {
     local out status attempt
     out=$(mktemp "${TMPDIR:-/tmp}/flowgate-tsan.XXXXXX")
