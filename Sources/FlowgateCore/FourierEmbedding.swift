@@ -22,13 +22,19 @@ public struct FourierTimeEmbedding: Sendable {
     /// Output width.
     public var outputDim: Int { 2 * frequencies.count }
 
-    /// Writes the `batch × outputDim` embedding of `times` into `output`.
+    /// Writes the `batch × outputDim` embedding of `times` into `output`. A row whose time equals
+    /// the previous row's copies that row: a sampler's rows all share the step's time, and the
+    /// sines and cosines (of arguments up to hundreds of radians) cost about as much as a layer.
     public func embed(_ times: UnsafePointer<Float>, batch: Int, into output: UnsafeMutablePointer<Float>) {
         let f = frequencies.count
         frequencies.withUnsafeBufferPointer { w in
             for r in 0..<batch {
-                let base = 2 * Float.pi * times[r]
                 let row = output + r * 2 * f
+                if r > 0 && times[r].bitPattern == times[r - 1].bitPattern {
+                    row.update(from: row - 2 * f, count: 2 * f)
+                    continue
+                }
+                let base = 2 * Float.pi * times[r]
                 for j in 0..<f {
                     let a = base * w[j]
                     row[j] = Float.sin(a)

@@ -176,6 +176,21 @@ struct LossAndOptimizerTests {
         Columns.slice(cat, rows: 2, total: 5, start: 3, width: 2, into: &back)
         #expect(back == right)
     }
+
+    @Test("rows of a Fourier embedding that share a time are those of that time embedded alone")
+    func fourierRepeatedTimes() {
+        var rng = RNG(seed: 21)
+        let emb = FourierTimeEmbedding(features: 16, scale: 30, rng: &rng)
+        let times: [Float] = [0.25, 0.25, 0.25, 0.5, 0.75, 0.75, 0.25, 0]
+        var batch = [Float](repeating: .nan, count: times.count * 32)
+        emb.embed(times, batch: times.count, into: &batch)
+        for (r, t) in times.enumerated() {
+            var alone = [Float](repeating: .nan, count: 32)
+            emb.embed([t], batch: 1, into: &alone)
+            let row = Array(batch[(r * 32)..<((r + 1) * 32)])
+            #expect(row.map(\.bitPattern) == alone.map(\.bitPattern), "row \(r), t = \(t)")
+        }
+    }
 }
 
 #if canImport(Glibc)
