@@ -23,8 +23,8 @@ public struct FourierTimeEmbedding: Sendable {
     public var outputDim: Int { 2 * frequencies.count }
 
     /// Writes the `batch × outputDim` embedding of `times` into `output`. A row whose time equals
-    /// the previous row's copies that row: a sampler's rows all share the step's time, and the
-    /// sines and cosines (of arguments up to hundreds of radians) cost about as much as a layer.
+    /// the previous row's copies that row: a sampler's rows all share the step's time, so its
+    /// sines and cosines are computed once per step, not once per row (same bits).
     public func embed(_ times: UnsafePointer<Float>, batch: Int, into output: UnsafeMutablePointer<Float>) {
         let f = frequencies.count
         frequencies.withUnsafeBufferPointer { w in

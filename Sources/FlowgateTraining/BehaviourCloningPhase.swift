@@ -60,10 +60,7 @@ public final class BehaviourCloningPhase<Objective: CloningObjective>: TrainingP
         let rows = steps > 0 ? ValidationRows.draw(population: data.count, seed: seed, salt: 0xB0B0_1DA7_E5A1_0002) : []
         validationCount = rows.count
         validationSeed = seed ^ 0xB0B0_1DA7_E5A1_0003
-        validationObs.reserve(rows.count * data.observationDim)
-        validationAct.reserve(rows.count * data.actionDim)
-        PreparedData.gather(data.observations, width: data.observationDim, indices: rows, into: validationObs.pointer)
-        PreparedData.gather(data.actions, width: data.actionDim, indices: rows, into: validationAct.pointer)
+        ValidationRows.gather(rows, from: data, observations: validationObs, actions: validationAct)
     }
 
     public func step() throws -> [String: Double] {

@@ -103,13 +103,9 @@ public final class CriticPhase: TrainingPhase {
             steps: config.steps, parameters: critic.parameters, learningRate: config.learningRate, seed: seed,
             population: data.count, batchSize: batchSize)
         validationIndices = config.steps > 0 ? ValidationRows.draw(population: data.count, seed: seed, salt: 0xC0A1_1DA7_E5A1_0001) : []
-        let wanted = validationIndices.count
-        let returns = wanted > 0 ? data.returnsToGo(gamma: config.gamma) : []
+        let returns = validationIndices.isEmpty ? [] : data.returnsToGo(gamma: config.gamma)
         validationReturns = validationIndices.map { returns[$0] }
-        validationObs.reserve(wanted * data.observationDim)
-        validationAct.reserve(wanted * data.actionDim)
-        PreparedData.gather(data.observations, width: data.observationDim, indices: validationIndices, into: validationObs.pointer)
-        PreparedData.gather(data.actions, width: data.actionDim, indices: validationIndices, into: validationAct.pointer)
+        ValidationRows.gather(validationIndices, from: data, observations: validationObs, actions: validationAct)
     }
 
     /// `y = r + gamma · (1 − d) · V(s')` for dataset rows `indices` into `y`; returns the mean V(s').

@@ -69,8 +69,7 @@ public final class QIPOPhase: TrainingPhase {
         validationIndices = config.steps > 0 ? ValidationRows.draw(population: data.count, seed: seed, salt: 0x0910_1DA7_E5A1_0004) : []
         validationSeed = seed ^ 0x0910_1DA7_E5A1_0005
         validationSampler = FlowSampler(policy: policy)
-        validationObs.reserve(validationIndices.count * data.observationDim)
-        PreparedData.gather(data.observations, width: data.observationDim, indices: validationIndices, into: validationObs.pointer)
+        ValidationRows.gather(validationIndices, from: data, observations: validationObs)
     }
 
     /// The validation signal on the fixed states (see the type's documentation). Before the first

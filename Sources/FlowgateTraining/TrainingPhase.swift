@@ -85,4 +85,14 @@ enum ValidationRows {
     }
 
     static func due(step: Int, of total: Int) -> Bool { step % every == 0 || step == total }
+
+    /// Copies the rows' observations (and actions, when asked) into `observations` and `actions`.
+    static func gather(_ indices: [Int], from data: PreparedData, observations: FloatBuffer, actions: FloatBuffer? = nil) {
+        observations.reserve(indices.count * data.observationDim)
+        PreparedData.gather(data.observations, width: data.observationDim, indices: indices, into: observations.pointer)
+        if let actions {
+            actions.reserve(indices.count * data.actionDim)
+            PreparedData.gather(data.actions, width: data.actionDim, indices: indices, into: actions.pointer)
+        }
+    }
 }
