@@ -79,21 +79,23 @@ public final class ActionSelector {
     private var candidateRNGs: [RNG] = []
 
     /// How many phases a selection of `count` observations with `settings` has when two selectors
-    /// share it: 1 (candidates), 2 (candidates, then the check's bank proposals), or 0 when it
-    /// cannot be shared (one candidate per observation, or a half that would not fit one pass of
-    /// `rowsPerPass` rows).
+    /// share it: 1 (candidates), then one per stage of the check's bank proposals
+    /// (`TransitionChecker.splitStageProposals`: 2 phases in all, or 3 with staged proposals), or 0
+    /// when it cannot be shared (one candidate per observation, or a half that would not fit one
+    /// pass of `rowsPerPass` rows).
     public func splitPhases(count: Int, settings: SelectionSettings) -> Int {
         let m = critic == nil ? 1 : settings.candidates
         guard count > 0, m >= 2, count * ((m + 1) / 2) <= rowsPerPass else { return 0 }
-        let proposals = settings.check ? checker?.splitProposals ?? 0 : 0
-        return proposals >= 2 ? 2 : 1
+        let stages = settings.check ? checker?.splitStageProposals ?? [] : []
+        return (stages.first ?? 0) >= 2 ? 1 + stages.count : 1
     }
 
     /// Begins a selection of `count` observations in `job` (this selector's `newJob()` or its own):
     /// normalises them and keeps the seeds and settings. Then any selector of the same model computes
     /// ranges of the candidates (`computeCandidates`), this one picks each observation's best
     /// (`joinCandidates`), any selector scores ranges of the check's proposals (`computeProposals`,
-    /// when `splitCheck` and `splitPhases` is 2), and this one finishes (`finishSplit`). Every
+    /// stage by stage, each ended by this one's `joinProposals`, when `splitCheck` and `splitPhases`
+    /// is 2 or more), and this one finishes (`finishSplit`). Every
     /// candidate and proposal draws from generators derived from its observation's seed alone, so
     /// the result is `act`'s whatever the ranges (up to float32 rounding of differently sized
     /// products).
@@ -110,7 +112,7 @@ public final class ActionSelector {
         job.seeds.removeAll(keepingCapacity: true)
         job.seeds.append(contentsOf: seeds)
         job.splitCheck = splitCheck && settings.check && (checker?.splitProposals ?? 0) >= 2
-        job.proposals = job.splitCheck ? checker!.splitProposals : 0
+        job.stageProposals = job.splitCheck ? checker!.splitStageProposals : []
         job.normObs.reserve(count * obsDim)
         job.candidates.reserve(count * m * actionDim)
         job.q.reserve(count * m)
@@ -173,10 +175,25 @@ public final class ActionSelector {
             samples: job.settings.samples, rngs: &rngs)
     }
 
-    /// Scores proposals `range` of every observation's check in `job` (after `joinCandidates`).
-    public func computeProposals(_ job: SelectionJob, range: Range<Int>) {
+    /// Scores proposals `range` of stage `stage` of every observation's check in `job` (after
+    /// `joinCandidates`, and after `joinProposals` of the stages before).
+    public func computeProposals(_ job: SelectionJob, stage: Int = 0, range: Range<Int>) {
         guard job.splitCheck, let checker else { return }
-        checker.scoreSplit(job.check, proposals: range)
+        checker.scoreSplit(job.check, stage: stage, proposals: range)
+    }
+
+    /// Ends stage `stage` of the check's proposals once both ranges are scored (on the selector
+    /// that began `job`): with staged proposals, the observations that stop after the first.
+    public func joinProposals(_ job: SelectionJob, stage: Int) {
+        guard job.splitCheck, let checker else { return }
+        checker.endSplitStage(job.check, stage: stage)
+    }
+
+    /// Whether stage `stage` of `job`'s proposals has anything to score (the second of staged
+    /// proposals has nothing when every observation stopped at the first).
+    public func proposalStageHasWork(_ job: SelectionJob, stage: Int) -> Bool {
+        guard job.splitCheck, stage < job.stageProposals.count else { return false }
+        return stage == 0 || job.check.secondStageRows > 0
     }
 
     /// The check's generators: one per observation, derived from its seed apart from the candidates'.
@@ -232,8 +249,10 @@ public final class SelectionJob: @unchecked Sendable {
     public fileprivate(set) var count = 0
     /// Candidates M per observation.
     public fileprivate(set) var candidatesPerObservation = 1
-    /// Bank proposals per observation the check shares (0: the check is not shared).
-    public fileprivate(set) var proposals = 0
+    /// Bank proposals per observation the check shares in each stage (none: the check is not shared).
+    public fileprivate(set) var stageProposals: [Int] = []
+    /// Bank proposals per observation the check shares in its first stage (0: the check is not shared).
+    public var proposals: Int { stageProposals.first ?? 0 }
     fileprivate var settings = SelectionSettings(steps: 1, candidates: 1, samples: 1, check: false)
     fileprivate var seeds: [UInt64] = []
     fileprivate var splitCheck = false

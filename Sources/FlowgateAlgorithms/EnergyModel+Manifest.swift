@@ -184,7 +184,7 @@ public final class EnergyTransitionChecker: TransitionChecker {
         sampler.config.samples = max(samples, 1)
     }
 
-    public var splitProposals: Int { sampler.splitProposals }
+    public var splitStageProposals: [Int] { sampler.splitStageProposals }
 
     public func beginSplit(
         _ job: ProposalSplit, observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, count: Int,
@@ -196,7 +196,13 @@ public final class EnergyTransitionChecker: TransitionChecker {
         }
     }
 
-    public func scoreSplit(_ job: ProposalSplit, proposals range: Range<Int>) { sampler.scoreSplit(job, proposals: range) }
+    public func scoreSplit(_ job: ProposalSplit, stage: Int, proposals range: Range<Int>) {
+        sampler.scoreSplit(job, stage: stage, proposals: range)
+    }
+
+    public func endSplitStage(_ job: ProposalSplit, stage: Int) {
+        if stage == 0 { sampler.endFirstStage(job) }
+    }
 
     public func finishSplit(_ job: ProposalSplit) -> [Float] {
         var out = [Float](repeating: 0, count: job.batch)

@@ -397,9 +397,16 @@ public final class EnergySampler {
     /// Bank proposals per row that `beginSplit` draws and two samplers can score in ranges; 0 when
     /// this sampler starts from random latents (nothing to split).
     /// With staged proposals, the first stage's: the rows that go on score the rest in `finishSplit`.
-    public var splitProposals: Int {
+    public var splitProposals: Int { splitStageProposals.first ?? 0 }
+
+    /// Bank proposals per row in each stage that two samplers can share, in order: none (nothing to
+    /// split), `[P]`, or with staged proposals `[P1, P − P1]`: the second stage's only for the rows
+    /// whose first stage stayed above `exitEnergy` (`endFirstStage` picks them).
+    public var splitStageProposals: [Int] {
         let p = config.proposals > 0 && bankCount > 0 ? min(config.proposals, bankCount) : 0
-        return firstStage(proposals: p) ?? p
+        guard p > 0 else { return [] }
+        if let p1 = firstStage(proposals: p) { return [p1, p - p1] }
+        return [p]
     }
 
     /// The first stage's proposals when rows of `p` proposals are staged (see
@@ -426,6 +433,8 @@ public final class EnergySampler {
         job.actions = actions
         job.bankIndex.reserve(batch * p)
         job.energies.reserve(batch * p)
+        job.pending.removeAll(keepingCapacity: true)
+        job.secondStagePlanned = false
         job.rngs.removeAll(keepingCapacity: true)
         for b in 0..<batch { job.rngs.append(RNG(seed: seeds[b])) }
         job.rngs.withUnsafeMutableBufferPointer {
@@ -457,6 +466,31 @@ public final class EnergySampler {
         }
     }
 
+    /// Scores proposals `range` of stage `stage` of `job` (`splitStageProposals`; ranges count from the
+    /// stage's first proposal): stage 0 as `scoreSplit(_:proposals:)`, stage 1 for the rows
+    /// `endFirstStage` kept going only.
+    public func scoreSplit(_ job: ProposalSplit, stage: Int, proposals range: Range<Int>) {
+        guard stage > 0 else { return scoreSplit(job, proposals: range) }
+        guard stage == 1, job.secondStagePlanned, !range.isEmpty, let p1 = firstStage(proposals: job.proposals),
+            let observations = job.observations, let actions = job.actions
+        else { return }
+        scoreRows(
+            job.pending, observations: observations, actions: actions, proposals: job.proposals,
+            range: (p1 + range.lowerBound)..<(p1 + range.upperBound), bankIndex: job.bankIndex.pointer,
+            energies: job.energies.pointer)
+    }
+
+    /// Ends the first stage of a staged job once its first-stage proposals are all scored (on the
+    /// sampler that began it): rows whose lowest energy so far is at or below `exitEnergy` stop
+    /// there (their other proposals +∞), the others go on to the second stage, which samplers then
+    /// score in ranges (`scoreSplit(_:stage:proposals:)` with stage 1). Without it `finishSplit`
+    /// scores the second stage itself. Nothing to do for an unstaged job.
+    public func endFirstStage(_ job: ProposalSplit) {
+        guard let p1 = firstStage(proposals: job.proposals) else { return }
+        selectPending(energies: job.energies.pointer, batch: job.batch, proposals: job.proposals, first: p1, into: &job.pending)
+        job.secondStagePlanned = true
+    }
+
     /// Finishes a job this sampler began once every proposal is scored: the `samples` lowest-energy
     /// proposals per row start the Langevin steps (none by default), and `eMin` gets each row's
     /// `E_min` (`job.batch` values), as `evaluate` would.
@@ -468,8 +502,8 @@ public final class EnergySampler {
         latents.reserve(batch * n * spec.latentDim)
         startEnergies.reserve(batch * n)
         startManifold.reserve(batch * n * spec.obsDim)
-        if let p1 = firstStage(proposals: job.proposals) {
-            // The scoring samplers covered the first stage (`splitProposals`); the rest is here.
+        if let p1 = firstStage(proposals: job.proposals), !job.secondStagePlanned {
+            // The scoring samplers covered the first stage (`splitProposals`) only; the rest is here.
             scoreSecondStage(
                 observations: observations, actions: actions, batch: batch, proposals: job.proposals, first: p1,
                 bankIndex: job.bankIndex.pointer, energies: job.energies.pointer)
@@ -555,37 +589,57 @@ public final class EnergySampler {
         observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, proposals p: Int, first p1: Int,
         bankIndex: UnsafePointer<Float>, energies: UnsafeMutablePointer<Float>
     ) {
+        selectPending(energies: energies, batch: batch, proposals: p, first: p1, into: &pendingRows)
+        scoreRows(
+            pendingRows, observations: observations, actions: actions, proposals: p, range: p1..<p, bankIndex: bankIndex,
+            energies: energies)
+    }
+
+    /// The rows of `energies` (`batch × p`, the first `p1` of each row scored) whose lowest is above
+    /// `exitEnergy`, in order, into `rows`; the others get +∞ for proposals `p1..<p`.
+    private func selectPending(
+        energies: UnsafeMutablePointer<Float>, batch: Int, proposals p: Int, first p1: Int, into rows: inout [Int]
+    ) {
         let exit = exitEnergy ?? .infinity
-        let d = spec.obsDim, k = spec.actDim, width = p - p1
-        pendingRows.removeAll(keepingCapacity: true)
+        rows.removeAll(keepingCapacity: true)
         for b in 0..<batch {
             var lowest = Float.infinity
             for j in 0..<p1 { lowest = min(lowest, energies[b * p + j]) }
             // `!(lowest <= exit)`: a NaN energy goes on, as it would with every proposal scored.
             if !(lowest <= exit) {
-                pendingRows.append(b)
+                rows.append(b)
             } else {
                 for j in p1..<p { energies[b * p + j] = .infinity }
             }
         }
+    }
+
+    /// Scores proposals `range` of each of `rows` (row `b`'s bank indices and energies at `b * p`),
+    /// in passes of at most `proposalRowsPerPass` proposal rows.
+    private func scoreRows(
+        _ rows: [Int], observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, proposals p: Int, range: Range<Int>,
+        bankIndex: UnsafePointer<Float>, energies: UnsafeMutablePointer<Float>
+    ) {
+        let d = spec.obsDim, k = spec.actDim, width = range.count
+        guard width > 0 else { return }
         let chunk = max(1, proposalRowsPerPass / width)
         var r0 = 0
-        while r0 < pendingRows.count {
-            let count = min(chunk, pendingRows.count - r0)
+        while r0 < rows.count {
+            let count = min(chunk, rows.count - r0)
             stagedObservations.reserve(count * d)
             stagedActions.reserve(count * k)
             stagedIndex.reserve(count * width)
             for r in 0..<count {
-                let b = pendingRows[r0 + r]
+                let b = rows[r0 + r]
                 (stagedObservations.pointer + r * d).update(from: observations + b * d, count: d)
                 (stagedActions.pointer + r * k).update(from: actions + b * k, count: k)
-                (stagedIndex.pointer + r * width).update(from: bankIndex + b * p + p1, count: width)
+                (stagedIndex.pointer + r * width).update(from: bankIndex + b * p + range.lowerBound, count: width)
             }
             let e2 = scoreProposals(
                 observations: stagedObservations.pointer, actions: stagedActions.pointer, batch: count, proposals: width,
                 bankIndex: stagedIndex.pointer)
             for r in 0..<count {
-                (energies + pendingRows[r0 + r] * p + p1).update(from: e2 + r * width, count: width)
+                (energies + rows[r0 + r] * p + range.lowerBound).update(from: e2 + r * width, count: width)
             }
             r0 += count
         }
@@ -799,6 +853,12 @@ public final class ProposalSplit: @unchecked Sendable {
     fileprivate let energies = FloatBuffer()
     /// Per row: its generator after the bank draws.
     fileprivate var rngs: [RNG] = []
+    /// Staged proposals: the rows that go on to the second stage, once `endFirstStage` chose them.
+    fileprivate var pending: [Int] = []
+    fileprivate var secondStagePlanned = false
+
+    /// Rows the second stage scores (0 until `EnergySampler.endFirstStage`, and for unstaged jobs).
+    public var secondStageRows: Int { secondStagePlanned ? pending.count : 0 }
 
     public init() {}
 }

@@ -57,7 +57,8 @@ public final class PolicyServable: ServableModel, Sendable {
 extension SelectionJob: SplitJob {}
 
 /// One worker thread's action selector. Shared computations (`SplittableWorker`) cut the M
-/// candidates (flow sampling and critic) in two halves, then the check's bank proposals: the
+/// candidates (flow sampling and critic) in two halves, then each stage of the check's bank
+/// proposals: the
 /// argmax and `E_min` are taken over both halves, from the same draws as unshared.
 final class PolicyWorker: SplittableWorker {
     let selector: ActionSelector
@@ -113,12 +114,24 @@ final class PolicyWorker: SplittableWorker {
         if phase == 0 {
             selector.computeCandidates(job, range: Self.half(half, of: job.candidatesPerObservation))
         } else {
-            selector.computeProposals(job, range: Self.half(half, of: job.proposals))
+            let stage = phase - 1
+            let proposals = stage < job.stageProposals.count ? job.stageProposals[stage] : 0
+            selector.computeProposals(job, stage: stage, range: Self.half(half, of: proposals))
         }
     }
 
     func join(phase: Int, of job: any SplitJob) throws {
-        if phase == 0 { selector.joinCandidates(try selectionJob(job)) }
+        let job = try selectionJob(job)
+        if phase == 0 {
+            selector.joinCandidates(job)
+        } else {
+            selector.joinProposals(job, stage: phase - 1)
+        }
+    }
+
+    func needsPhase(_ phase: Int, of job: any SplitJob) -> Bool {
+        guard phase > 0, let job = job as? SelectionJob else { return true }
+        return selector.proposalStageHasWork(job, stage: phase - 1)
     }
 
     func finishSplit(_ job: any SplitJob) throws -> ActResult { result(selector.finishSplit(try selectionJob(job))) }

@@ -104,6 +104,13 @@ public protocol SplittableWorker: ModelWorker {
     func computeHalf(_ half: Int, phase: Int, of job: any SplitJob) throws
     /// Joins `phase` once both halves are computed (on the beginning worker).
     func join(phase: Int, of job: any SplitJob) throws
+    /// Whether `phase` has work, asked after the phase before it is joined (on the beginning
+    /// worker); a phase without is skipped, not offered to another worker.
+    func needsPhase(_ phase: Int, of job: any SplitJob) -> Bool
     /// The result, after the last phase's join (on the beginning worker).
     func finishSplit(_ job: any SplitJob) throws -> ActResult
+}
+
+extension SplittableWorker {
+    public func needsPhase(_ phase: Int, of job: any SplitJob) -> Bool { true }
 }

@@ -187,7 +187,7 @@ final class WorkerThread: @unchecked Sendable {
         let job = worker.beginSplit(observations: observations, count: count, seeds: seeds, options: options)
         let part = halfPart ?? SplitPart(model: model, job: job)
         halfPart = part
-        for phase in 0..<phases {
+        for phase in 0..<phases where worker.needsPhase(phase, of: job) {
             let offered = queue.offer(half: part, of: job, phase: phase, model: model)
             // Half 0's error is thrown only once half 1 is no longer being written by another worker.
             let mine = Result { try worker.computeHalf(0, phase: phase, of: job) }

@@ -207,6 +207,29 @@ struct EnergySamplerTests {
             }
         }
         for b in 0..<batch { #expect(abs(shared[b] - e[b]) <= 1e-5 * max(1, abs(e[b])), "row \(b) shared") }
+        // Both stages shared: the rows still above the exit after the first stage have their other
+        // 22 proposals scored in two ranges too, each proposal once, and `finishSplit` only selects.
+        #expect(staged.splitStageProposals == [8, 22] && full.splitStageProposals == [30])
+        let twoStages = ProposalSplit()
+        var sharedTwice = [Float](repeating: 0, count: batch)
+        let scoredBefore = staged.proposalsScored + helper.proposalsScored
+        s.withUnsafeBufferPointer { sp in
+            a.withUnsafeBufferPointer { ap in
+                seeds.withUnsafeBufferPointer { sd in
+                    staged.beginSplit(twoStages, observations: sp.baseAddress!, actions: ap.baseAddress!, seeds: sd.baseAddress!, batch: batch)
+                    helper.scoreSplit(twoStages, stage: 0, proposals: 5..<8)
+                    staged.scoreSplit(twoStages, stage: 0, proposals: 0..<5)
+                    #expect(twoStages.secondStageRows == 0)
+                    staged.endFirstStage(twoStages)
+                    #expect(twoStages.secondStageRows == batch - stopped)
+                    helper.scoreSplit(twoStages, stage: 1, proposals: 10..<22)
+                    staged.scoreSplit(twoStages, stage: 1, proposals: 0..<10)
+                    sharedTwice.withUnsafeMutableBufferPointer { staged.finishSplit(twoStages, eMin: $0.baseAddress!) }
+                }
+            }
+        }
+        for b in 0..<batch { #expect(abs(sharedTwice[b] - e[b]) <= 1e-5 * max(1, abs(e[b])), "row \(b) shared in two stages") }
+        #expect(staged.proposalsScored + helper.proposalsScored - scoredBefore == batch * 8 + (batch - stopped) * 22)
         // With Langevin steps there is nothing to stop early: staging is off.
         staged.config.schedule.steps = 2
         #expect(staged.splitProposals == 30)

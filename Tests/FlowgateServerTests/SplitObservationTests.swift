@@ -29,19 +29,22 @@ import Testing
     }
 
     /// Runs a shared computation with `taker` beginning and joining it; `helperFor(phase)` is the
-    /// worker that computes half 1 of that phase (the taker itself for the take-back path).
+    /// worker that computes half 1 of that phase (the taker itself for the take-back path). Phases
+    /// the taker says have no work are skipped, as the server does; `ran` gets the phases computed.
     func shared(
         taker: any SplittableWorker, helperFor: (Int) -> any SplittableWorker, observations: [Float], count: Int,
-        seeds: [UInt64], options: ActOptions
+        seeds: [UInt64], options: ActOptions, ran: UnsafeMutablePointer<[Int]>? = nil
     ) throws -> ActResult {
         let phases = taker.splitPhases(count: count, options: options)
         #expect(phases > 0)
         let job = taker.beginSplit(observations: observations, count: count, seeds: seeds, options: options)
-        for phase in 0..<phases {
+        ran?.pointee = []
+        for phase in 0..<phases where taker.needsPhase(phase, of: job) {
             // The helper's half first, so that its writes must survive the taker's own half.
             try helperFor(phase).computeHalf(1, phase: phase, of: job)
             try taker.computeHalf(0, phase: phase, of: job)
             try taker.join(phase: phase, of: job)
+            ran?.pointee.append(phase)
         }
         return try taker.finishSplit(job)
     }
@@ -75,12 +78,23 @@ import Testing
             let split = try shared(
                 taker: taker, helperFor: { _ in helper }, observations: obs, count: count, seeds: seeds, options: options)
             expectSame(split, whole, "count \(count), M \(options.candidates), check \(options.check)")
-            #expect(taker.splitPhases(count: count, options: options) == (options.check ? 2 : 1))
+            // Candidates, then the staged check's two stages of proposals (the shipped model's).
+            #expect(taker.splitPhases(count: count, options: options) == (options.check ? 3 : 1))
             // Taken back: the taker computes both halves itself, same result.
             let alone = try shared(
                 taker: taker, helperFor: { _ in taker }, observations: obs, count: count, seeds: seeds, options: options)
             expectSame(alone, whole, "taken back, count \(count)")
         }
+        // An observation off the data (random): the check's first stage stays above the exit, so the
+        // second stage is shared too; every phase ran.
+        var ran: [Int] = []
+        let offData = observations(1, seed: 3)
+        let wholeOff = try reference.act(observations: offData, count: 1, seeds: [8], options: defaults)
+        #expect(wholeOff.reliable == [false])
+        let splitOff = try shared(
+            taker: taker, helperFor: { _ in helper }, observations: offData, count: 1, seeds: [8], options: defaults, ran: &ran)
+        expectSame(splitOff, wholeOff, "off the data")
+        #expect(ran == [0, 1, 2])
         // The draws per candidate do not depend on the split: different seeds give another action,
         // the same seeds the same one whichever worker computes which half.
         let obs = observations(1)
@@ -99,7 +113,7 @@ import Testing
         // 16-row passes: 2 observations × 8 candidates per half fit, 3 do not.
         var m16 = defaults
         m16.candidates = 16
-        #expect(worker.splitPhases(count: 2, options: m16) == 2)
+        #expect(worker.splitPhases(count: 2, options: m16) == 3)
         #expect(worker.splitPhases(count: 3, options: m16) == 0)
     }
 
@@ -193,6 +207,7 @@ final class RecordingSplitModel: ServableModel, @unchecked Sendable {
             try inner.computeHalf(half, phase: phase, of: job)
         }
         func join(phase: Int, of job: any SplitJob) throws { try inner.join(phase: phase, of: job) }
+        func needsPhase(_ phase: Int, of job: any SplitJob) -> Bool { inner.needsPhase(phase, of: job) }
         func finishSplit(_ job: any SplitJob) throws -> ActResult { try inner.finishSplit(job) }
     }
 }
@@ -214,7 +229,9 @@ final class RecordingSplitModel: ServableModel, @unchecked Sendable {
         ) { try $0.act(observation: obs, parameters: ActParameters(seed: seed)) }
         let halves = model.lock.withLock { model.halves }
         #expect(Set(halves.map(\.0)).count == 2, "two worker threads computed halves: \(halves)")
-        #expect(Set(halves.map { [$0.1, $0.2] }) == [[0, 0], [0, 1], [1, 0], [1, 1]], "both halves of both phases")
+        // A random observation is off the data: the staged check's second stage is shared as well.
+        #expect(whole.reliable == [false])
+        #expect(Set(halves.map { [$0.1, $0.2] }) == [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]], "both halves of all three phases")
         #expect(reply.timing.batch == 1)
         for (a, b) in zip(reply.actions.values, whole.actions) { #expect(abs(a - b) <= 1e-5, "action \(a) vs \(b)") }
         #expect(abs(reply.q[0] - whole.q[0]) <= 1e-4 * max(1, abs(whole.q[0])))
