@@ -95,6 +95,19 @@ import Testing
             taker: taker, helperFor: { _ in helper }, observations: offData, count: 1, seeds: [8], options: defaults, ran: &ran)
         expectSame(splitOff, wholeOff, "off the data")
         #expect(ran == [0, 1, 2])
+        // An observation on the data (row 500 of data/hopper-medium.npz, mid-stride): its first stage
+        // already falls below the threshold, so the taker says the second stage has no work and it is
+        // skipped; the reply is still the unshared one.
+        let onData: [Float] = [
+            -0.25684830, 0, 1, 0.48310244, 0, -0.27740255, 0, -0.33455613, 1.00010121, -0.00079247035, -0.10578068,
+            -0.77986497, 0.94394052, -0.27760899, 1,
+        ]
+        let wholeOn = try reference.act(observations: onData, count: 1, seeds: [8], options: defaults)
+        #expect(wholeOn.reliable == [true])
+        let splitOn = try shared(
+            taker: taker, helperFor: { _ in helper }, observations: onData, count: 1, seeds: [8], options: defaults, ran: &ran)
+        expectSame(splitOn, wholeOn, "on the data")
+        #expect(ran == [0, 1])
         // The draws per candidate do not depend on the split: different seeds give another action,
         // the same seeds the same one whichever worker computes which half.
         let obs = observations(1)
