@@ -8,14 +8,19 @@ extension EnergyModelSpec {
     public static let deltaScaleTensor = "delta_scale"
     /// Optional fixed tensor holding the latent bank (`[count, latentDim]`).
     public static let latentBankTensor = "latent_bank"
+    /// Optional fixed tensor holding each bank entry's source `(s, a)` (`[count, obsDim + actDim]`).
+    public static let bankSourcesTensor = "bank_sources"
 
     /// The manifest entry: MLPs `enc`, `dec`, `energy`; fixed tensor `delta_scale`; options
     /// `latentDim`, `spherical` (0/1), `target` (0 = delta, 1 = next state) and the inference
     /// Langevin schedule (`langevinSteps`, `stepSize`, `finalStepSize`, `noise`).
-    public func networkSpec(sampling: EnergySamplingConfig = EnergySamplingConfig(), latentBankCount: Int = 0) -> NetworkSpec {
+    public func networkSpec(
+        sampling: EnergySamplingConfig = EnergySamplingConfig(), latentBankCount: Int = 0, bankSources: Bool = false
+    ) -> NetworkSpec {
         let s = sampling.schedule
         var fixed = [EnergyModelSpec.deltaScaleTensor: [obsDim]]
         if latentBankCount > 0 { fixed[EnergyModelSpec.latentBankTensor] = [latentBankCount, latentDim] }
+        if latentBankCount > 0 && bankSources { fixed[EnergyModelSpec.bankSourcesTensor] = [latentBankCount, obsDim + actDim] }
         var options: [String: Double] = [
             "latentDim": Double(latentDim), "spherical": sphericalLatent ? 1 : 0, "target": target == .delta ? 0 : 1,
             "langevinSteps": Double(s.steps), "stepSize": Double(s.initialStepSize),
@@ -23,6 +28,7 @@ extension EnergyModelSpec {
         ]
         // Written only when staged, so manifests without it stay as they were.
         if sampling.firstProposals > 0 { options["firstProposals"] = Double(sampling.firstProposals) }
+        if sampling.nearest { options["nearestProposals"] = 1 }
         return NetworkSpec(
             file: "energy.safetensors", kind: "mc-etm-energy",
             mlps: ["enc": encoderSpec, "dec": decoderSpec, "energy": energySpec],
@@ -66,10 +72,18 @@ extension EnergyModelSpec {
             finalStepSize: Float(o["finalStepSize"] ?? Double(d.finalStepSize)), noise: Float(o["noise"] ?? Double(d.noise)))
         let proposals = try count("proposals", default: EnergySamplingConfig().proposals)
         let first = try count("firstProposals", default: 0)
+        let nearest = try count("nearestProposals", default: 0)
+        guard nearest <= 1 else { throw bad("option 'nearestProposals' must be 0 or 1, not \(nearest)") }
+        if nearest == 1 {
+            guard proposals > 0, tensors[bankSourcesTensor] != nil, tensors[latentBankTensor] != nil else {
+                throw bad("option 'nearestProposals' needs proposals > 0, a '\(latentBankTensor)' and its '\(bankSourcesTensor)'")
+            }
+        }
         return (
             spec,
             EnergySamplingConfig(
-                samples: EnergySamplingConfig().samples, schedule: schedule, proposals: proposals, firstProposals: first)
+                samples: EnergySamplingConfig().samples, schedule: schedule, proposals: proposals, firstProposals: first,
+                nearest: nearest == 1)
         )
     }
 }
@@ -80,14 +94,23 @@ extension EnergyTransitionModel {
         var t = namedTensors()
         t[EnergyModelSpec.deltaScaleTensor] = Tensor(shape: [spec.obsDim], scalars: spec.deltaScale)
         if !latentBank.isEmpty {
-            t[EnergyModelSpec.latentBankTensor] = Tensor(shape: [latentBank.count / spec.latentDim, spec.latentDim], scalars: latentBank)
+            let count = latentBank.count / spec.latentDim
+            t[EnergyModelSpec.latentBankTensor] = Tensor(shape: [count, spec.latentDim], scalars: latentBank)
+            if hasBankSources {
+                t[EnergyModelSpec.bankSourcesTensor] = Tensor(shape: [count, spec.obsDim + spec.actDim], scalars: bankSources)
+            }
         }
         return t
     }
 
-    /// The manifest entry for this model (with its latent bank, if any).
+    /// Whether every bank entry has its source `(s, a)`.
+    public var hasBankSources: Bool {
+        !latentBank.isEmpty && bankSources.count == latentBank.count / spec.latentDim * (spec.obsDim + spec.actDim)
+    }
+
+    /// The manifest entry for this model (with its latent bank and the bank's sources, if any).
     public func networkSpec(sampling: EnergySamplingConfig) -> NetworkSpec {
-        spec.networkSpec(sampling: sampling, latentBankCount: latentBank.count / spec.latentDim)
+        spec.networkSpec(sampling: sampling, latentBankCount: latentBank.count / spec.latentDim, bankSources: hasBankSources)
     }
 
     /// The energy model of a model directory (with its latent bank), the inference sampling its
@@ -106,6 +129,17 @@ extension EnergyTransitionModel {
                 throw ModelFileError(path: n.file, .invalidManifest("'\(EnergyModelSpec.latentBankTensor)' must be [count, \(spec.latentDim)]"))
             }
             energyModel.latentBank = b.scalars
+            if let src = tensors[EnergyModelSpec.bankSourcesTensor] {
+                let w = spec.obsDim + spec.actDim
+                guard src.shape == [b.shape[0], w], src.scalars.allSatisfy({ $0.isFinite }) else {
+                    throw ModelFileError(
+                        path: n.file,
+                        .invalidManifest("'\(EnergyModelSpec.bankSourcesTensor)' must be [\(b.shape[0]), \(w)] finite values (one (s, a) per bank entry)"))
+                }
+                energyModel.bankSources = src.scalars
+            }
+        } else if tensors[EnergyModelSpec.bankSourcesTensor] != nil {
+            throw ModelFileError(path: n.file, .invalidManifest("'\(EnergyModelSpec.bankSourcesTensor)' without a '\(EnergyModelSpec.latentBankTensor)'"))
         }
         if m.sampling.samples > 0 { sampling.samples = m.sampling.samples }
         return (energyModel, sampling, m.reliability.map(ReliabilityCalibration.init(manifest:)))
@@ -117,15 +151,16 @@ extension EnergyTransitionModel {
     public static func checkerFactory(_ model: ModelFiles) throws -> (@Sendable () -> TransitionChecker)? {
         guard let loaded = try load(from: model) else { return nil }
         let spec = loaded.model.spec, sampling = loaded.sampling, calibration = loaded.calibration
-        let bank = loaded.model.latentBank
+        let bank = loaded.model.latentBank, sources = loaded.model.bankSources
         let tensors = model.networks[EnergyModelSpec.role]!
         // The closure captures only values (spec, tensors, bank, the bank's tables): each worker's
         // checker builds its own networks on the shared, never-written weight storage, and shares
         // the bank tables instead of computing a copy of its own.
         let tables = EnergySampler.bankTables(model: loaded.model, frozenEnergy: true)
-        return { [bank] in
+        return { [bank, sources] in
             let model = try! EnergyTransitionModel(spec: spec, tensors: tensors)
             model.latentBank = bank
+            model.bankSources = sources
             return EnergyTransitionChecker(model: model, sampling: sampling, calibration: calibration, bankTables: tables)
         }
     }

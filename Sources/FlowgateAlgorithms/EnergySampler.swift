@@ -17,15 +17,27 @@ public struct EnergySamplingConfig: Codable, Sendable, Equatable {
     /// exactly the one scoring all proposals gives (`E_min` only falls with more proposals, so a row
     /// below the threshold stays below it); an early row's `E_min` is the first stage's.
     public var firstProposals: Int
+    /// Nearest-source proposals: a row's `proposals` bank entries are the ones whose source
+    /// transitions `(s, a)` (`EnergyTransitionModel.bankSources`) are nearest to the row's `(s, a)`
+    /// (Euclidean, in the z-scored state and [-1, 1] action coordinates; nearest first, ties to the
+    /// lower index) instead of a random draw. `E_min` then asks whether the energy accepts a next
+    /// state that was actually seen after a similar `(s, a)`: measured on the shipped models it
+    /// separates random actions, noisy states and other data at least as well as 384 random
+    /// proposals with 16 (docs/reliability.md). Needs a bank with sources; ignored without one.
+    public var nearest: Bool
 
-    public init(samples: Int = 16, schedule: LangevinSchedule = .inference, proposals: Int = 128, firstProposals: Int = 0) {
+    public init(
+        samples: Int = 16, schedule: LangevinSchedule = .inference, proposals: Int = 128, firstProposals: Int = 0,
+        nearest: Bool = false
+    ) {
         self.samples = samples
         self.schedule = schedule
         self.proposals = proposals
         self.firstProposals = firstProposals
+        self.nearest = nearest
     }
 
-    private enum CodingKeys: String, CodingKey { case samples, schedule, proposals, firstProposals }
+    private enum CodingKeys: String, CodingKey { case samples, schedule, proposals, firstProposals, nearest }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -33,6 +45,7 @@ public struct EnergySamplingConfig: Codable, Sendable, Equatable {
         schedule = try c.decodeIfPresent(LangevinSchedule.self, forKey: .schedule) ?? .inference
         proposals = try c.decodeIfPresent(Int.self, forKey: .proposals) ?? 128
         firstProposals = try c.decodeIfPresent(Int.self, forKey: .firstProposals) ?? 0
+        nearest = try c.decodeIfPresent(Bool.self, forKey: .nearest) ?? false
     }
 }
 
@@ -85,6 +98,13 @@ public final class EnergySampler {
     private let bankFirstLayer: [Float]
     private let proposalManifold = FloatBuffer()
     private let bankCount: Int
+    /// `BankTables.sourcesByCoordinate` and `.sourceNorms` (empty: the bank has no sources).
+    private let sourcesByCoordinate: [Float]
+    private let sourceNorms: [Float]
+    /// Nearest-source proposals: one row's distances to every entry, and the running best.
+    private let sourceDistances = FloatBuffer()
+    private var nearestDistances: [Float] = []
+    private var nearestIndices: [Int] = []
     private var rngs: UnsafeMutablePointer<RNG>
     private var rngCapacity: Int
     /// Staged proposals: the energy at or below which a row stops after `config.firstProposals`
@@ -119,6 +139,8 @@ public final class EnergySampler {
         let tables = bankTables ?? Self.bankTables(model: model, frozenEnergy: frozenEnergy)
         decodedBank = tables.decoded
         bankFirstLayer = tables.firstLayer
+        sourcesByCoordinate = tables.sourcesByCoordinate
+        sourceNorms = tables.sourceNorms
         rngCapacity = 64
         rngs = .allocate(capacity: rngCapacity)
         rngs.initialize(repeating: RNG(seed: 0), count: rngCapacity)
@@ -129,6 +151,19 @@ public final class EnergySampler {
     public struct BankTables: Sendable {
         public let decoded: [Float]
         public let firstLayer: [Float]
+        /// The bank's sources by coordinate (`(obsDim + actDim) × count`: coordinate `c` of entry
+        /// `j` at `c · count + j`), so a query's distances run along contiguous rows; empty without
+        /// sources.
+        public let sourcesByCoordinate: [Float]
+        /// `|source_j|²` per entry; empty without sources.
+        public let sourceNorms: [Float]
+
+        public init(decoded: [Float], firstLayer: [Float], sourcesByCoordinate: [Float] = [], sourceNorms: [Float] = []) {
+            self.decoded = decoded
+            self.firstLayer = firstLayer
+            self.sourcesByCoordinate = sourcesByCoordinate
+            self.sourceNorms = sourceNorms
+        }
     }
 
     /// Computes the bank tables of `model` (see `BankTables`).
@@ -149,7 +184,20 @@ public final class EnergySampler {
                 }
             }
         }
-        return BankTables(decoded: decoded, firstLayer: firstLayer)
+        var byCoordinate: [Float] = [], norms: [Float] = []
+        if model.hasBankSources {
+            let width = model.spec.obsDim + model.spec.actDim
+            byCoordinate = [Float](repeating: 0, count: width * count)
+            norms = [Float](repeating: 0, count: count)
+            for j in 0..<count {
+                for c in 0..<width {
+                    let v = model.bankSources[j * width + c]
+                    byCoordinate[c * count + j] = v
+                    norms[j] += v * v
+                }
+            }
+        }
+        return BankTables(decoded: decoded, firstLayer: firstLayer, sourcesByCoordinate: byCoordinate, sourceNorms: norms)
     }
 
     deinit {
@@ -369,7 +417,9 @@ public final class EnergySampler {
         let frozen = !bankFirstLayer.isEmpty
         let perProposal = frozen ? energy.forwardFlopsPerRow - 2 * w * h1 + h1 : energy.forwardFlopsPerRow
         let scored = proposalsPerRow ?? Double(min(config.proposals, bankCount))
-        let proposals = fromBank ? scored * perProposal + (frozen ? 2 * sa * h1 : 0) : 0
+        // Nearest-source proposals add one distance per bank entry: a multiply-add per coordinate.
+        let search = fromBank && usesNearestProposals ? 2 * sa * Double(bankCount) : 0
+        let proposals = fromBank ? scored * perProposal + (frozen ? 2 * sa * h1 : 0) + search : 0
         if fromBank && config.schedule.steps == 0 { return proposals }
         return proposals + Double(samples) * (Double(config.schedule.steps) * 3 + 1) * pass
     }
@@ -438,7 +488,9 @@ public final class EnergySampler {
         job.rngs.removeAll(keepingCapacity: true)
         for b in 0..<batch { job.rngs.append(RNG(seed: seeds[b])) }
         job.rngs.withUnsafeMutableBufferPointer {
-            drawBankIndices(batch: batch, proposals: p, rngs: $0.baseAddress!, into: job.bankIndex.pointer)
+            drawBankIndices(
+                batch: batch, proposals: p, observations: observations, actions: actions, rngs: $0.baseAddress!,
+                into: job.bankIndex.pointer)
         }
     }
 
@@ -558,7 +610,8 @@ public final class EnergySampler {
         energies startE: UnsafeMutablePointer<Float>, manifold startX: UnsafeMutablePointer<Float>
     ) {
         proposalBankIndex.reserve(batch * p)
-        drawBankIndices(batch: batch, proposals: p, rngs: rngs, into: proposalBankIndex.pointer)
+        drawBankIndices(
+            batch: batch, proposals: p, observations: observations, actions: actions, rngs: rngs, into: proposalBankIndex.pointer)
         let e: UnsafePointer<Float>
         if let p1 = firstStage(proposals: p) {
             // First stage: the first p1 of every row's draws, then the rest for rows still above.
@@ -647,9 +700,69 @@ public final class EnergySampler {
 
     /// Per row `b`, `p` bank indices drawn with `rngs[b]` in order (all of the bank, in order, when
     /// `p` is the bank's size), stored as floats at `into[b * p + j]`.
-    private func drawBankIndices(batch: Int, proposals p: Int, rngs: UnsafeMutablePointer<RNG>, into bankIndex: UnsafeMutablePointer<Float>) {
+    /// Whether proposals are the nearest-source entries (`config.nearest` and a bank with sources).
+    public var usesNearestProposals: Bool { config.nearest && !sourceNorms.isEmpty }
+
+    /// Each row's `p` bank indices: its nearest-source entries (`usesNearestProposals`), else `p`
+    /// uniform draws from its generator (every entry, in order, when `p` is the bank's size).
+    private func drawBankIndices(
+        batch: Int, proposals p: Int, observations: UnsafePointer<Float>, actions: UnsafePointer<Float>,
+        rngs: UnsafeMutablePointer<RNG>, into bankIndex: UnsafeMutablePointer<Float>
+    ) {
+        if usesNearestProposals {
+            for b in 0..<batch {
+                nearestSources(
+                    observation: observations + b * spec.obsDim, action: actions + b * spec.actDim, count: p,
+                    into: bankIndex + b * p)
+            }
+            return
+        }
         for b in 0..<batch {
             for j in 0..<p { bankIndex[b * p + j] = Float(p == bankCount ? j : rngs[b].int(below: bankCount)) }
+        }
+    }
+
+    /// The `count` bank entries whose sources are nearest to `(observation, action)`, nearest first
+    /// (ties to the lower index), as indices into `out`. One row at a time, so a row's choice does not
+    /// depend on the rest of its batch: `|src_j|² − 2 q·src_j` (the query's own `|q|²` is the same for
+    /// every entry) over the coordinate-major sources, then one pass keeping the best `count`.
+    private func nearestSources(
+        observation: UnsafePointer<Float>, action: UnsafePointer<Float>, count k: Int, into out: UnsafeMutablePointer<Float>
+    ) {
+        let n = bankCount, d = spec.obsDim, width = d + spec.actDim
+        sourceDistances.reserve(n)
+        let dist = sourceDistances.pointer
+        sourceNorms.withUnsafeBufferPointer { norms in dist.update(from: norms.baseAddress!, count: n) }
+        sourcesByCoordinate.withUnsafeBufferPointer { src in
+            for c in 0..<width {
+                let q = -2 * (c < d ? observation[c] : action[c - d])
+                let column = src.baseAddress! + c * n
+                for j in 0..<n { dist[j] += q * column[j] }
+            }
+        }
+        if nearestDistances.count < k {
+            nearestDistances = [Float](repeating: 0, count: k)
+            nearestIndices = [Int](repeating: 0, count: k)
+        }
+        var kept = 0
+        nearestDistances.withUnsafeMutableBufferPointer { bd in
+            nearestIndices.withUnsafeMutableBufferPointer { bi in
+                for j in 0..<n {
+                    let v = dist[j]
+                    // NaN (a non-finite query) compares false everywhere: such a row keeps the first k.
+                    if kept == k && !(v < bd[k - 1]) { continue }
+                    var pos = kept == k ? k - 1 : kept
+                    while pos > 0 && v < bd[pos - 1] {
+                        bd[pos] = bd[pos - 1]
+                        bi[pos] = bi[pos - 1]
+                        pos -= 1
+                    }
+                    bd[pos] = v
+                    bi[pos] = j
+                    if kept < k { kept += 1 }
+                }
+                for i in 0..<k { out[i] = Float(bi[i]) }
+            }
         }
     }
 

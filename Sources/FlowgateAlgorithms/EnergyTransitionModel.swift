@@ -16,6 +16,11 @@ public final class EnergyTransitionModel {
     /// Latent codes of training next states (`count × latentDim`, row-major), used by samplers to
     /// start Langevin near the data manifold; empty when not computed. Samplers copy it when built.
     public var latentBank: [Float] = []
+    /// Where each bank entry came from: the training transition's `(s, a)` (`count × (obsDim +
+    /// actDim)`, z-scored state then the action in [-1, 1]), so that a sampler can propose the entries
+    /// whose sources are nearest a queried `(s, a)` (`EnergySamplingConfig.nearest`); empty when
+    /// not recorded (models trained before 2026-12-03 until `flowgate calibrate --nearest` adds it).
+    public var bankSources: [Float] = []
 
     /// Fresh networks (PyTorch default initialisation) drawn from `rng`.
     public init(spec: EnergyModelSpec, rng: inout RNG) {

@@ -21,16 +21,22 @@ public enum EnergyCheckSweep {
         public var firstProposals: Int
         /// Staged: rows stop at this quantile of held-out `E_min` (nil: at the threshold).
         public var exitQuantile: Double?
+        /// Nearest-source proposals (`EnergySamplingConfig.nearest`).
+        public var nearest: Bool
 
-        public init(samples: Int, langevinSteps: Int, proposals: Int, firstProposals: Int = 0, exitQuantile: Double? = nil) {
+        public init(
+            samples: Int, langevinSteps: Int, proposals: Int, firstProposals: Int = 0, exitQuantile: Double? = nil,
+            nearest: Bool = false
+        ) {
             self.samples = samples
             self.langevinSteps = langevinSteps
             self.proposals = proposals
             self.firstProposals = firstProposals
             self.exitQuantile = exitQuantile
+            self.nearest = nearest
         }
 
-        private enum CodingKeys: String, CodingKey { case samples, langevinSteps, proposals, firstProposals, exitQuantile }
+        private enum CodingKeys: String, CodingKey { case samples, langevinSteps, proposals, firstProposals, exitQuantile, nearest }
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -39,6 +45,7 @@ public enum EnergyCheckSweep {
             proposals = try c.decode(Int.self, forKey: .proposals)
             firstProposals = try c.decodeIfPresent(Int.self, forKey: .firstProposals) ?? 0
             exitQuantile = try c.decodeIfPresent(Double.self, forKey: .exitQuantile)
+            nearest = try c.decodeIfPresent(Bool.self, forKey: .nearest) ?? false
         }
 
         /// Whether rows stop after the first stage (bank proposals, no Langevin step).
@@ -46,7 +53,8 @@ public enum EnergyCheckSweep {
 
         public var description: String {
             let exit = isStaged ? exitQuantile.map { " exit q\($0)" } ?? "" : ""
-            return "N=\(samples) T=\(langevinSteps) P=\(isStaged ? "\(firstProposals)→\(proposals)" : "\(proposals)")\(exit)"
+            return
+                "N=\(samples) T=\(langevinSteps) P=\(isStaged ? "\(firstProposals)→\(proposals)" : "\(proposals)")\(nearest ? " nearest" : "")\(exit)"
         }
 
         /// `base` with this setting's N, T and P; the schedule keeps its first and last step sizes
@@ -57,6 +65,7 @@ public enum EnergyCheckSweep {
             s.schedule.steps = langevinSteps
             s.proposals = proposals
             s.firstProposals = isStaged ? firstProposals : 0
+            s.nearest = nearest
             return s
         }
     }

@@ -65,7 +65,9 @@ public final class EnergyModelPhase: TrainingPhase {
 
     public func step() throws -> [String: Double] {
         if model.latentBank.isEmpty {
-            EnergyLatentBank.fill(model: model, manifold: manifold, size: config.latentBankSize, seed: bankSeed)
+            EnergyLatentBank.fill(
+                model: model, observations: observations, actions: actions, manifold: manifold, size: config.latentBankSize,
+                seed: bankSeed)
             sampler = EnergySampler(model: model)  // a sampler copies the bank when it is made
         }
         let spec = model.spec

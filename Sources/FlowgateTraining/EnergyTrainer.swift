@@ -98,7 +98,8 @@ public final class EnergyTrainer {
     /// Fills `model.latentBank` from the final autoencoder (see `EnergyLatentBank`); the energy
     /// phase does this on its first step, calibration does it if still missing.
     public func computeLatentBank() {
-        EnergyLatentBank.fill(model: model, manifold: manifold, size: config.latentBankSize, seed: seed)
+        EnergyLatentBank.fill(
+            model: model, observations: observations, actions: actions, manifold: manifold, size: config.latentBankSize, seed: seed)
     }
 
     /// Adds the energy network (`energy.safetensors`) and the reliability calibration (computed now
@@ -226,23 +227,64 @@ func stepValue(_ t: Tensor?, name: String) throws -> Int {
 }
 
 /// The latent bank: (normalised, if spherical) encodings of `size` training next states chosen by
-/// a seeded draw. It depends only on the autoencoder, which is frozen once the energy phase starts.
-enum EnergyLatentBank {
-    static func fill(model: EnergyTransitionModel, manifold: [Float], size: Int, seed: UInt64) {
-        let d = model.spec.obsDim, l = model.spec.latentDim
+/// a seeded draw, and each entry's source `(s, a)` (for nearest-source proposals). It depends only
+/// on the autoencoder, which is frozen once the energy phase starts.
+public enum EnergyLatentBank {
+    /// Fills `model.latentBank` and `model.bankSources` from the training rows: `observations`
+    /// (z-scored, `n × obsDim`), `actions` (`n × actDim`, in [-1, 1]) and their `manifold`
+    /// coordinates (`n × obsDim`).
+    static func fill(
+        model: EnergyTransitionModel, observations: [Float], actions: [Float], manifold: [Float], size: Int, seed: UInt64
+    ) {
+        let d = model.spec.obsDim, k = model.spec.actDim, l = model.spec.latentDim
         let n = manifold.count / d
+        precondition(observations.count == n * d && actions.count == n * k, "bank rows: observations, actions and manifold disagree")
         let m = min(size, n)
-        guard m > 0 else { model.latentBank = []; return }
+        guard m > 0 else {
+            model.latentBank = []
+            model.bankSources = []
+            return
+        }
         var rng = RNG(seed: seed ^ 0xBA4C)
         var rows = [Float](repeating: 0, count: m * d)
+        var sources = [Float](repeating: 0, count: m * (d + k))
         for r in 0..<m {
             let i = rng.int(below: n)
             for j in 0..<d { rows[r * d + j] = manifold[i * d + j] }
+            for j in 0..<d { sources[r * (d + k) + j] = observations[i * d + j] }
+            for j in 0..<k { sources[r * (d + k) + d + j] = actions[i * k + j] }
         }
         var z = model.encoder.replica().forward(rows, batch: m)
         if model.spec.sphericalLatent {
             z.withUnsafeMutableBufferPointer { zp in for r in 0..<m { normalise(zp.baseAddress! + r * l, l) } }
         }
         model.latentBank = z
+        model.bankSources = sources
+    }
+
+    /// What the bank of an energy model trained by `flowgate train --energy` holds, rebuilt from its
+    /// dataset: the same seeded draw from the same training split (`heldOutFraction`, `seed` as
+    /// `EnergyTrainer` used them; `dataset`'s actions already in [-1, 1]) through `model`'s
+    /// encoder. Returns the latents and their sources; compare the latents with the stored bank to
+    /// know the draw was recovered.
+    public static func rebuilt(
+        model: EnergyTransitionModel, dataset: OfflineDataset, normalizer: ObservationNormalizer, heldOutFraction: Double,
+        size: Int, seed: UInt64
+    ) -> (latents: [Float], sources: [Float]) {
+        let train = dataset.split(heldOutFraction: heldOutFraction, seed: seed ^ EnergyTrainer.splitSeedSalt).train
+        let s = normalizer.applied(to: train.observations), sn = normalizer.applied(to: train.nextObservations)
+        var x = [Float](repeating: 0, count: s.count)
+        s.withUnsafeBufferPointer { sp in
+            sn.withUnsafeBufferPointer { snp in
+                x.withUnsafeMutableBufferPointer {
+                    model.spec.toManifold(observations: sp.baseAddress!, nextObservations: snp.baseAddress!, rows: train.count, into: $0.baseAddress!)
+                }
+            }
+        }
+        // `fill` writes into the model; the caller's bank is put back unchanged.
+        let (savedBank, savedSources) = (model.latentBank, model.bankSources)
+        defer { (model.latentBank, model.bankSources) = (savedBank, savedSources) }
+        fill(model: model, observations: s, actions: train.actions, manifold: x, size: size, seed: seed)
+        return (model.latentBank, model.bankSources)
     }
 }

@@ -54,6 +54,34 @@ struct EnergyDataOptions: ParsableArguments {
         return Loaded(directory: directory, energy: e.model, sampling: e.sampling, calibration: e.calibration, normalizer: normalizer, heldOut: heldOut)
     }
 
+    /// Gives `loaded.energy` its bank's sources: the trainer's seeded draw from the training split,
+    /// replayed. When re-encoding those rows gives the stored latents, only the sources are added;
+    /// otherwise (another seed, another dataset) the bank is replaced by the rebuilt one, and the
+    /// recalibration that follows is for that bank.
+    func addBankSources(_ loaded: EnergyDataOptions.Loaded) throws {
+        let energy = loaded.energy, m = loaded.directory.manifest
+        let stored = energy.latentBank.count / energy.spec.latentDim
+        guard stored > 0 else { throw ValidationError("--nearest needs a latent bank; \(model) has none") }
+        var full = try OfflineDataset.load(path: dataset)
+        full.actions = EnergyDataOptions.scaled(full.actions, low: m.actionLow, high: m.actionHigh)
+        let seed = energySeed ?? (m.provenance.seed &+ 0xE7)
+        let rebuilt = EnergyLatentBank.rebuilt(
+            model: energy, dataset: full, normalizer: loaded.normalizer, heldOutFraction: heldOutFraction, size: stored,
+            seed: seed)
+        guard rebuilt.latents.count == energy.latentBank.count else {
+            throw ValidationError("\(dataset): its training split has fewer rows than the \(stored)-entry bank")
+        }
+        var largest: Float = 0
+        for (a, b) in zip(rebuilt.latents, energy.latentBank) { largest = max(largest, abs(a - b)) }
+        if largest <= 1e-4 {
+            note("bank sources: the trainer's draw recovered (largest latent difference \(largest)); latents kept")
+        } else {
+            energy.latentBank = rebuilt.latents
+            note("warning: the stored bank is not the draw from \(dataset) with seed \(seed) (largest latent difference \(largest)); replaced by the rebuilt bank")
+        }
+        energy.bankSources = rebuilt.sources
+    }
+
     /// Loads another dataset of the same environment, actions scaled like the model's.
     func loadOther(_ path: String, like m: Manifest) throws -> OfflineDataset {
         var o = try OfflineDataset.load(path: path)
@@ -98,7 +126,10 @@ struct BenchCheckCommand: ParsableCommand {
     var proposals = CountList(argument: "32,128")!
     @Option(help: "Staged proposals: first-stage sizes P1, comma-separated (0: every proposal for every row; only with T = 0 and P1 < P).")
     var firstProposals = CountList(argument: "0")!
-    @Option(help: "Explicit settings N:T:P, N:T:P:P1 (staged) or N:T:P:P1:Q (staged, rows stop at the held-out quantile Q of E_min), comma-separated (replaces the grid).")
+    @Option(
+        help:
+            "Explicit settings N:T:P, N:T:P:P1 (staged) or N:T:P:P1:Q (staged, rows stop at the held-out quantile Q of E_min), comma-separated (replaces the grid); P written as Pn (e.g. 1:0:16n) proposes the P nearest-source bank entries (needs bank sources)."
+    )
     var settings: String?
     @Option(help: "Held-out rows per evaluation set.")
     var evaluationRows = 2000
@@ -119,16 +150,22 @@ struct BenchCheckCommand: ParsableCommand {
         if let settings {
             return try settings.split(separator: ",").map { part in
                 let fields = part.split(separator: ":", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-                let v = fields.prefix(4).map { Int($0) }
+                // "16n": the 16 nearest-source proposals.
+                let nearest = fields.count >= 3 && fields[2].hasSuffix("n")
+                let v = fields.prefix(4).enumerated().map { i, f in Int(i == 2 && nearest ? String(f.dropLast()) : f) }
                 let q = fields.count == 5 ? Double(fields[4]) : nil
                 guard (3...5).contains(fields.count), let n = v[0], let t = v[1], let p = v[2], n >= 1, t >= 0, p >= 0,
                     fields.count == 3 || (v[3] ?? -1) >= 0, fields.count < 5 || (q.map { $0 > 0 && $0 < 1 } ?? false)
                 else {
                     throw ValidationError(
-                        "--settings: '\(part)' is not N:T:P, N:T:P:P1 or N:T:P:P1:Q with N ≥ 1, T ≥ 0, P ≥ 0, P1 ≥ 0, 0 < Q < 1")
+                        "--settings: '\(part)' is not N:T:P, N:T:P:P1 or N:T:P:P1:Q with N ≥ 1, T ≥ 0, P ≥ 0 (or Pn), P1 ≥ 0, 0 < Q < 1")
+                }
+                if nearest && (t != 0 || p < 1) {
+                    throw ValidationError("--settings: '\(part)': nearest-source proposals need T = 0 and P ≥ 1")
                 }
                 return EnergyCheckSweep.Setting(
-                    samples: n, langevinSteps: t, proposals: p, firstProposals: fields.count >= 4 ? v[3]! : 0, exitQuantile: q)
+                    samples: n, langevinSteps: t, proposals: p, firstProposals: fields.count >= 4 ? v[3]! : 0, exitQuantile: q,
+                    nearest: nearest)
             }
         }
         return proposals.values.flatMap { p in
@@ -159,11 +196,14 @@ struct BenchCheckCommand: ParsableCommand {
         let loaded = try data.load()
         let m = loaded.directory.manifest
         let otherData = try other.map { try data.loadOther($0, like: m) }
+        if try parsedSettings().contains(where: \.nearest) && !loaded.energy.hasBankSources {
+            try data.addBankSources(loaded)  // in memory only: bench check writes nothing into the model
+        }
         let bundle = try PolicyBundle.load(directory: data.model)
         let policyFlops = bundle.flopsPerObservation(steps: m.sampling.steps, candidates: m.sampling.candidates, samples: 1, check: false)
         let shipped = EnergyCheckSweep.Setting(
             samples: loaded.sampling.samples, langevinSteps: loaded.sampling.schedule.steps, proposals: loaded.sampling.proposals,
-            firstProposals: loaded.sampling.firstProposals)
+            firstProposals: loaded.sampling.firstProposals, nearest: loaded.sampling.nearest)
         let machine = MachineInfo.current(blasThreads: 1)
         note("\(machine.summary)")
         note("\(m.name): policy + critic \(fmt(policyFlops / 1e6, 1)) MFLOP per observation; shipped check \(shipped); \(loaded.heldOut.count) held-out rows")
@@ -225,10 +265,18 @@ struct CalibrateCommand: ParsableCommand {
     var exitQuantile: Double?
     @Option(help: "Share of real transitions judged reliable.")
     var quantile = 0.95
+    @Flag(
+        help:
+            "Nearest-source proposals: each row scores the --proposals bank entries whose source (s, a) is nearest its own, instead of a random draw (needs --langevin-steps 0). A bank without sources gets them, rebuilt from --dataset (energy.safetensors gains 'bank_sources')."
+    )
+    var nearest = false
 
     func validate() throws {
         try data.validateOptions()
         if samples < 1 { throw ValidationError("--samples must be at least 1") }
+        if nearest && (langevinSteps != 0 || proposals < 1) {
+            throw ValidationError("--nearest needs --langevin-steps 0 and --proposals of at least 1")
+        }
         if langevinSteps < 0 { throw ValidationError("--langevin-steps must not be negative") }
         if proposals < 0 { throw ValidationError("--proposals must not be negative") }
         if firstProposals < 0 { throw ValidationError("--first-proposals must not be negative") }
@@ -250,8 +298,18 @@ struct CalibrateCommand: ParsableCommand {
         var directory = loaded.directory
         let setting = EnergyCheckSweep.Setting(
             samples: samples, langevinSteps: langevinSteps, proposals: proposals, firstProposals: firstProposals,
-            exitQuantile: exitQuantile)
+            exitQuantile: exitQuantile, nearest: nearest)
         let sampling = setting.sampling(base: loaded.sampling)
+        var energyFile: Data?
+        if nearest && !loaded.energy.hasBankSources {
+            try data.addBankSources(loaded)
+            directory.networks[EnergyModelSpec.role] = loaded.energy.fileTensors()
+            let metadata = [
+                "network": EnergyModelSpec.role, "kind": "mc-etm-energy", "model": directory.manifest.name,
+                "modelVersion": directory.manifest.modelVersion,
+            ]
+            energyFile = try Safetensors.encode(directory.networks[EnergyModelSpec.role]!, metadata: metadata)
+        }
         let rows = min(data.calibrationRows, loaded.heldOut.count)
         let part = EnergyTrainer.shuffled(loaded.heldOut).subset(Array(0..<rows))
         let calibration = EnergyScoring.calibration(
@@ -263,6 +321,11 @@ struct CalibrateCommand: ParsableCommand {
         // Only the manifest changes: validate the whole directory, then replace manifest.json alone.
         // Sections the Manifest type does not model (the risk calibration) are carried over.
         try directory.validate()
+        // The energy file first (when it gained the bank's sources), the manifest naming them last,
+        // each replaced atomically (ModelDirectory's order for an existing directory).
+        if let energyFile, let file = directory.manifest.networks[EnergyModelSpec.role]?.file {
+            try AtomicFile.write(energyFile, to: URL(fileURLWithPath: data.model).appendingPathComponent(file))
+        }
         let url = URL(fileURLWithPath: data.model).appendingPathComponent(Manifest.fileName)
         var merged = try JSONSerialization.jsonObject(with: try directory.manifest.encoded()) as! [String: Any]
         let original = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any] ?? [:]

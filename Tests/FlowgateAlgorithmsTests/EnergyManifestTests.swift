@@ -29,6 +29,60 @@ struct EnergyManifestTests {
         #expect(back.sampling.proposals == 384 && back.sampling.firstProposals == 128)
     }
 
+    @Test("nearest-source proposals: the bank's sources and the option round-trip; a manifest asking for them without sources, or a bad source tensor, is refused by name")
+    func nearestRoundTrip() throws {
+        var rng = RNG(seed: 2)
+        let spec = EnergySamplerTests.smallSpec(spherical: true, activation: .silu)
+        let model = EnergyTransitionModel(spec: spec, rng: &rng)
+        model.latentBank = randomArray(10 * 3, seed: 3)
+        let sampling = EnergySamplingConfig(samples: 1, schedule: .inference, proposals: 4, nearest: true)
+        // No sources yet: the file and the manifest name none, and asking for nearest is refused.
+        #expect(!model.hasBankSources && model.fileTensors()[EnergyModelSpec.bankSourcesTensor] == nil)
+        let without = model.networkSpec(sampling: sampling)
+        #expect(without.fixedTensors[EnergyModelSpec.bankSourcesTensor] == nil && without.options?["nearestProposals"] == 1)
+        #expect(throws: ModelFileError.self) {
+            try EnergyModelSpec.decode(network: without, tensors: model.fileTensors(), observationDim: 4, actionDim: 2)
+        }
+        model.bankSources = randomArray(10 * 6, seed: 4)
+        let network = model.networkSpec(sampling: sampling)
+        let tensors = model.fileTensors()
+        #expect(network.fixedTensors[EnergyModelSpec.bankSourcesTensor] == [10, 6])
+        #expect(Set(network.expectedTensors.map(\.name)) == Set(tensors.keys))
+        let decoded = try EnergyModelSpec.decode(network: network, tensors: tensors, observationDim: 4, actionDim: 2)
+        #expect(decoded.sampling.nearest && decoded.sampling.proposals == 4)
+        // Through a whole model directory: the sources come back, and the checker uses them.
+        let files = ModelFiles(
+            manifest: Manifest(
+                name: "n", modelVersion: "1", kind: "energy-only", observationDim: 4, actionDim: 2, actionLow: [-1, -1],
+                actionHigh: [1, 1], normalization: .init(observationMean: [0, 0, 0, 0], observationStd: [1, 1, 1, 1]),
+                networks: [EnergyModelSpec.role: network],
+                sampling: .init(steps: 1, candidates: 1, samples: 1, maxSteps: 1, maxCandidates: 1, maxSamples: 1, maxBatch: 1),
+                provenance: .init(dataset: "d", trainingSteps: [:], seed: 0, gitCommit: "x", date: "d", flowgateVersion: "0")),
+            networks: [EnergyModelSpec.role: tensors])
+        let loaded = try #require(try EnergyTransitionModel.load(from: files))
+        #expect(loaded.model.bankSources == model.bankSources && loaded.sampling.nearest)
+        let factory = try #require(try EnergyTransitionModel.checkerFactory(files))
+        let checker = try #require(factory() as? EnergyTransitionChecker)
+        #expect(checker.sampler.usesNearestProposals)
+        // A source tensor of the wrong shape, or with a NaN, names the tensor.
+        for bad in [Tensor(shape: [9, 6], scalars: randomArray(54, seed: 5)), Tensor(shape: [10, 6], scalars: [.nan] + randomArray(59, seed: 6))] {
+            var t = tensors
+            t[EnergyModelSpec.bankSourcesTensor] = bad
+            var f = files
+            f.networks[EnergyModelSpec.role] = t
+            f.manifest.networks[EnergyModelSpec.role]?.fixedTensors[EnergyModelSpec.bankSourcesTensor] = bad.shape
+            do {
+                _ = try EnergyTransitionModel.load(from: f)
+                Issue.record("bank sources \(bad.shape) accepted")
+            } catch let error as ModelFileError {
+                #expect("\(error)".contains(EnergyModelSpec.bankSourcesTensor), "\(error)")
+            }
+        }
+        var two = network
+        two.options?["nearestProposals"] = 2
+        #expect(throws: ModelFileError.self) { try EnergyModelSpec.decode(network: two, tensors: tensors, observationDim: 4, actionDim: 2) }
+    }
+
     @Test("count options of a hostile manifest are refused with their name, not converted (1e30 would trap)")
     func countOptionsAreChecked() throws {
         var rng = RNG(seed: 1)

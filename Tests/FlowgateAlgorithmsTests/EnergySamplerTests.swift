@@ -145,6 +145,61 @@ struct EnergySamplerTests {
         #expect(sampler.flopsPerRow(samples: 2) == proposals + 2 * (3 * 3 + 1) * pass)
     }
 
+    @Test("nearest-source proposals: E_min over the k entries whose source (s, a) is nearest, whatever the batch; the search is counted")
+    func nearestProposals() {
+        var rng = RNG(seed: 31)
+        let model = EnergyTransitionModel(spec: Self.smallSpec(spherical: true, activation: .relu), rng: &rng)
+        let bankCount = 40, l = 3, d = 4, k = 2, batch = 5, nearest = 6
+        model.latentBank = randomArray(bankCount * l, seed: 32)
+        model.bankSources = randomArray(bankCount * (d + k), seed: 33)
+        let schedule = LangevinSchedule(steps: 0, initialStepSize: 0.1, noise: 0.01)
+        let config = EnergySamplingConfig(samples: 1, schedule: schedule, proposals: nearest, nearest: true)
+        let sampler = EnergySampler(model: model, config: config, frozenEnergy: true)
+        #expect(sampler.usesNearestProposals)
+        let s = randomArray(batch * d, seed: 34), a = randomArray(batch * k, seed: 35)
+        let r = sampler.evaluate(observations: s, actions: a, seeds: [1, 2, 3, 4, 5])
+        let decoded = model.decoder.replica().forward(model.latentBank, batch: bankCount)
+        for b in 0..<batch {
+            // Brute force: the `nearest` entries by squared distance of (s, a) to each source.
+            let query = Array(s[(b * d)..<(b * d + d)]) + Array(a[(b * k)..<(b * k + k)])
+            let distance = (0..<bankCount).map { j in
+                (0..<(d + k)).reduce(Float(0)) { acc, c in
+                    let e = query[c] - model.bankSources[j * (d + k) + c]
+                    return acc + e * e
+                }
+            }
+            let chosen = distance.indices.sorted { distance[$0] < distance[$1] }.prefix(nearest)
+            let energies = chosen.map { j -> Float in
+                var next = [Float](repeating: 0, count: d)
+                s.withUnsafeBufferPointer { sp in
+                    decoded.withUnsafeBufferPointer { xp in
+                        next.withUnsafeMutableBufferPointer {
+                            model.spec.fromManifold(
+                                observations: sp.baseAddress! + b * d, manifold: xp.baseAddress! + j * d, rows: 1, into: $0.baseAddress!)
+                        }
+                    }
+                }
+                return model.energies(
+                    observations: Array(s[(b * d)..<(b * d + d)]), actions: Array(a[(b * k)..<(b * k + k)]), nextObservations: next,
+                    rows: 1)[0]
+            }
+            let best = energies.min()!
+            #expect(abs(r.eMin[b] - best) <= 1e-5 * max(1, abs(best)), "row \(b): \(r.eMin[b]) vs \(best)")
+            // Alone, with another seed: the same proposals (no random draw), so the same E_min.
+            let alone = sampler.evaluate(
+                observations: Array(s[(b * d)..<(b * d + d)]), actions: Array(a[(b * k)..<(b * k + k)]), seeds: [99])
+            #expect(abs(alone.eMin[0] - r.eMin[b]) <= 1e-6 * max(1, abs(best)), "row \(b) alone")
+        }
+        // A random draw of the same size finds a lower E_min only by visiting other entries; what the
+        // check costs: the proposals plus one multiply-add per source coordinate and entry.
+        let random = EnergySampler(model: model, config: EnergySamplingConfig(samples: 1, schedule: schedule, proposals: nearest), frozenEnergy: true)
+        #expect(!random.usesNearestProposals)
+        #expect(sampler.flopsPerRow(samples: 1) == random.flopsPerRow(samples: 1) + 2 * Double((d + k) * bankCount))
+        // Without sources the setting falls back to random draws.
+        model.bankSources = []
+        #expect(!EnergySampler(model: model, config: config, frozenEnergy: true).usesNearestProposals)
+    }
+
     @Test("staged proposals: the flag of every proposal scored, rows below the exit stop at the first stage, the others score all")
     func stagedProposals() {
         var rng = RNG(seed: 31)

@@ -93,4 +93,36 @@ struct EnergyTrainingTests {
             #expect(second.energyPhase.stateTensors() == straight.energyPhase.stateTensors())
         }
     }
+
+    @Test("the latent bank records each entry's source (s, a), and the draw can be rebuilt from the dataset alone")
+    func bankSources() throws {
+        let data = SyntheticDynamics.dataset(count: 300, seed: 4)
+        let trainer = EnergyTrainer(config: Self.tinyConfig(), dataset: data, seed: 9)
+        try trainer.run()
+        let model = trainer.model
+        let d = model.spec.obsDim, k = model.spec.actDim, count = model.latentBank.count / model.spec.latentDim
+        #expect(count > 0 && model.hasBankSources)
+        // Every source is a training row's normalised state and action, and its latent is that
+        // row's next state encoded.
+        let trainRows = trainer.observations.count / d
+        for j in 0..<count {
+            let src = Array(model.bankSources[(j * (d + k))..<((j + 1) * (d + k))])
+            let row = (0..<trainRows).first { i in
+                Array(trainer.observations[(i * d)..<(i * d + d)]) == Array(src[0..<d])
+                    && Array(trainer.actions[(i * k)..<(i * k + k)]) == Array(src[d...])
+            }
+            #expect(row != nil, "bank entry \(j) has no training source")
+        }
+        // `flowgate calibrate --nearest` rebuilds the draw from the dataset: the same latents and sources.
+        let rebuilt = EnergyLatentBank.rebuilt(
+            model: model, dataset: data, normalizer: trainer.normalization, heldOutFraction: trainer.config.heldOutFraction,
+            size: count, seed: 9)
+        #expect(rebuilt.latents == model.latentBank && rebuilt.sources == model.bankSources)
+        // Another seed draws other rows.
+        let other = EnergyLatentBank.rebuilt(
+            model: model, dataset: data, normalizer: trainer.normalization, heldOutFraction: trainer.config.heldOutFraction,
+            size: count, seed: 10)
+        #expect(other.sources != model.bankSources)
+        #expect(model.latentBank == rebuilt.latents, "rebuilt() puts the model's bank back")
+    }
 }
