@@ -159,7 +159,7 @@ let package = Package(
             name: "FlowgateServerTests",
             dependencies: [
                 "FlowgateServer", "FlowgateClient", "FlowgateProtocol", "FlowgateAlgorithms", "FlowgateCore",
-                "FlowgateCommon", "FlowgateDemo", "FlowgateZMQ",
+                "FlowgateCommon", "FlowgateDemo", "FlowgateZMQ", "FlowgateModelFormat",
             ]),
     ]
 )

@@ -1,6 +1,7 @@
 import FlowgateAlgorithms
 import FlowgateClient
 import FlowgateCore
+import FlowgateModelFormat
 import FlowgateProtocol
 @testable import FlowgateServer
 import Foundation
@@ -60,7 +61,23 @@ import Testing
         #expect(a.reliable == b.reliable, "\(what): reliable")
     }
 
-    @Test func halvesOnTwoWorkersGiveTheUnsharedActionsQAndEnergy() throws {
+    /// The shipped model with its check re-cut as staged random proposals (the first 128 of 384,
+    /// hopper-medium's setting until 2026-12-03, with the threshold calibrated for it then), so that
+    /// the staged check's phases are tested whatever the shipped model uses.
+    static func stagedVariant() throws -> PolicyServable {
+        var files = try ModelDirectory.load(atPath: ShippedModel.directory)
+        var energy = try #require(files.manifest.networks[EnergyModelSpec.role])
+        energy.options?["nearestProposals"] = nil
+        energy.options?["proposals"] = 384
+        energy.options?["firstProposals"] = 128
+        files.manifest.networks[EnergyModelSpec.role] = energy
+        files.manifest.reliability?.threshold = -4.425963
+        return PolicyServable(bundle: try PolicyBundle(model: files, checkerFactory: EnergyTransitionModel.checkerFactory))
+    }
+
+    /// The shipped check (16 nearest-source proposals: one proposal phase) and the staged one (two).
+    @Test(arguments: [false, true]) func halvesOnTwoWorkersGiveTheUnsharedActionsQAndEnergy(staged: Bool) throws {
+        let policy = staged ? try Self.stagedVariant() : self.policy
         let taker = try #require(policy.makeWorker(rowsPerPass: 256) as? any SplittableWorker)
         let helper = try #require(policy.makeWorker(rowsPerPass: 256) as? any SplittableWorker)
         let reference = policy.makeWorker(rowsPerPass: 256)
@@ -78,15 +95,15 @@ import Testing
             let split = try shared(
                 taker: taker, helperFor: { _ in helper }, observations: obs, count: count, seeds: seeds, options: options)
             expectSame(split, whole, "count \(count), M \(options.candidates), check \(options.check)")
-            // Candidates, then the staged check's two stages of proposals (the shipped model's).
-            #expect(taker.splitPhases(count: count, options: options) == (options.check ? 3 : 1))
+            // Candidates, then the check's proposals: one phase, or one per stage when staged.
+            #expect(taker.splitPhases(count: count, options: options) == (options.check ? (staged ? 3 : 2) : 1))
             // Taken back: the taker computes both halves itself, same result.
             let alone = try shared(
                 taker: taker, helperFor: { _ in taker }, observations: obs, count: count, seeds: seeds, options: options)
             expectSame(alone, whole, "taken back, count \(count)")
         }
-        // An observation off the data (random): the check's first stage stays above the exit, so the
-        // second stage is shared too; every phase ran.
+        // An observation off the data (random): with the staged check, the first stage stays above the
+        // exit, so the second stage is shared too; every phase ran.
         var ran: [Int] = []
         let offData = observations(1, seed: 3)
         let wholeOff = try reference.act(observations: offData, count: 1, seeds: [8], options: defaults)
@@ -94,7 +111,7 @@ import Testing
         let splitOff = try shared(
             taker: taker, helperFor: { _ in helper }, observations: offData, count: 1, seeds: [8], options: defaults, ran: &ran)
         expectSame(splitOff, wholeOff, "off the data")
-        #expect(ran == [0, 1, 2])
+        #expect(ran == (staged ? [0, 1, 2] : [0, 1]))
         // An observation on the data (row 500 of data/hopper-medium.npz, mid-stride): its first stage
         // already falls below the threshold, so the taker says the second stage has no work and it is
         // skipped; the reply is still the unshared one.
@@ -107,7 +124,7 @@ import Testing
         let splitOn = try shared(
             taker: taker, helperFor: { _ in helper }, observations: onData, count: 1, seeds: [8], options: defaults, ran: &ran)
         expectSame(splitOn, wholeOn, "on the data")
-        #expect(ran == [0, 1])
+        #expect(ran == [0, 1], "staged: the second stage skipped")
         // The draws per candidate do not depend on the split: different seeds give another action,
         // the same seeds the same one whichever worker computes which half.
         let obs = observations(1)
@@ -126,7 +143,7 @@ import Testing
         // 16-row passes: 2 observations × 8 candidates per half fit, 3 do not.
         var m16 = defaults
         m16.candidates = 16
-        #expect(worker.splitPhases(count: 2, options: m16) == 3)
+        #expect(worker.splitPhases(count: 2, options: m16) == 2)
         #expect(worker.splitPhases(count: 3, options: m16) == 0)
     }
 
@@ -242,9 +259,9 @@ final class RecordingSplitModel: ServableModel, @unchecked Sendable {
         ) { try $0.act(observation: obs, parameters: ActParameters(seed: seed)) }
         let halves = model.lock.withLock { model.halves }
         #expect(Set(halves.map(\.0)).count == 2, "two worker threads computed halves: \(halves)")
-        // A random observation is off the data: the staged check's second stage is shared as well.
+        // The candidates and the check's proposals: both halves of both phases.
         #expect(whole.reliable == [false])
-        #expect(Set(halves.map { [$0.1, $0.2] }) == [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]], "both halves of all three phases")
+        #expect(Set(halves.map { [$0.1, $0.2] }) == [[0, 0], [0, 1], [1, 0], [1, 1]], "both halves of both phases")
         #expect(reply.timing.batch == 1)
         for (a, b) in zip(reply.actions.values, whole.actions) { #expect(abs(a - b) <= 1e-5, "action \(a) vs \(b)") }
         #expect(abs(reply.q[0] - whole.q[0]) <= 1e-4 * max(1, abs(whole.q[0])))

@@ -166,6 +166,17 @@ class Model:
             # Staged proposals: score the first `firstProposals` of a row's draws, stop when their
             # lowest energy is at or below the stage exit, else score the rest (flowgate's EnergySampler).
             self.first_proposals = int(o.get("firstProposals", 0))
+            # Nearest-source proposals: a row's P bank entries are those whose source (s_z, a) is
+            # nearest its own (flowgate's EnergySampler.nearestSources, the same float32 operations).
+            src = t.get("bank_sources")
+            self.nearest = int(o.get("nearestProposals", 0)) != 0 and src is not None and self.bank is not None
+            if self.nearest:
+                s32 = src.numpy().astype(np.float32)
+                self.sources_t = np.ascontiguousarray(s32.T)  # [od + ad, count]
+                norms = np.zeros(s32.shape[0], np.float32)
+                for c in range(s32.shape[1]):
+                    norms += s32[:, c] * s32[:, c]
+                self.source_norms = norms
             self.langevin = int(o.get("langevinSteps", 30))
             self.eta0, self.eta1 = np.float32(o.get("stepSize", 0.1)), np.float32(o.get("finalStepSize", 0.01))
             self.noise = np.float32(o.get("noise", 0.01))
@@ -233,7 +244,12 @@ class Model:
         with torch.no_grad():
             if self.proposals > 0 and nb > 0:
                 p = max(min(self.proposals, nb), 1)
-                idx = np.tile(np.arange(p), (b, 1)) if p == nb else np.stack([g.int_below(nb) for _ in range(p)], 1)
+                if self.nearest:
+                    idx = self.nearest_sources(cond.numpy(), p)
+                elif p == nb:
+                    idx = np.tile(np.arange(p), (b, 1))
+                else:
+                    idx = np.stack([g.int_below(nb) for _ in range(p)], 1)
                 tidx = torch.from_numpy(idx.astype(np.int64))
                 pz = bank[tidx]  # [b, p, l]
                 # The decoder does not see (s, a): the bank is decoded once, at load.
@@ -271,6 +287,15 @@ class Model:
         with torch.no_grad():
             e = self.energy(torch.cat([cond_rows, self.decoder(z.detach())], 1)).reshape(b, n)
         return e.min(1).values.numpy()
+
+    def nearest_sources(self, q, k):
+        """[b, k] indices of the bank entries whose sources are nearest to each row of q [b, od + ad]:
+        |src|² − 2 q·src accumulated coordinate by coordinate in float32, nearest first, ties to the
+        lower index."""
+        d = np.repeat(self.source_norms[None, :], q.shape[0], 0)
+        for c in range(q.shape[1]):
+            d += (np.float32(-2) * q[:, c:c + 1].astype(np.float32)) * self.sources_t[c][None, :]
+        return np.argsort(d, axis=1, kind="stable")[:, :k]
 
     def staged_e_min(self, cond, tidx, p1):
         """E_min with staged proposals: every row scores its first p1 drawn proposals; rows whose
