@@ -28,7 +28,9 @@ extension EnergyModelSpec {
         ]
         // Written only when staged, so manifests without it stay as they were.
         if sampling.firstProposals > 0 { options["firstProposals"] = Double(sampling.firstProposals) }
-        if sampling.nearest { options["nearestProposals"] = 1 }
+        // Only with sources to search: a model without them keeps random proposals (the sampler
+        // ignores `nearest` then), and its manifest says so.
+        if sampling.nearest && latentBankCount > 0 && bankSources { options["nearestProposals"] = 1 }
         return NetworkSpec(
             file: "energy.safetensors", kind: "mc-etm-energy",
             mlps: ["enc": encoderSpec, "dec": decoderSpec, "energy": energySpec],

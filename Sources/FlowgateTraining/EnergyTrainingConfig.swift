@@ -71,13 +71,14 @@ public struct EnergyTrainingConfig: Codable, Sendable, Equatable {
     public var calibrationRows: Int = 5000
     /// Training next states encoded into the model's latent bank (sampler proposals).
     public var latentBankSize: Int = 2048
-    /// The serving check: E_min over 160 bank proposals, no Langevin step. `flowgate bench check`
-    /// on hopper-medium (docs/reliability.md): at 1.4× the policy's FLOPs it detects random
-    /// actions nearly as well as 8 samples × 20 Langevin steps from 128 proposals (AUROC 0.968 vs
-    /// 0.976) and noisy states far better (0.956 vs 0.864), at 38.5 instead of 173.9 MFLOP. The
-    /// schedule stays for settings with T > 0 (`flowgate calibrate --langevin-steps`).
+    /// The serving check: E_min over the 16 bank entries whose source (s, a) is nearest the row's,
+    /// no Langevin step. `flowgate bench check` on the three shipped models (docs/reliability.md,
+    /// 2026-12-03): better than 384 random proposals on random actions, noisy states and other data
+    /// at 3.9 instead of 92.4 MFLOP (hopper-medium: AUROC 0.981 / 0.975 / 0.994). The schedule
+    /// stays for settings with T > 0 (`flowgate calibrate --langevin-steps`).
     public var sampling: EnergySamplingConfig = EnergySamplingConfig(
-        samples: 1, schedule: LangevinSchedule(steps: 0, initialStepSize: 0.1, finalStepSize: 0.01, noise: 0.01), proposals: 160)
+        samples: 1, schedule: LangevinSchedule(steps: 0, initialStepSize: 0.1, finalStepSize: 0.01, noise: 0.01), proposals: 16,
+        nearest: true)
 
     public init() {}
 

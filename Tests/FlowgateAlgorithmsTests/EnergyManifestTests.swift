@@ -38,8 +38,9 @@ struct EnergyManifestTests {
         let sampling = EnergySamplingConfig(samples: 1, schedule: .inference, proposals: 4, nearest: true)
         // No sources yet: the file and the manifest name none, and asking for nearest is refused.
         #expect(!model.hasBankSources && model.fileTensors()[EnergyModelSpec.bankSourcesTensor] == nil)
-        let without = model.networkSpec(sampling: sampling)
-        #expect(without.fixedTensors[EnergyModelSpec.bankSourcesTensor] == nil && without.options?["nearestProposals"] == 1)
+        var without = model.networkSpec(sampling: sampling)
+        #expect(without.fixedTensors[EnergyModelSpec.bankSourcesTensor] == nil && without.options?["nearestProposals"] == nil)
+        without.options?["nearestProposals"] = 1
         #expect(throws: ModelFileError.self) {
             try EnergyModelSpec.decode(network: without, tensors: model.fileTensors(), observationDim: 4, actionDim: 2)
         }
