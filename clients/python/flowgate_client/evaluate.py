@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--env", required=True)
     ap.add_argument("--model", required=True, help="model directory to evaluate")
     ap.add_argument("--baseline", action="append", default=[], help="baseline model directories (served alongside)")
-    ap.add_argument("--steps", default="1,2,4,8", help="flow step counts K to evaluate the main model at")
+    ap.add_argument("--steps", default="1,2,4,8",
+                    help="flow step counts K to evaluate the main model at; empty (--steps '') for none, e.g. a sweep only")
     ap.add_argument("--candidates", type=int, help="candidates M (model default if unset)")
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=100, help="env seeds differ from the dataset's (0…)")
@@ -136,10 +137,12 @@ def main(argv=None) -> int:
     except ValueError as e:
         ap.error(str(e))
     ks = []
-    for x in args.steps.split(","):
+    for x in args.steps.split(",") if args.steps.strip() else []:
         if not x.strip().isdigit() or int(x) <= 0:
             ap.error(f"--steps: {x!r} is not a positive integer (expected e.g. 1,2,4,8)")
         ks.append(int(x))
+    if not ks and not args.sweep and not args.baseline:
+        ap.error("--steps is empty and there is no --sweep or --baseline: nothing to evaluate")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def test_falls_count_terminated_episodes(monkeypatch, tmp_path):
     assert rep["falls"] == 2 and all(e["fell"] and e["length"] < 400 for e in rep["per_episode"])
 
 
-@pytest.mark.parametrize("bad", [["--steps", "1,0"], ["--steps", "x"], ["--episodes", "0"], ["--env", "walker"]])
+@pytest.mark.parametrize("bad", [["--steps", "1,0"], ["--steps", "x"], ["--episodes", "0"], ["--env", "walker"], ["--steps", ""]])
 def test_bad_arguments_exit_2(tmp_path, bad, capsys):
     model = _model_dir(tmp_path)
     argv = ["--endpoint", "tcp://127.0.0.1:1", "--env", "hopper", "--model", str(model), "--out", str(tmp_path / "e.json")]
@@ -67,3 +67,15 @@ def test_bad_arguments_exit_2(tmp_path, bad, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert bad[0] in err or "unknown env" in err
+
+
+def test_empty_steps_runs_only_the_sweep(tmp_path):
+    """`--steps ''` with --sweep (the disturbance-sweep command of docs/reliability.md): no K run, one run per scale."""
+    model = _model_dir(tmp_path)
+    out = tmp_path / "sweep.json"
+    with FakeServer(obs_dim=15, act_dim=3, model="fake") as s:
+        assert evaluate.main(["--endpoint", s.endpoint, "--env", "hopper", "--model", str(model), "--steps", "",
+                              "--sweep", "obs-noise:0,0.1", "--sweep-steps", "2", "--episodes", "1",
+                              "--max-episode-steps", "10", "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["disturbance"], r["scale"]) for r in runs] == [("obs-noise", 0.0), ("obs-noise", 0.1)]
