@@ -222,7 +222,7 @@ struct BenchCheckCommand: ParsableCommand {
         }
         for r in rows {
             table.add([
-                "\(r.setting.samples)", "\(r.setting.langevinSteps)", "\(r.setting.proposals)",
+                "\(r.setting.samples)", "\(r.setting.langevinSteps)", "\(r.setting.proposals)\(r.setting.nearest ? "n" : "")",
                 r.setting.isStaged ? "\(r.setting.firstProposals)" : "-",
                 r.setting.isStaged ? r.setting.exitQuantile.map { "\($0)" } ?? "thr" : "-", fmt(r.mflopPerObservation, 1),
                 fmt(r.mflopMaxPerObservation, 1), fmt(r.proposalsPerRowReal, 1), fmt(r.proposalsPerRowRandomActions, 1),
