@@ -7,12 +7,11 @@ import json
 import subprocess
 
 import numpy as np
-import pytest
 
 from realserver import BIN, require_real_server
 
 require_real_server(model=False)
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
+import safetensors.numpy as safetensors_numpy  # noqa: E402  (clients/python/requirements.txt)
 
 
 def _tiny_dataset(path, n=400, seed=0):
