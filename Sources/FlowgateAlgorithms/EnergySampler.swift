@@ -698,13 +698,12 @@ public final class EnergySampler {
         }
     }
 
-    /// Per row `b`, `p` bank indices drawn with `rngs[b]` in order (all of the bank, in order, when
-    /// `p` is the bank's size), stored as floats at `into[b * p + j]`.
     /// Whether proposals are the nearest-source entries (`config.nearest` and a bank with sources).
     public var usesNearestProposals: Bool { config.nearest && !sourceNorms.isEmpty }
 
-    /// Each row's `p` bank indices: its nearest-source entries (`usesNearestProposals`), else `p`
-    /// uniform draws from its generator (every entry, in order, when `p` is the bank's size).
+    /// Each row's `p` bank indices, stored as floats at `into[b * p + j]`: its nearest-source entries
+    /// (`usesNearestProposals`), else `p` uniform draws from `rngs[b]` in order (every entry, in
+    /// order, when `p` is the bank's size).
     private func drawBankIndices(
         batch: Int, proposals p: Int, observations: UnsafePointer<Float>, actions: UnsafePointer<Float>,
         rngs: UnsafeMutablePointer<RNG>, into bankIndex: UnsafeMutablePointer<Float>

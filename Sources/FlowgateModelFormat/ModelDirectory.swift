@@ -52,11 +52,7 @@ public enum ModelDirectory {
         let manifestData = try model.manifest.encoded()
         var files: [(name: String, data: Data)] = []
         for (role, spec) in model.manifest.networks.sorted(by: { $0.key < $1.key }) {
-            let metadata = [
-                "network": role, "kind": spec.kind, "model": model.manifest.name,
-                "modelVersion": model.manifest.modelVersion,
-            ]
-            files.append((spec.file, try Safetensors.encode(model.networks[role]!, metadata: metadata)))
+            files.append((spec.file, try networkFile(model, role: role)))
         }
         files.append((Manifest.fileName, manifestData))
 
@@ -80,6 +76,16 @@ public enum ModelDirectory {
         try AtomicFile.rename(temp.path, to: url.path)
         renamed = true
         try AtomicFile.syncDirectory(parent)
+    }
+
+    /// The safetensors bytes of network `role`'s file, with the `__metadata__` every file flowgate
+    /// writes carries (`network`, `kind`, `model`, `modelVersion`).
+    public static func networkFile(_ model: ModelFiles, role: String) throws -> Data {
+        guard let spec = model.manifest.networks[role], let tensors = model.networks[role] else {
+            throw ModelFileError(path: Manifest.fileName, .invalidManifest("no network '\(role)'"))
+        }
+        let metadata = ["network": role, "kind": spec.kind, "model": model.manifest.name, "modelVersion": model.manifest.modelVersion]
+        return try Safetensors.encode(tensors, metadata: metadata)
     }
 
     /// Saves to the directory at `path`; see `save(_:to:)`.

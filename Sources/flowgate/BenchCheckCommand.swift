@@ -248,7 +248,7 @@ struct CalibrateCommand: ParsableCommand {
         discussion: """
             The threshold and confidence table are the --quantile of E_min over the energy model's \
             held-out split (rows it never trained on) with the new settings. The manifest is \
-            rewritten atomically; weights are not touched. `flowgate bench check` measures what \
+            rewritten atomically; weights are not touched (with --nearest, a bank without sources gets them: energy.safetensors is rewritten atomically first). `flowgate bench check` measures what \
             each setting costs and detects.
             """)
 
@@ -300,15 +300,10 @@ struct CalibrateCommand: ParsableCommand {
             samples: samples, langevinSteps: langevinSteps, proposals: proposals, firstProposals: firstProposals,
             exitQuantile: exitQuantile, nearest: nearest)
         let sampling = setting.sampling(base: loaded.sampling)
-        var energyFile: Data?
-        if nearest && !loaded.energy.hasBankSources {
+        let addsSources = nearest && !loaded.energy.hasBankSources
+        if addsSources {
             try data.addBankSources(loaded)
             directory.networks[EnergyModelSpec.role] = loaded.energy.fileTensors()
-            let metadata = [
-                "network": EnergyModelSpec.role, "kind": "mc-etm-energy", "model": directory.manifest.name,
-                "modelVersion": directory.manifest.modelVersion,
-            ]
-            energyFile = try Safetensors.encode(directory.networks[EnergyModelSpec.role]!, metadata: metadata)
         }
         let rows = min(data.calibrationRows, loaded.heldOut.count)
         let part = EnergyTrainer.shuffled(loaded.heldOut).subset(Array(0..<rows))
@@ -318,13 +313,13 @@ struct CalibrateCommand: ParsableCommand {
         directory.manifest.networks[EnergyModelSpec.role] = loaded.energy.networkSpec(sampling: sampling)
         directory.manifest.sampling.samples = samples
         directory.manifest.reliability = calibration.manifestValue
-        // Only the manifest changes: validate the whole directory, then replace manifest.json alone.
-        // Sections the Manifest type does not model (the risk calibration) are carried over.
+        // Validate the whole directory, then replace the energy file (only when it gained the bank's
+        // sources) and manifest.json last, each atomically (ModelDirectory's order for an existing
+        // directory). Sections the Manifest type does not model (the risk calibration) are carried over.
         try directory.validate()
-        // The energy file first (when it gained the bank's sources), the manifest naming them last,
-        // each replaced atomically (ModelDirectory's order for an existing directory).
-        if let energyFile, let file = directory.manifest.networks[EnergyModelSpec.role]?.file {
-            try AtomicFile.write(energyFile, to: URL(fileURLWithPath: data.model).appendingPathComponent(file))
+        if addsSources, let file = directory.manifest.networks[EnergyModelSpec.role]?.file {
+            let bytes = try ModelDirectory.networkFile(directory, role: EnergyModelSpec.role)
+            try AtomicFile.write(bytes, to: URL(fileURLWithPath: data.model).appendingPathComponent(file))
         }
         let url = URL(fileURLWithPath: data.model).appendingPathComponent(Manifest.fileName)
         var merged = try JSONSerialization.jsonObject(with: try directory.manifest.encoded()) as! [String: Any]
