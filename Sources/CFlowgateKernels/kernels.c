@@ -11,6 +11,9 @@
 #include <libxsmm.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -28,12 +31,16 @@
  * Dispatch happens once per shape and table, so the lock costs nothing on the hot path; a NULL
  * is asked for again once. */
 static pthread_mutex_t fgk_dispatch_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set (under the lock) once a kernel was dispatched: from then on libxsmm must never be
+ * finalised (fgk_xsmm_init_compact), since its kernels live in memory it owns. */
+static int fgk_dispatched = 0;
 
 const void *fgk_xsmm_dispatch(int m, int n, int k, int lda, int ldb, int ldc, float beta) {
     const float alpha = 1;
     const int flags = LIBXSMM_GEMM_FLAG_NONE;
     const int prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
     pthread_mutex_lock(&fgk_dispatch_lock);
+    fgk_dispatched = 1;
     libxsmm_smmfunction f = libxsmm_smmdispatch(m, n, k, &lda, &ldb, &ldc, &alpha, &beta, &flags, &prefetch);
     if (f == NULL) f = libxsmm_smmdispatch(m, n, k, &lda, &ldb, &ldc, &alpha, &beta, &flags, &prefetch);
     pthread_mutex_unlock(&fgk_dispatch_lock);
@@ -42,6 +49,102 @@ const void *fgk_xsmm_dispatch(int m, int n, int k, int lda, int ldb, int ldc, fl
 
 void fgk_xsmm_run(const void *kernel, const float *a, const float *b, float *c) {
     ((libxsmm_smmfunction)kernel)(a, b, c);
+}
+
+/* ---- libxsmm's start-up memory ----------------------------------------------------------- */
+
+/* The anonymous private read-write mappings of this process, sorted by start. Returns the count
+ * written (at most `capacity`), or -1 when /proc/self/maps cannot be read. */
+static long fgk_anonymous_mappings(uintptr_t *starts, uintptr_t *ends, long capacity) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL) return -1;
+    char line[512];
+    long n = 0;
+    while (n < capacity && fgets(line, sizeof line, f) != NULL) {
+        unsigned long a, b, offset, inode;
+        char perm[8], dev[32];
+        int used = 0;
+        if (sscanf(line, "%lx-%lx %7s %lx %31s %lu%n", &a, &b, perm, &offset, dev, &inode, &used) != 6) continue;
+        if (inode != 0 || strcmp(perm, "rw-p") != 0) continue;
+        /* Unnamed only: [heap] and [stack] are the process's own (the heap may grow meanwhile). */
+        const char *name = line + used;
+        while (*name == ' ' || *name == '\t') name++;
+        if (*name != '\n' && *name != 0) continue;
+        starts[n] = a;
+        ends[n] = b;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+long fgk_release_zero_pages(void *start, long length) {
+    const long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || ((uintptr_t)start % (uintptr_t)page) != 0 || length < 0) return -1;
+    const long pages = length / page;
+    unsigned char resident[4096];
+    long released = 0;
+    for (long first = 0; first < pages; first += (long)sizeof resident) {
+        const long chunk = pages - first < (long)sizeof resident ? pages - first : (long)sizeof resident;
+        unsigned char *base = (unsigned char *)start + first * page;
+        if (mincore(base, (size_t)(chunk * page), resident) != 0) return -1;
+        for (long i = 0; i < chunk; i++) {
+            if ((resident[i] & 1) == 0) continue; /* never touched: reading it would fault it in */
+            const uint64_t *words = (const uint64_t *)(base + i * page);
+            uint64_t any = 0;
+            for (long w = 0; w < page / 8; w++) any |= words[w];
+            if (any != 0) continue;
+            /* A private anonymous page dropped with MADV_DONTNEED reads back as zeros: the same
+             * contents, without the memory. */
+            if (madvise(base + i * page, (size_t)page, MADV_DONTNEED) == 0) released += page;
+        }
+    }
+    return released;
+}
+
+long fgk_xsmm_init_compact(void) {
+    enum { capacity = 4096 };
+    static uintptr_t before_start[capacity], before_end[capacity], after_start[capacity], after_end[capacity];
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static long done = 0;
+    pthread_mutex_lock(&lock);
+    if (done) {
+        pthread_mutex_unlock(&lock);
+        return 0;
+    }
+    done = 1;
+    /* libxsmm initialises itself in a constructor when the program loads; with nothing dispatched
+     * yet, finalising and initialising again reallocates its tables inside the window below. */
+    pthread_mutex_lock(&fgk_dispatch_lock);
+    if (fgk_dispatched) {
+        /* Kernels are in use: their code and registry stay as they are. */
+        pthread_mutex_unlock(&fgk_dispatch_lock);
+        pthread_mutex_unlock(&lock);
+        return 0;
+    }
+    libxsmm_finalize();
+    const long nb = fgk_anonymous_mappings(before_start, before_end, capacity);
+    libxsmm_init();
+    const long na = fgk_anonymous_mappings(after_start, after_end, capacity);
+    /* Still under the dispatch lock: no kernel can be registered (a write into the tables)
+     * between a page's check and its release. */
+    long released = 0;
+    if (nb >= 0 && na >= 0) {
+        for (long i = 0; i < na; i++) {
+            /* Only mappings libxsmm_init made (not there, with these bounds, before it). */
+            int existed = 0;
+            for (long j = 0; j < nb && !existed; j++) existed = before_start[j] == after_start[i] && before_end[j] == after_end[i];
+            if (existed || after_end[i] - after_start[i] < (1u << 20)) continue;
+            /* libxsmm locks its tables in memory (mlock), and locked pages cannot be released:
+             * unlock them first (the contents stay; the pages that are not zero stay resident). */
+            munlock((void *)after_start[i], (size_t)(after_end[i] - after_start[i]));
+            const long r = fgk_release_zero_pages((void *)after_start[i], (long)(after_end[i] - after_start[i]));
+            if (r > 0) released += r;
+        }
+    }
+    pthread_mutex_unlock(&fgk_dispatch_lock);
+    pthread_mutex_unlock(&lock);
+    return released;
 }
 
 /* ---- CPU check -------------------------------------------------------------------------- */

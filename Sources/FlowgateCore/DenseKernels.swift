@@ -49,6 +49,25 @@ public enum DenseKernels {
         return mode
     }
 
+    /// Initialises libxsmm now (in `auto` mode; nothing otherwise) and gives back the memory its
+    /// fixed-size tables hold only as zeros: the dispatch registry and its descriptor keys are
+    /// sized for 131072 kernels when the library is built (about 10 MB, cleared at start), and a
+    /// server dispatches a few dozen. Returns the bytes released. Call it once at start-up, before
+    /// other threads compute (`fgk_xsmm_init_compact`); later calls do nothing.
+    @discardableResult
+    public static func prepareForServing() -> Int {
+        guard mode == .auto else { return 0 }
+        return max(0, fgk_xsmm_init_compact())
+    }
+
+    /// Releases the resident pages of `[start, start + length)` that hold only zeros (private
+    /// anonymous, page-aligned memory; `fgk_release_zero_pages`): returns the bytes released, or
+    /// nil for a misaligned start.
+    public static func releaseZeroPages(_ start: UnsafeMutableRawPointer, length: Int) -> Int? {
+        let r = fgk_release_zero_pages(start, length)
+        return r < 0 ? nil : r
+    }
+
     /// Most rows a libxsmm kernel is used for; larger products go to OpenBLAS.
     public static let maximumSmallRows = 256
 

@@ -141,6 +141,9 @@ struct ServeCommand: AsyncParsableCommand {
         LogLevel.bootstrap(service.logLevel, fallback: .info)
         let logger = Logger(label: "flowgate.serve")
         try configureKernelsFromEnvironment()
+        // Before any other thread computes (docs/benchmarks.md, "Memory at the limit").
+        let released = DenseKernels.prepareForServing()
+        logger.debug("libxsmm initialised; \(released / 1024) KiB of its zero-filled tables released")
         let configuration = try resolvedConfiguration()
         var directories = modelDirectories
         if directories.isEmpty && !demo {

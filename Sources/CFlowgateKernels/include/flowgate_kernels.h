@@ -12,6 +12,19 @@ enum { FGK_IDENTITY = 0, FGK_RELU = 1, FGK_SILU = 2 };
  * given leading dimensions; NULL when libxsmm cannot generate one. Thread-safe (libxsmm locks its
  * code registry); callers cache the result per shape. */
 const void *fgk_xsmm_dispatch(int m, int n, int k, int lda, int ldb, int ldc, float beta);
+/* Initialises libxsmm (once per process; later calls do nothing and return 0), then hands back
+ * to the kernel the pages of the mappings libxsmm_init made that hold only zeros: its dispatch
+ * registry and descriptor keys are fixed-size tables (8 MB of keys for 131072 entries, cleared at
+ * start) of which a server fills a few dozen entries. Returns the bytes released, or 0. Call it
+ * before other threads run: a write to such a page between its check and its release would be
+ * lost. */
+long fgk_xsmm_init_compact(void);
+
+/* Drops the resident pages of [start, start + length) (page-aligned, private anonymous memory)
+ * that hold only zeros, with madvise(MADV_DONTNEED): they read back as zeros. Pages never touched
+ * are not read. Returns the bytes released, or -1 (misaligned start, mincore failure). */
+long fgk_release_zero_pages(void *start, long length);
+
 /* Runs a kernel from fgk_xsmm_dispatch. */
 void fgk_xsmm_run(const void *kernel, const float *a, const float *b, float *c);
 
