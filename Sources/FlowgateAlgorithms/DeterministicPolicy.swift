@@ -8,15 +8,19 @@ public final class DeterministicPolicy {
     public let net: MLP
 
     public init(spec: MLPSpec, rng: inout RNG) { net = MLP(spec: spec, prefix: "actor", rng: &rng) }
-    public init(spec: MLPSpec, tensors: [String: Tensor]) throws { net = try MLP(spec: spec, prefix: "actor", tensors: tensors) }
-    private init(sharing other: DeterministicPolicy) { net = other.net.replica() }
+    /// `forwardOnly`: for inference only (`MLP.forwardOnly`).
+    public init(spec: MLPSpec, tensors: [String: Tensor], forwardOnly: Bool = false) throws {
+        net = try MLP(spec: spec, prefix: "actor", tensors: tensors, forwardOnly: forwardOnly)
+    }
+    private init(sharing other: DeterministicPolicy, forwardOnly: Bool) { net = other.net.replica(forwardOnly: forwardOnly) }
 
     /// The regressor for `obs → act` with `hidden` layers.
     public static func spec(observationDim: Int, actionDim: Int, hiddenDims: [Int], activation: Activation = .relu) -> MLPSpec {
         MLPSpec(inputDim: observationDim, hiddenDims: hiddenDims, outputDim: actionDim, activation: activation, outputActivation: .tanh)
     }
 
-    public func replica() -> DeterministicPolicy { DeterministicPolicy(sharing: self) }
+    /// Shares weights, owns workspaces; `forwardOnly`: for inference only (`MLP.forwardOnly`).
+    public func replica(forwardOnly: Bool = false) -> DeterministicPolicy { DeterministicPolicy(sharing: self, forwardOnly: forwardOnly) }
     public var parameters: [Parameter] { net.parameters }
 
     public var networkSpec: NetworkSpec {

@@ -65,27 +65,28 @@ public final class FlowPolicy {
         velocityNet = MLP(spec: spec.velocityMLP, prefix: "velocity", rng: &rng)
     }
 
-    /// Builds the policy from named tensors (a loaded `policy.safetensors`).
-    public init(spec: FlowPolicySpec, tensors: [String: Tensor]) throws {
+    /// Builds the policy from named tensors (a loaded `policy.safetensors`); `forwardOnly`: for
+    /// sampling only (`MLP.forwardOnly`: smaller workspaces, no training).
+    public init(spec: FlowPolicySpec, tensors: [String: Tensor], forwardOnly: Bool = false) throws {
         self.spec = spec
         guard let w = tensors[FlowPolicySpec.frequencyTensor] else { throw ParameterLoadError.missing(FlowPolicySpec.frequencyTensor) }
         guard w.shape == [spec.timeFeatures] else {
             throw ParameterLoadError.shape(FlowPolicySpec.frequencyTensor, expected: [spec.timeFeatures], found: w.shape)
         }
         embedding = FourierTimeEmbedding(frequencies: w.scalars)
-        timeNet = try MLP(spec: spec.timeMLP, prefix: "time", tensors: tensors)
-        velocityNet = try MLP(spec: spec.velocityMLP, prefix: "velocity", tensors: tensors)
+        timeNet = try MLP(spec: spec.timeMLP, prefix: "time", tensors: tensors, forwardOnly: forwardOnly)
+        velocityNet = try MLP(spec: spec.velocityMLP, prefix: "velocity", tensors: tensors, forwardOnly: forwardOnly)
     }
 
-    private init(sharing other: FlowPolicy) {
+    private init(sharing other: FlowPolicy, forwardOnly: Bool) {
         spec = other.spec
         embedding = other.embedding
-        timeNet = other.timeNet.replica()
-        velocityNet = other.velocityNet.replica()
+        timeNet = other.timeNet.replica(forwardOnly: forwardOnly)
+        velocityNet = other.velocityNet.replica(forwardOnly: forwardOnly)
     }
 
-    /// Shares weights, owns workspaces (one per thread).
-    public func replica() -> FlowPolicy { FlowPolicy(sharing: self) }
+    /// Shares weights, owns workspaces (one per thread); `forwardOnly`: for sampling only.
+    public func replica(forwardOnly: Bool = false) -> FlowPolicy { FlowPolicy(sharing: self, forwardOnly: forwardOnly) }
 
     /// Trainable parameters.
     public var parameters: [Parameter] { timeNet.parameters + velocityNet.parameters }

@@ -3,10 +3,11 @@ import FlowgateModelFormat
 
 /// A servable model: the manifest plus the immutable weights of a validated model directory.
 ///
-/// This is the serving side's immutable weights type: it holds only values (specs, tensors of
-/// `[Float]`) and a `@Sendable` checker factory, so it is `Sendable` by construction. Networks are
-/// built per worker thread by `makeSelector()`; they share the weight storage through Swift's
-/// copy-on-write arrays (serving never writes weights) and own their workspaces.
+/// This is the serving side's immutable weights type: specs, tensors of `[Float]`, a `@Sendable`
+/// checker factory, and the policy and critic built once (`Prototypes`), which nothing ever runs
+/// or writes. Each worker thread gets forward-only replicas of them from `makeSelector()`: they
+/// share the weights and their transposed copies (`Parameter.transposed()`) and own their
+/// workspaces.
 public final class PolicyBundle: Sendable {
     public let manifest: Manifest
     public let transform: PolicyTransform
@@ -22,6 +23,21 @@ public final class PolicyBundle: Sendable {
     private let criticFlops: Double
     /// The check's cost per pair, affine in the sample count: `base + perSample × N`.
     private let checkFlops: (base: Double, perSample: Double)?
+    /// The networks every selector replicates.
+    private let prototypes: Prototypes
+
+    /// The policy and critic built once from the weights. Never run and never written: replicas
+    /// (`makeSelector`) only read their specs and share their `Parameter`s, whose values are
+    /// immutable here and whose transposed copies are made under a lock, so sharing them across
+    /// threads is safe.
+    private final class Prototypes: @unchecked Sendable {
+        let policy: PolicyNetwork
+        let critic: TwinCritic?
+        init(policy: PolicyNetwork, critic: TwinCritic?) {
+            self.policy = policy
+            self.critic = critic
+        }
+    }
 
     /// Builds (and so validates) every network once, then keeps only the weights.
     public init(
@@ -35,16 +51,14 @@ public final class PolicyBundle: Sendable {
         transform = PolicyTransform(
             observationMean: manifest.normalization.observationMean, observationStd: manifest.normalization.observationStd,
             actionLow: manifest.actionLow, actionHigh: manifest.actionHigh)
-        switch try policy.build() {
+        let policyNetwork = try policy.build(forwardOnly: true)
+        switch policyNetwork {
         case .flow(let p): policyFlops = p.velocityNet.forwardFlopsPerRow + p.timeNet.forwardFlopsPerRow
         case .deterministic(let p): policyFlops = p.net.forwardFlopsPerRow
         }
-        if let critic {
-            let c = try TwinCritic(spec: critic.spec, tensors: critic.tensors)
-            criticFlops = c.q1.forwardFlopsPerRow + c.q2.forwardFlopsPerRow
-        } else {
-            criticFlops = 0
-        }
+        let criticNetwork = try critic.map { try TwinCritic(spec: $0.spec, tensors: $0.tensors, forwardOnly: true) }
+        criticFlops = criticNetwork.map { $0.q1.forwardFlopsPerRow + $0.q2.forwardFlopsPerRow } ?? 0
+        prototypes = Prototypes(policy: policyNetwork, critic: criticNetwork)
         if let probe = makeChecker?() {
             let one = probe.flopsPerPair(samples: 1), two = probe.flopsPerPair(samples: 2)
             checkFlops = (one - (two - one), two - one)
@@ -110,15 +124,17 @@ public final class PolicyBundle: Sendable {
         return total
     }
 
-    /// A selector with its own networks and workspaces, for one thread. The weights were validated
-    /// in `init`, so building them again cannot fail.
+    /// A selector with its own networks and workspaces, for one thread: replicas of the
+    /// prototypes, sharing their weights. Its policy and critic are forward-only
+    /// (`MLP.forwardOnly`): selection never differentiates them, so their workspaces hold two
+    /// layers' outputs, not every layer's.
     public func makeSelector() -> ActionSelector {
         let sampler: CandidateSampler
-        switch try! policySource.build() {
-        case .flow(let p): sampler = FlowSampler(policy: p)
-        case .deterministic(let p): sampler = DeterministicSampler(policy: p)
+        switch prototypes.policy {
+        case .flow(let p): sampler = FlowSampler(policy: p.replica(forwardOnly: true))
+        case .deterministic(let p): sampler = DeterministicSampler(policy: p.replica(forwardOnly: true))
         }
-        let critic = criticSource.map { try! TwinCritic(spec: $0.spec, tensors: $0.tensors) }
+        let critic = prototypes.critic.map { $0.replica(forwardOnly: true) }
         return ActionSelector(transform: transform, sampler: sampler, critic: critic, checker: makeChecker?())
     }
 }
@@ -129,10 +145,12 @@ public enum PolicySource: Sendable {
     case deterministic(MLPSpec, [String: Tensor])
 
     /// Builds the network (throws when a tensor is missing or has the wrong shape).
-    public func build() throws -> PolicyNetwork {
+    /// The network (`forwardOnly`: for sampling only, `MLP.forwardOnly`).
+    public func build(forwardOnly: Bool = false) throws -> PolicyNetwork {
         switch self {
-        case .flow(let spec, let tensors): return .flow(try FlowPolicy(spec: spec, tensors: tensors))
-        case .deterministic(let spec, let tensors): return .deterministic(try DeterministicPolicy(spec: spec, tensors: tensors))
+        case .flow(let spec, let tensors): return .flow(try FlowPolicy(spec: spec, tensors: tensors, forwardOnly: forwardOnly))
+        case .deterministic(let spec, let tensors):
+            return .deterministic(try DeterministicPolicy(spec: spec, tensors: tensors, forwardOnly: forwardOnly))
         }
     }
 }

@@ -36,20 +36,21 @@ public final class TwinCritic {
         q2 = MLP(spec: spec.mlp, prefix: "q2", rng: &rng)
     }
 
-    public init(spec: CriticSpec, tensors: [String: Tensor]) throws {
+    /// `forwardOnly`: for evaluation only (`MLP.forwardOnly`: smaller workspaces, no training).
+    public init(spec: CriticSpec, tensors: [String: Tensor], forwardOnly: Bool = false) throws {
         self.spec = spec
-        q1 = try MLP(spec: spec.mlp, prefix: "q1", tensors: tensors)
-        q2 = try MLP(spec: spec.mlp, prefix: "q2", tensors: tensors)
+        q1 = try MLP(spec: spec.mlp, prefix: "q1", tensors: tensors, forwardOnly: forwardOnly)
+        q2 = try MLP(spec: spec.mlp, prefix: "q2", tensors: tensors, forwardOnly: forwardOnly)
     }
 
-    private init(sharing other: TwinCritic) {
+    private init(sharing other: TwinCritic, forwardOnly: Bool) {
         spec = other.spec
-        q1 = other.q1.replica()
-        q2 = other.q2.replica()
+        q1 = other.q1.replica(forwardOnly: forwardOnly)
+        q2 = other.q2.replica(forwardOnly: forwardOnly)
     }
 
-    /// Shares weights, owns workspaces.
-    public func replica() -> TwinCritic { TwinCritic(sharing: self) }
+    /// Shares weights, owns workspaces; `forwardOnly`: for evaluation only (`MLP.forwardOnly`).
+    public func replica(forwardOnly: Bool = false) -> TwinCritic { TwinCritic(sharing: self, forwardOnly: forwardOnly) }
 
     /// An independent copy with its own weights (for target networks).
     public func copy() -> TwinCritic {

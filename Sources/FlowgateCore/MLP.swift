@@ -6,7 +6,9 @@
 /// `forward` caches what `backward` needs in preallocated workspaces (sized to the largest batch
 /// seen), so steady-state calls allocate nothing. An instance is used by one thread at a time;
 /// `replica()` makes another instance that shares the weights but owns its workspaces, for
-/// concurrent inference.
+/// concurrent inference. A forward-only instance (`forwardOnly`, what a server's policy and critic
+/// use) keeps no activations for a backward pass: its layers alternate between two buffers, so its
+/// workspaces hold two layers' outputs instead of two per layer.
 public final class MLP {
     /// Architecture.
     public let spec: MLPSpec
@@ -35,16 +37,20 @@ public final class MLP {
     private let gradB = FloatBuffer()
     private let gradInput = FloatBuffer()
     private var lastBatch = 0
+    /// Whether this instance only runs forward passes (`backward` is refused): layer `l` writes
+    /// its linear output and activation in place into buffer `l % 2`, reading the other one.
+    public let forwardOnly: Bool
     /// Which code computes this instance's products and epilogues; nil (the default) follows the
     /// process-wide `DenseKernels.mode`. Per instance so that tests can compare both on one network
     /// without changing what other threads run.
     public var kernelMode: DenseKernels.Mode?
     private var mode: DenseKernels.Mode { kernelMode ?? DenseKernels.mode }
     // libxsmm kernels per layer (forward `z = x Wᵀ`, input gradient `dx = dy W`) and the
-    // transposed weights the forward kernels read, refreshed when the weight's version moves.
+    // transposed weights the forward kernels read (`Parameter.transposed()`, one copy for all the
+    // replicas sharing the weight), looked up again when the weight's version moves.
     private var forwardKernels: [SmallKernelTable]
     private var inputGradientKernels: [SmallKernelTable]
-    private var transposedWeights: [FloatBuffer]
+    private var transposedWeights: [UnsafePointer<Float>?]
     private var transposedVersions: [Int]
     /// Whether the last forward kept its input (`backward` needs it for the first layer's weight
     /// gradient).
@@ -70,7 +76,8 @@ public final class MLP {
     }
 
     /// Creates an MLP from named tensors (as loaded from a model file).
-    public init(spec: MLPSpec, prefix: String, tensors: [String: Tensor]) throws {
+    /// `forwardOnly`: an instance for inference only (see the type's notes); `backward` refuses it.
+    public init(spec: MLPSpec, prefix: String, tensors: [String: Tensor], forwardOnly: Bool = false) throws {
         self.spec = spec
         self.prefix = prefix
         self.dims = spec.dims
@@ -90,52 +97,59 @@ public final class MLP {
             }
         }
         weights = w; biases = b; lnGains = g; lnShifts = s
-        let n = d.count - 1
-        z = (0..<n).map { _ in FloatBuffer() }
-        xhat = (0..<n).map { _ in FloatBuffer() }
-        normed = (0..<n).map { _ in FloatBuffer() }
-        rstd = (0..<n).map { _ in FloatBuffer() }
-        h = (0..<n).map { _ in FloatBuffer() }
+        self.forwardOnly = forwardOnly
+        (z, xhat, normed, rstd, h) = MLP.workspaces(layers: d.count - 1, forwardOnly: forwardOnly)
         (forwardKernels, inputGradientKernels, transposedWeights, transposedVersions) = MLP.kernelState(dims: d)
     }
 
-    private init(sharing other: MLP) {
+    private init(sharing other: MLP, forwardOnly: Bool) {
         spec = other.spec; prefix = other.prefix; dims = other.dims
         weights = other.weights; biases = other.biases; lnGains = other.lnGains; lnShifts = other.lnShifts
-        let n = dims.count - 1
-        z = (0..<n).map { _ in FloatBuffer() }
-        xhat = (0..<n).map { _ in FloatBuffer() }
-        normed = (0..<n).map { _ in FloatBuffer() }
-        rstd = (0..<n).map { _ in FloatBuffer() }
-        h = (0..<n).map { _ in FloatBuffer() }
+        self.forwardOnly = forwardOnly
+        (z, xhat, normed, rstd, h) = MLP.workspaces(layers: dims.count - 1, forwardOnly: forwardOnly)
         (forwardKernels, inputGradientKernels, transposedWeights, transposedVersions) = MLP.kernelState(dims: dims)
     }
 
-    private static func kernelState(dims d: [Int]) -> ([SmallKernelTable], [SmallKernelTable], [FloatBuffer], [Int]) {
+    /// Per layer: linear output, LayerNorm's normalised values, its output, its inverse standard
+    /// deviations, and the activation. For a backward pass every layer keeps its own; a
+    /// forward-only instance needs none of them after the next layer ran, so layer `l`'s linear
+    /// output and activation share buffer `l % 2` (the activation is computed in place), and the
+    /// LayerNorm buffers are one for all layers.
+    private static func workspaces(layers n: Int, forwardOnly: Bool) -> (
+        [FloatBuffer], [FloatBuffer], [FloatBuffer], [FloatBuffer], [FloatBuffer]
+    ) {
+        guard forwardOnly else {
+            func each() -> [FloatBuffer] { (0..<n).map { _ in FloatBuffer() } }
+            return (each(), each(), each(), each(), each())
+        }
+        let alternating = [FloatBuffer(), FloatBuffer()]
+        let pingPong = (0..<n).map { alternating[$0 % 2] }
+        let normalised = FloatBuffer(), normOutput = FloatBuffer(), inverseStd = FloatBuffer()
+        return (
+            pingPong, Array(repeating: normalised, count: n), Array(repeating: normOutput, count: n),
+            Array(repeating: inverseStd, count: n), pingPong
+        )
+    }
+
+    private static func kernelState(dims d: [Int]) -> ([SmallKernelTable], [SmallKernelTable], [UnsafePointer<Float>?], [Int]) {
         let n = d.count - 1
         // Column-major views of the row-major products: forward `zᵀ (out × rows) = Wᵀᵀ · xᵀ` with
         // the transposed weight `[in, out]`; input gradient `dxᵀ (in × rows) = Wᵀ · dyᵀ` on W itself.
         let forward = (0..<n).map { l in SmallKernelTable(m: d[l + 1], k: d[l], lda: d[l + 1], ldb: d[l], ldc: d[l + 1]) }
         let inputGradient = (0..<n).map { l in SmallKernelTable(m: d[l], k: d[l + 1], lda: d[l], ldb: d[l + 1], ldc: d[l]) }
-        return (forward, inputGradient, (0..<n).map { _ in FloatBuffer() }, [Int](repeating: -1, count: n))
+        return (forward, inputGradient, [UnsafePointer<Float>?](repeating: nil, count: n), [Int](repeating: -1, count: n))
     }
 
     /// Layer `l`'s weight transposed to `[in, out]` (what the forward libxsmm kernel reads),
-    /// recomputed only when the weight changed since the last call.
+    /// looked up only when the weight changed since the last call.
     private func transposedWeight(_ l: Int) -> UnsafePointer<Float> {
         let w = weights[l]
-        if transposedVersions[l] != w.version {
-            let fin = dims[l], fout = dims[l + 1]
-            transposedWeights[l].reserve(fin * fout)
-            let t = transposedWeights[l].pointer
-            w.value.withUnsafeBufferPointer { wp in
-                for o in 0..<fout {
-                    for i in 0..<fin { t[i * fout + o] = wp[o * fin + i] }
-                }
-            }
-            transposedVersions[l] = w.version
+        if transposedVersions[l] != w.version || transposedWeights[l] == nil {
+            let t = w.transposed()
+            transposedWeights[l] = t.pointer
+            transposedVersions[l] = t.version
         }
-        return UnsafePointer(transposedWeights[l].pointer)
+        return transposedWeights[l]!
     }
 
     /// `z = x Wᵀ` for layer `l` over `rows` rows (no bias): libxsmm's kernel for the shape when it
@@ -160,8 +174,9 @@ public final class MLP {
         }
     }
 
-    /// A new instance sharing these weights, with its own workspaces (for another thread).
-    public func replica() -> MLP { MLP(sharing: self) }
+    /// A new instance sharing these weights, with its own workspaces (for another thread);
+    /// `forwardOnly`: for inference only, with the smaller workspaces (see the type's notes).
+    public func replica(forwardOnly: Bool = false) -> MLP { MLP(sharing: self, forwardOnly: forwardOnly) }
 
     /// Every trainable parameter, in a stable order.
     public var parameters: [Parameter] {
@@ -194,6 +209,8 @@ public final class MLP {
     @discardableResult
     public func forward(_ input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
         lastBatch = batch
+        // A forward-only instance reads the caller's input directly: no backward pass needs it.
+        if forwardOnly { return run(from: 0, input: input, batch: batch) }
         inputKept = true
         inputCopy.reserve(batch * dims[0])
         inputCopy.pointer.update(from: input, count: batch * dims[0])
@@ -335,6 +352,7 @@ public final class MLP {
         _ gradOutput: UnsafePointer<Float>, accumulateParameterGradients: Bool = true,
         computeInputGradient: Bool = true
     ) -> UnsafeMutablePointer<Float>? {
+        precondition(!forwardOnly, "MLP \(prefix): backward on a forward-only instance (it keeps no activations)")
         let batch = lastBatch
         var maxWidth = 0
         for d in dims { maxWidth = max(maxWidth, d) }

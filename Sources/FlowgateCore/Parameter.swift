@@ -1,3 +1,5 @@
+import Foundation
+
 /// A trainable tensor: its value and the gradient accumulated by backward passes.
 ///
 /// Parameters are reference types so that replicas of a network (one per server worker thread)
@@ -16,15 +18,54 @@ public final class Parameter: @unchecked Sendable {
     /// Advances on every write to `value` (observers of `value` without `oldValue` mutate in place,
     /// so the optimiser's in-place updates cost no copy).
     public private(set) var version = 0
-    /// Accumulated gradient, same layout as `value`.
-    public var grad: [Float]
+    /// Accumulated gradient, same layout as `value`. Its storage is made on the first write (a
+    /// served network, which only reads its weights, never holds one); until then it reads as
+    /// zeros.
+    public var grad: [Float] {
+        get { gradStorage.count == value.count ? gradStorage : [Float](repeating: 0, count: value.count) }
+        set { gradStorage = newValue }
+        _modify {
+            if gradStorage.count != value.count { gradStorage = [Float](repeating: 0, count: value.count) }
+            yield &gradStorage
+        }
+    }
+    private var gradStorage: [Float] = []
+    /// `transposed()`'s copy, the value's version it was made from, and the lock that makes it
+    /// once for every network (and thread) reading this parameter.
+    private let transposedCopy = FloatBuffer()
+    private var transposedVersion = -1
+    private let transposeLock = NSLock()
+
+    /// This 2-D parameter's value `[rows, cols]` transposed to `[cols, rows]` (what the libxsmm
+    /// forward kernels read), and the version it was made from. It is computed once per version
+    /// and shared by every network reading the parameter: a server's worker replicas hold one copy
+    /// between them, not one each. Safe to call from several threads at once; the pointer stays
+    /// valid until the value changes (which must not happen while forward passes run).
+    public func transposed() -> (pointer: UnsafePointer<Float>, version: Int) {
+        precondition(shape.count == 2, "parameter \(name): transposed() needs a matrix, shape is \(shape)")
+        transposeLock.lock()
+        defer { transposeLock.unlock() }
+        if transposedVersion != version {
+            let rows = shape[0], cols = shape[1]
+            transposedCopy.reserve(rows * cols)
+            let t = transposedCopy.pointer
+            value.withUnsafeBufferPointer { wp in
+                for r in 0..<rows {
+                    for c in 0..<cols { t[c * rows + r] = wp[r * cols + c] }
+                }
+            }
+            transposedVersion = version
+        }
+        return (UnsafePointer(transposedCopy.pointer), transposedVersion)
+    }
+    /// Whether the gradient's storage exists (it is made on the first write to `grad`).
+    public var holdsGradient: Bool { gradStorage.count == value.count && !value.isEmpty }
 
     public init(name: String, shape: [Int], value: [Float]) {
         precondition(value.count == Tensor.elementCount(shape), "parameter \(name): \(value.count) values for shape \(shape)")
         self.name = name
         self.shape = shape
         self.value = value
-        self.grad = [Float](repeating: 0, count: value.count)
     }
 
     /// Number of scalars.
