@@ -67,12 +67,19 @@ public struct EnergySamplingConfig: Codable, Sendable, Equatable {
 ///
 /// Thread confinement: an instance owns replicas of the decoder and energy networks and all
 /// workspaces; use one per thread. Workspaces grow to the largest batch seen, after which calls
-/// allocate nothing.
+/// allocate nothing. With `frozenEnergy` (serving, evaluation) the replicas that score proposals
+/// and final samples are forward-only (`MLP.forwardOnly`); the ones Langevin differentiates are
+/// made on its first step, so a check without Langevin steps never holds them.
 public final class EnergySampler {
     public let spec: EnergyModelSpec
     public var config: EnergySamplingConfig
+    /// The networks of forward passes (proposals, final samples).
     private let decoder: MLP
     private let energy: MLP
+    /// The model's networks, replicated for `differentiable()`.
+    private let decoderSource: MLP
+    private let energySource: MLP
+    private var gradientNetworks: (decoder: MLP, energy: MLP)?
 
     // Workspaces (rows = batch × samples unless noted).
     private let latents = FloatBuffer()
@@ -132,8 +139,10 @@ public final class EnergySampler {
     ) {
         spec = model.spec
         self.config = config
-        decoder = model.decoder.replica()
-        energy = model.energy.replica()
+        decoder = model.decoder.replica(forwardOnly: frozenEnergy)
+        energy = model.energy.replica(forwardOnly: frozenEnergy)
+        decoderSource = model.decoder
+        energySource = model.energy
         bank = model.latentBank
         bankCount = model.latentBank.count / model.spec.latentDim
         let tables = bankTables ?? Self.bankTables(model: model, frozenEnergy: frozenEnergy)
@@ -377,8 +386,9 @@ public final class EnergySampler {
         prepareConditioning(observations: observations, actions: actions, batch: batch, samplesPerRow: samplesPerRow)
         for t in 0..<schedule.steps {
             placeManifold(x, rows: rows)
-            _ = energy.forward(input.pointer, batch: rows)
-            let gx = energyGradientX(rows: rows)
+            let net = differentiable().energy
+            _ = net.forward(input.pointer, batch: rows)
+            let gx = energyGradientX(net, rows: rows)
             step(x, gradient: gx, width: d, batch: batch, samplesPerRow: samplesPerRow, schedule: schedule, t: t, rngs: rngs)
             for i in 0..<(rows * d) { x[i] = min(max(x[i], -clamp), clamp) }
         }
@@ -860,12 +870,22 @@ public final class EnergySampler {
 
     /// One decoder + energy forward and backward pass (conditioning already in place).
     private func latentGradient(_ z: UnsafePointer<Float>, rows: Int) -> (energies: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>) {
-        let x = decoder.forward(z, batch: rows)
+        let nets = differentiable()
+        let x = nets.decoder.forward(z, batch: rows)
         placeManifold(x, rows: rows)
-        let e = energy.forward(input.pointer, batch: rows)
-        let gx = energyGradientX(rows: rows)
-        let gz = decoder.backward(gx, accumulateParameterGradients: false, computeInputGradient: true)!
+        let e = nets.energy.forward(input.pointer, batch: rows)
+        let gx = energyGradientX(nets.energy, rows: rows)
+        let gz = nets.decoder.backward(gx, accumulateParameterGradients: false, computeInputGradient: true)!
         return (UnsafePointer(e), gz)
+    }
+
+    /// The decoder and energy replicas Langevin runs backward through: the forward ones unless
+    /// those are forward-only, else replicas made on the first call.
+    private func differentiable() -> (decoder: MLP, energy: MLP) {
+        if let nets = gradientNetworks { return nets }
+        let nets = decoder.forwardOnly ? (decoderSource.replica(), energySource.replica()) : (decoder, energy)
+        gradientNetworks = nets
+        return nets
     }
 
     private func prepareConditioning(observations: UnsafePointer<Float>, actions: UnsafePointer<Float>, batch: Int, samplesPerRow: Int) {
@@ -892,7 +912,7 @@ public final class EnergySampler {
     }
 
     /// ∂E/∂x for each row after an energy forward pass (no parameter gradients).
-    private func energyGradientX(rows: Int) -> UnsafeMutablePointer<Float> {
+    private func energyGradientX(_ energy: MLP, rows: Int) -> UnsafeMutablePointer<Float> {
         let d = spec.obsDim, w = spec.energyInputDim
         let gIn = energy.backward(ones.pointer, accumulateParameterGradients: false, computeInputGradient: true)!
         gradX.reserve(rows * d)
