@@ -61,47 +61,157 @@ public struct LoadTestResult: Sendable {
 
 }
 
-/// Drives a server with `concurrency` REQ clients, one thread each, sending `act` requests with
-/// random observations as fast as replies come back (closed loop), bounded in count and time.
+/// Drives a server with `concurrency` closed-loop clients sending `act` requests with random
+/// observations as fast as replies come back, bounded in count and time.
+///
+/// Each client is its own connection (a DEALER socket, so the server sees `concurrency` peers, as
+/// with as many REQ callers) with exactly one request in flight: its next request leaves when its
+/// reply arrives. One I/O thread drives all of them with `zmq_poll`, the way wrk drives its
+/// connections, instead of one blocked thread per client: on the 2-core machines this project runs
+/// on, 64 client threads cost the load generator about 0.4 of a core (mostly the kernel's
+/// wake-ups), taken from the server it measures (docs/benchmarks.md, "A load generator that
+/// leaves the cores to the server").
 public enum LoadTester {
     /// Runs one load test; throws if a client cannot connect or its warm-up fails.
     public static func run(_ config: LoadTestConfiguration) throws -> LoadTestResult {
-        let n = max(config.concurrency, 1)
-        let shared = SharedState(budget: config.requests)
-        let ready = DispatchGroup()
-        let finished = DispatchGroup()
-        let go = DispatchSemaphore(value: 0)
-        let samples = (0..<n).map { _ in ClientSamples() }
-        for i in 0..<n {
-            ready.enter()
-            finished.enter()
-            let mine = samples[i]
-            let thread = Thread {
-                defer { finished.leave() }
-                runClient(index: i, config: config, shared: shared, samples: mine, ready: ready, go: go)
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
+        do {
+            return try drive(config)
+        } catch {
+            // A plain catch (pattern catches of typed errors have crashed Swift 6.3.1).
+            if let e = error as? ZMQError { throw FlowgateClientError.transport("load test set-up failed: \(e)") }
+            throw error
         }
-        ready.wait()
-        if let failure = shared.setupFailure {
-            for _ in 0..<n { go.signal() }
-            finished.wait()
-            throw FlowgateClientError.transport("load test set-up failed: \(failure)")
-        }
-        let start = monotonicNanoseconds()
-        shared.deadline = start + UInt64(max(config.durationSeconds, 0) * 1e9)
-        for _ in 0..<n { go.signal() }
-        finished.wait()
-        let wall = Double(monotonicNanoseconds() - start) / 1e9
+    }
 
-        var latencies: [Double] = [], errors: [String: Int] = [:]
-        var queue = 0.0, compute = 0.0, batch = 0.0
-        for s in samples {
-            latencies += s.latencies
-            queue += s.queue; compute += s.compute; batch += s.batch
-            for (k, v) in s.errors { errors[k, default: 0] += v }
+    private static func drive(_ config: LoadTestConfiguration) throws -> LoadTestResult {
+        let n = max(config.concurrency, 1)
+        let context = try config.sharedContext.map { ZMQContext(borrowing: $0.handle) } ?? ZMQContext()
+        var clients: [Client] = []
+        clients.reserveCapacity(n)
+        for i in 0..<n {
+            let s = try ZMQSocket(context, .dealer)
+            try s.setLinger(milliseconds: 0)
+            try config.curve?.apply(to: s)
+            try s.connect(config.endpoint)
+            clients.append(Client(socket: s, seed: config.seed &+ UInt64(i) &* SplitMix64.goldenGamma))
         }
+        let sockets = clients.map(\.socket)
+        let timeout = UInt64(max(config.timeoutMilliseconds, 1)) * 1_000_000
+        var nextID: UInt64 = 0
+
+        func send(_ c: Int) throws(ZMQError) {
+            let obs = clients[c].observation(config.observationDim)
+            nextID &+= 1
+            let body = Request.act(FloatArray(obs), parameters: config.parameters, id: .uint(nextID), model: config.model)
+                .encode()
+            try sockets[c].send([[], body], dontWait: true)
+            clients[c].inFlight = nextID
+            clients[c].sentAt = monotonicNanoseconds()
+        }
+
+        // Warm-up: every client sends `warmupRequests` requests, all clients at once, round by
+        // round (so the server forms its batches as it will under the load); any failure aborts.
+        for _ in 0..<config.warmupRequests {
+            for c in 0..<n { try send(c) }
+            var waiting = n
+            let deadline = monotonicNanoseconds() + timeout
+            while waiting > 0 {
+                let now = monotonicNanoseconds()
+                guard now < deadline else {
+                    throw FlowgateClientError.transport(
+                        "load test set-up failed: \(waiting) of \(n) warm-up replies missing after \(config.timeoutMilliseconds) ms")
+                }
+                let ready = try ZMQSocket.pollReadable(sockets, timeoutMilliseconds: Int((deadline - now) / 1_000_000) + 1)
+                for c in 0..<n where ready[c] {
+                    while let frames = try? sockets[c].receive(dontWait: true).frames {
+                        let reply = try decodeReply(frames)
+                        guard reply.id == clients[c].inFlight else { continue }
+                        clients[c].inFlight = nil
+                        waiting -= 1
+                        do {
+                            _ = try ActReply(reply.value)
+                        } catch {
+                            throw FlowgateClientError.transport("load test set-up failed: warm-up request: \(error)")
+                        }
+                    }
+                }
+            }
+        }
+
+        var remaining = config.requests
+        var latencies: [Double] = []
+        latencies.reserveCapacity(min(max(config.requests, 0), 1 << 22))
+        var errors: [String: Int] = [:]
+        var queue = 0.0, compute = 0.0, batch = 0.0
+        let start = monotonicNanoseconds()
+        let deadline = start + UInt64(max(config.durationSeconds, 0) * 1e9)
+        var last = start
+
+        /// Takes one request from the budget and sends it on client `c`; false when the budget is
+        /// spent or the deadline has passed (the client then stops).
+        func next(_ c: Int) {
+            while remaining > 0, monotonicNanoseconds() < deadline {
+                remaining -= 1
+                do {
+                    try send(c)
+                    return
+                } catch {
+                    errors["transport", default: 0] += 1
+                }
+            }
+        }
+
+        for c in 0..<n { next(c) }
+        var inFlight = clients.reduce(0) { $0 + ($1.inFlight == nil ? 0 : 1) }
+        while inFlight > 0 {
+            let now = monotonicNanoseconds()
+            let oldest = clients.compactMap { $0.inFlight == nil ? nil : $0.sentAt }.min() ?? now
+            let expiry = oldest + timeout
+            let wait = expiry > now ? min(Int((expiry - now + 999_999) / 1_000_000), 50) : 0
+            let ready = try ZMQSocket.pollReadable(sockets, timeoutMilliseconds: wait)
+            for c in 0..<n where ready[c] {
+                while let frames = try? sockets[c].receive(dontWait: true).frames {
+                    let t = monotonicNanoseconds()
+                    guard let expected = clients[c].inFlight else { continue }  // late reply after a timeout
+                    guard let reply = try? decodeReply(frames) else {
+                        // The client's one request is answered, if unreadably.
+                        errors["malformed_reply", default: 0] += 1
+                        clients[c].inFlight = nil
+                        inFlight -= 1
+                        last = max(last, t)
+                        next(c)
+                        if clients[c].inFlight != nil { inFlight += 1 }
+                        continue
+                    }
+                    guard reply.id == expected else { continue }  // late reply after a timeout
+                    clients[c].inFlight = nil
+                    inFlight -= 1
+                    last = max(last, t)
+                    do {
+                        let r = try ActReply(reply.value)
+                        latencies.append(Double(t - clients[c].sentAt) / 1e3)
+                        queue += Double(r.timing.queueMicroseconds)
+                        compute += Double(r.timing.computeMicroseconds)
+                        batch += Double(r.timing.batch)
+                    } catch {
+                        errors[error.code.rawValue, default: 0] += 1
+                    }
+                    next(c)
+                    if clients[c].inFlight != nil { inFlight += 1 }
+                }
+            }
+            let now2 = monotonicNanoseconds()
+            for c in 0..<n where clients[c].inFlight != nil && now2 - clients[c].sentAt >= timeout {
+                // No reply in time: counted, and the client moves on (its late reply is dropped by id).
+                errors["timeout", default: 0] += 1
+                clients[c].inFlight = nil
+                inFlight -= 1
+                last = max(last, now2)
+                next(c)
+                if clients[c].inFlight != nil { inFlight += 1 }
+            }
+        }
+        let wall = Double(last - start) / 1e9
         latencies.sort()
         let ok = Double(max(latencies.count, 1))
         return LoadTestResult(
@@ -110,84 +220,33 @@ public enum LoadTester {
             meanBatch: batch / ok)
     }
 
-    private static func runClient(
-        index: Int, config: LoadTestConfiguration, shared: SharedState, samples: ClientSamples, ready: DispatchGroup,
-        go: DispatchSemaphore
-    ) {
-        let client: FlowgateClient
-        var rng = SplitMix64(seed: config.seed &+ UInt64(index) &* SplitMix64.goldenGamma)
-        func observation() -> [Float] { (0..<config.observationDim).map { _ in rng.normalFloat() } }
+    /// A reply's map and id from a DEALER's frames (`[empty, body]`).
+    private static func decodeReply(_ frames: [[UInt8]]) throws -> (value: MessagePackValue, id: UInt64?) {
+        guard frames.count == 2, frames[0].isEmpty else {
+            throw FlowgateClientError.malformedReply("expected [empty, body], got \(frames.count) frames")
+        }
+        let value: MessagePackValue
         do {
-            client = try FlowgateClient(
-                endpoint: config.endpoint, kind: .req, timeoutMilliseconds: config.timeoutMilliseconds, retries: 0,
-                sharedContext: config.sharedContext?.handle, curve: config.curve)
-            for _ in 0..<config.warmupRequests {
-                _ = try client.act(observation: observation(), parameters: config.parameters, model: config.model)
-            }
+            value = try MessagePack.decode(frames[1])
         } catch {
-            shared.fail("\(error)")
-            ready.leave()
-            go.wait()
-            return
+            throw FlowgateClientError.malformedReply("\(error)")
         }
-        ready.leave()
-        go.wait()
-        if shared.setupFailure != nil { return }
-        while shared.claim() {
-            let obs = observation()
-            let t0 = monotonicNanoseconds()
-            do {
-                let reply = try client.act(observation: obs, parameters: config.parameters, model: config.model)
-                let t1 = monotonicNanoseconds()
-                samples.latencies.append(Double(t1 - t0) / 1e3)
-                samples.queue += Double(reply.timing.queueMicroseconds)
-                samples.compute += Double(reply.timing.computeMicroseconds)
-                samples.batch += Double(reply.timing.batch)
-            } catch {
-                // A plain catch (pattern catches of typed errors have crashed Swift 6.3.1).
-                switch error as? FlowgateClientError {
-                case .server(let e)?: samples.errors[e.code.rawValue, default: 0] += 1
-                // retries: 0 has already reopened the REQ socket; carry on.
-                case .timeout?: samples.errors["timeout", default: 0] += 1
-                case .transport?: samples.errors["transport", default: 0] += 1
-                case .malformedReply?: samples.errors["malformed_reply", default: 0] += 1
-                case nil: samples.errors["client", default: 0] += 1
-                }
-            }
-        }
+        let id = value["id"].flatMap(RequestID.init).flatMap(OpenLoopTester.index).map(UInt64.init)
+        return (value, id)
     }
 
-    /// What one client thread measured (written by that thread only; read after it finished).
-    private final class ClientSamples: @unchecked Sendable {
-        var latencies: [Double] = []
-        var errors: [String: Int] = [:]
-        var queue = 0.0, compute = 0.0, batch = 0.0
-    }
+    /// One closed-loop client: its connection, its observations' generator and its request in flight.
+    private struct Client {
+        let socket: ZMQSocket
+        var rng: SplitMix64
+        var inFlight: UInt64? = nil
+        var sentAt: UInt64 = 0
 
-    /// The request budget, deadline and set-up failure shared by the client threads (locked).
-    private final class SharedState: @unchecked Sendable {
-        private let lock = NSLock()
-        private var remaining: Int
-        private var _deadline: UInt64 = .max
-        private var _failure: String?
-
-        init(budget: Int) { remaining = budget }
-
-        var deadline: UInt64 {
-            get { lock.withLock { _deadline } }
-            set { lock.withLock { _deadline = newValue } }
+        init(socket: ZMQSocket, seed: UInt64) {
+            self.socket = socket
+            rng = SplitMix64(seed: seed)
         }
-        var setupFailure: String? { lock.withLock { _failure } }
-        func fail(_ message: String) { lock.withLock { if _failure == nil { _failure = message } } }
 
-        /// Takes one request from the budget; false when it is spent or the deadline has passed.
-        func claim() -> Bool {
-            let now = monotonicNanoseconds()
-            return lock.withLock {
-                guard remaining > 0, now < _deadline else { return false }
-                remaining -= 1
-                return true
-            }
-        }
+        mutating func observation(_ dim: Int) -> [Float] { (0..<dim).map { _ in rng.normalFloat() } }
     }
 }

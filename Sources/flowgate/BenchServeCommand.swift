@@ -26,7 +26,7 @@ struct BenchServeCommand: ParsableCommand {
             this host (loopback tcp, ipc, inproc only); --remote tcp://HOST:PORT is required for any \
             other host. With --endpoint/--remote, --model DIR is not served: its manifest gives the \
             FLOPs per observation.
-            Load: closed loop with --concurrency (N REQ clients, one request in flight each) or open \
+            Load: closed loop with --concurrency (N connections, one request in flight each, driven by one I/O thread) or open \
             loop with --rate (Poisson arrivals per second over --connections DEALER sockets; latency \
             counts from each request's intended send time, so queueing is never hidden). Every \
             combination of --steps, --candidates, --samples, --check-modes, --concurrency/--rate and \
