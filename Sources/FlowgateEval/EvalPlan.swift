@@ -16,6 +16,8 @@ public enum EvalEnvironment {
         ("AntBulletEnv", "ant"),
         ("InvertedDoublePendulumBulletEnv", "inverted-double-pendulum"),
         ("InvertedPendulumSwingupBulletEnv", "inverted-pendulum-swingup"),
+        ("Walker2DBulletEnv", "walker2d"),
+        ("HalfCheetahBulletEnv", "halfcheetah"),
     ]
 
     /// The env to evaluate in: `--env` when given (a full or short name), else the one the model's

@@ -24,6 +24,8 @@ struct EvalPlanTests {
         #expect(try EvalEnvironment.resolve(flag: nil, provenanceDataset: "/work/data/hopper-medium-replay.npz") == "HopperBulletEnv")
         #expect(try EvalEnvironment.resolve(flag: nil, provenanceDataset: "inverted-double-pendulum-medium.npz") == "InvertedDoublePendulumBulletEnv")
         #expect(try EvalEnvironment.resolve(flag: nil, provenanceDataset: "data/ant-medium-replay.hdf5") == "AntBulletEnv")
+        #expect(try EvalEnvironment.resolve(flag: nil, provenanceDataset: "data/walker2d-medium.npz") == "Walker2DBulletEnv")
+        #expect(try EvalEnvironment.resolve(flag: nil, provenanceDataset: "halfcheetah-medium-replay.npz") == "HalfCheetahBulletEnv")
         // --env wins over the provenance, in any spelling the runner accepts
         #expect(try EvalEnvironment.resolve(flag: "ant", provenanceDataset: "hopper-medium.npz") == "AntBulletEnv")
         #expect(try EvalEnvironment.resolve(flag: "HopperBulletEnv-v0", provenanceDataset: nil) == "HopperBulletEnv")
@@ -37,7 +39,7 @@ struct EvalPlanTests {
         } catch let e as EvalError {
             #expect(e.description.contains("robot-logs.npz") && e.description.contains("pass --env"))
         }
-        #expect(throws: EvalError.self) { try EvalEnvironment.resolve(flag: "Walker2DBulletEnv", provenanceDataset: nil) }
+        #expect(throws: EvalError.self) { try EvalEnvironment.resolve(flag: "HumanoidBulletEnv", provenanceDataset: nil) }
     }
 
     @Test("Python: --python, then FLOWGATE_PYTHON, then .venv of the roots; a clear error otherwise")

@@ -17,3 +17,7 @@ run inverted-double-pendulum-expert  InvertedDoublePendulumBulletEnv expert     
 run inverted-double-pendulum-random  InvertedDoublePendulumBulletEnv random         50000
 run hopper-medium-replay             HopperBulletEnv                 medium-replay 200000
 run hopper-medium-expert             HopperBulletEnv                 medium-expert 200000
+run walker2d-medium                  Walker2DBulletEnv               medium        200000
+run walker2d-medium-replay           Walker2DBulletEnv               medium-replay 200000
+run halfcheetah-medium               HalfCheetahBulletEnv            medium        200000
+run halfcheetah-medium-replay        HalfCheetahBulletEnv            medium-replay 200000

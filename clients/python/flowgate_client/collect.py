@@ -16,6 +16,10 @@ Kinds
                  learner's replay buffer
   medium-expert  medium (first half of the budget) + expert (second half), concatenated
 
+Walker2DBulletEnv and HalfCheetahBulletEnv: the wheel's policies for them are broken, so their
+"expert" is a SAC policy trained here (scripts/train_behaviour_policy.py; flowgate_client/policies/)
+and their "medium" is an earlier checkpoint of the same run plus action noise 0.1.
+
 Episodes are cut at 1000 steps and marked as timeouts; true terminations go to ``terminals``.
 The final episode is cut by the step budget and marked as a timeout too.  Same arguments and
 seed give a byte-identical file.
@@ -32,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .datasets import REFERENCES_PATH, load_references, normalized_score, save_hdf5, save_npz
-from .envs import MAX_EPISODE_STEPS, SHORT_NAMES, canonical_env_name, expert_policy, make_env, run_episode
+from .envs import (MAX_EPISODE_STEPS, SHORT_NAMES, canonical_env_name, expert_policy, make_env, run_episode,
+                   trained_policy)
 
 KINDS = ("expert", "medium", "random", "medium-replay", "medium-expert")
 
@@ -50,6 +55,11 @@ MEDIUM_PRESETS = {
     "AntBulletEnv": {"members": [(0.3, 0), (0.3, 1), (0.3, 2)], "action_sigma": 0.1},
     # not tuned: a reasonable default
     "InvertedPendulumSwingupBulletEnv": {"members": [(0.1, 0), (0.1, 1), (0.1, 2)], "action_sigma": 0.05},
+    # Walker2D and HalfCheetah: as D4RL made its medium data, an earlier checkpoint of the run that
+    # trained the env's reference policy (policies/*-sac-medium.npz, picked for a return of about
+    # a third to a half of the final one), plus small Gaussian action noise.
+    "Walker2DBulletEnv": {"policy": "medium", "action_sigma": 0.1},
+    "HalfCheetahBulletEnv": {"policy": "medium", "action_sigma": 0.1},
 }
 REPLAY_FINAL_SIGMA = 0.1
 # medium-replay blend schedule b(p) over the share p of the budget collected (piecewise linear).
@@ -76,7 +86,10 @@ class Behaviour:
         self.act_dim = self.expert.act_dim
         if self.kind == "medium":
             preset = MEDIUM_PRESETS[self.env_name]
-            self.members = [self.expert.perturbed(a, s) for a, s in preset["members"]]
+            if "policy" in preset:
+                self.members = [trained_policy(self.env_name, preset["policy"])]
+            else:
+                self.members = [self.expert.perturbed(a, s) for a, s in preset["members"]]
             self.sigma = preset["action_sigma"]
 
     def description(self) -> dict:
@@ -84,6 +97,12 @@ class Behaviour:
             return {"policy": self.expert.description}
         if self.kind == "random":
             return {"policy": "uniform random actions in [-1, 1]"}
+        if self.kind == "medium" and "policy" in MEDIUM_PRESETS[self.env_name]:
+            return {"policy": "the medium checkpoint of the reference policy's training run, plus Gaussian action "
+                              "noise: " + self.members[0].description,
+                    "members": [{"file": self.members[0].extra["file"],
+                                 "eval_return_mean": self.members[0].extra["eval_return_mean"]}],
+                    "action_sigma": self.sigma}
         if self.kind == "medium":
             return {"policy": "mixture of perturbed experts, one member chosen uniformly per episode, "
                               "plus Gaussian action noise; perturbation W + N(0, (alpha*std(W))^2) on each "

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -25,8 +27,21 @@ _ENVS = {
                                         "pybullet_envs.examples.enjoy_TF_InvertedDoublePendulumBulletEnv_v0_2017may"),
     "InvertedPendulumSwingupBulletEnv": ("pybullet_envs.gym_pendulum_envs", "InvertedPendulumSwingupBulletEnv",
                                          "pybullet_envs.examples.enjoy_TF_InvertedPendulumSwingupBulletEnv_v0_2017may"),
+    # The wheel's Walker2D and HalfCheetah policies fall or run backwards in this pybullet: these
+    # two use policies trained here with SAC (scripts/train_behaviour_policy.py), shipped in
+    # policies/ as npz files (POLICY_FILES).
+    "Walker2DBulletEnv": ("pybullet_envs.gym_locomotion_envs", "Walker2DBulletEnv", None),
+    "HalfCheetahBulletEnv": ("pybullet_envs.gym_locomotion_envs", "HalfCheetahBulletEnv", None),
 }
 ENV_NAMES = tuple(_ENVS)
+
+POLICY_DIR = Path(__file__).resolve().parent / "policies"
+# env -> {role: npz file in POLICY_DIR}; "expert" is the env's reference policy, "medium" the
+# earlier checkpoint of the same training run that the collector's medium kind acts with.
+POLICY_FILES = {
+    "Walker2DBulletEnv": {"expert": "walker2d-sac-expert.npz", "medium": "walker2d-sac-medium.npz"},
+    "HalfCheetahBulletEnv": {"expert": "halfcheetah-sac-expert.npz", "medium": "halfcheetah-sac-medium.npz"},
+}
 
 # short names used in dataset file names (hopper-medium.npz, ...)
 SHORT_NAMES = {
@@ -34,6 +49,8 @@ SHORT_NAMES = {
     "AntBulletEnv": "ant",
     "InvertedDoublePendulumBulletEnv": "inverted-double-pendulum",
     "InvertedPendulumSwingupBulletEnv": "inverted-pendulum-swingup",
+    "Walker2DBulletEnv": "walker2d",
+    "HalfCheetahBulletEnv": "halfcheetah",
 }
 
 _WEIGHT_NAMES = ("weights_dense1_w", "weights_dense1_b", "weights_dense2_w",
@@ -148,16 +165,22 @@ def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MLPPolicy:
-    """obs -> ReLU -> ReLU -> linear MLP (the bundled ``SmallReactivePolicy``), numpy only."""
+    """obs -> ReLU -> ReLU -> linear MLP (the bundled ``SmallReactivePolicy``), numpy only.
+
+    ``squash``: a tanh on the output (the SAC actors of ``policies/``, whose mean action is
+    ``tanh(linear)``); the bundled policies have none.
+    """
     params: list[np.ndarray]
     description: str = "expert"
     extra: dict = field(default_factory=dict)
+    squash: bool = False
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         w1, b1, w2, b2, w3, b3 = self.params
         x = np.maximum(_dense(obs, w1) + b1, 0.0)
         x = np.maximum(_dense(x, w2) + b2, 0.0)
-        return _dense(x, w3) + b3
+        y = _dense(x, w3) + b3
+        return np.tanh(y) if self.squash else y
 
     @property
     def obs_dim(self) -> int:
@@ -179,12 +202,31 @@ class MLPPolicy:
                 p = p + rng.normal(0.0, alpha * float(p.std()), size=p.shape)
             params.append(p.copy())
         return MLPPolicy(params, description=f"expert weights perturbed alpha={alpha} seed={seed}",
-                         extra={"alpha": alpha, "perturb_seed": seed})
+                         extra={"alpha": alpha, "perturb_seed": seed}, squash=self.squash)
+
+
+def trained_policy(name: str, role: str = "expert") -> MLPPolicy:
+    """A policy of ``policies/`` for ``name`` (``role``: "expert" or "medium"), trained with
+    ``scripts/train_behaviour_policy.py``; its npz holds w1, b1, w2, b2, w3, b3 and metadata."""
+    env = canonical_env_name(name)
+    files = POLICY_FILES.get(env)
+    if not files or role not in files:
+        raise ValueError(f"no trained {role} policy for {env}")
+    path = POLICY_DIR / files[role]
+    with np.load(path, allow_pickle=False) as z:
+        params = [np.asarray(z[k], dtype=np.float64) for k in ("w1", "b1", "w2", "b2", "w3", "b3")]
+        meta = json.loads(str(z["metadata"]))
+    return MLPPolicy(params, squash=True, extra={"file": files[role], **meta},
+                     description=(f"SAC actor trained here ({files[role]}: {meta['env_steps']} env steps, "
+                                  f"stable-baselines3 {meta['sb3_version']}, seed {meta['seed']})"))
 
 
 def expert_policy(name: str) -> MLPPolicy:
-    """The trained policy shipped in the pybullet wheel for ``name``."""
+    """The env's reference policy: the one shipped in the pybullet wheel, or for Walker2D and
+    HalfCheetah the SAC policy trained here (``trained_policy``)."""
     _, _, pol_mod = _ENVS[canonical_env_name(name)]
+    if pol_mod is None:
+        return trained_policy(name, "expert")
     mod = _quiet_import(pol_mod)
     params = [np.asarray(getattr(mod, n), dtype=np.float64) for n in _WEIGHT_NAMES]
     return MLPPolicy(params, description=f"bundled SmallReactivePolicy ({pol_mod.rsplit('.', 1)[1]}.py)")
