@@ -39,7 +39,7 @@ def test_eval_without_pybullet_names_what_to_install(tmp_path):
 
 
 def test_eval_bad_flags_exit_nonzero(tmp_path):
-    for bad in (["--steps", "1,0"], ["--episodes", "0"], ["--env", "walker2d"]):
+    for bad in (["--steps", "1,0"], ["--episodes", "0"], ["--env", "humanoid"]):
         r = subprocess.run([BIN, "eval", MODEL_DIR, *bad], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "FLOWGATE_PYTHON": sys.executable})
         assert r.returncode != 0 and bad[0] in r.stderr, (bad, r.stderr)
