@@ -163,6 +163,14 @@ public enum LoadTester {
 
         for c in 0..<n { next(c) }
         var inFlight = clients.reduce(0) { $0 + ($1.inFlight == nil ? 0 : 1) }
+        /// Client `c`'s request is over at `t` (answered, unreadable or timed out): it sends its next.
+        func moveOn(_ c: Int, at t: UInt64) {
+            clients[c].inFlight = nil
+            inFlight -= 1
+            last = max(last, t)
+            next(c)
+            if clients[c].inFlight != nil { inFlight += 1 }
+        }
         while inFlight > 0 {
             let now = monotonicNanoseconds()
             let oldest = clients.compactMap { $0.inFlight == nil ? nil : $0.sentAt }.min() ?? now
@@ -176,17 +184,10 @@ public enum LoadTester {
                     guard let reply = try? decodeReply(frames) else {
                         // The client's one request is answered, if unreadably.
                         errors["malformed_reply", default: 0] += 1
-                        clients[c].inFlight = nil
-                        inFlight -= 1
-                        last = max(last, t)
-                        next(c)
-                        if clients[c].inFlight != nil { inFlight += 1 }
+                        moveOn(c, at: t)
                         continue
                     }
                     guard reply.id == expected else { continue }  // late reply after a timeout
-                    clients[c].inFlight = nil
-                    inFlight -= 1
-                    last = max(last, t)
                     do {
                         let r = try ActReply(reply.value)
                         latencies.append(Double(t - clients[c].sentAt) / 1e3)
@@ -196,19 +197,14 @@ public enum LoadTester {
                     } catch {
                         errors[error.code.rawValue, default: 0] += 1
                     }
-                    next(c)
-                    if clients[c].inFlight != nil { inFlight += 1 }
+                    moveOn(c, at: t)
                 }
             }
             let now2 = monotonicNanoseconds()
             for c in 0..<n where clients[c].inFlight != nil && now2 - clients[c].sentAt >= timeout {
                 // No reply in time: counted, and the client moves on (its late reply is dropped by id).
                 errors["timeout", default: 0] += 1
-                clients[c].inFlight = nil
-                inFlight -= 1
-                last = max(last, now2)
-                next(c)
-                if clients[c].inFlight != nil { inFlight += 1 }
+                moveOn(c, at: now2)
             }
         }
         let wall = Double(last - start) / 1e9
