@@ -137,7 +137,8 @@ public final class ActionSelector {
         }
         let normObs = job.normObs.pointer
         let candidates = sampler.sample(
-            observations: normObs, count: count, perObservation: width, steps: job.settings.steps, rngs: &candidateRNGs)
+            observations: normObs, count: count, perObservation: width, steps: job.settings.steps,
+            noiseScale: job.settings.noiseScale, rngs: &candidateRNGs)
         for i in 0..<count {
             (job.candidates.pointer + (i * m + range.lowerBound) * actDim).update(
                 from: candidates + i * width * actDim, count: width * actDim)

@@ -105,7 +105,8 @@ public final class PolicyBundle: Sendable {
     public var defaultSettings: SelectionSettings {
         let s = manifest.sampling
         return SelectionSettings(
-            steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil)
+            steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil,
+            noiseScale: s.noiseScale ?? 1)
     }
 
     /// Floating-point operations for one observation (the server's work budgets): K flow steps of M

@@ -10,11 +10,14 @@ public struct SelectionSettings: Sendable, Hashable {
     public var samples: Int
     /// Run the energy check.
     public var check: Bool
+    /// Standard deviation of the flow's starting noise (the manifest's `sampling.noiseScale`).
+    public var noiseScale: Float
 
-    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true) {
+    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true, noiseScale: Float = 1) {
         self.steps = steps
         self.candidates = candidates
         self.samples = samples
         self.check = check
+        self.noiseScale = noiseScale
     }
 }

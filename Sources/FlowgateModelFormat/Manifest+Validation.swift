@@ -117,6 +117,11 @@ extension Manifest {
         problems.check(
             s.softmaxTemperature.isFinite && s.softmaxTemperature > 0,
             "sampling.softmaxTemperature \(s.softmaxTemperature) must be finite and positive")
+        if let scale = s.noiseScale {
+            problems.check(
+                scale.isFinite && scale >= 0 && scale <= 1,
+                "sampling.noiseScale \(scale) must be in [0, 1] (the standard deviation of the flow's starting noise; 1 is the noise the policy was trained from)")
+        }
     }
 
     private func checkReliability(_ r: Reliability, _ problems: inout Problems) {

@@ -95,6 +95,11 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var selection: Selection
         /// Temperature of softmax selection (positive).
         public var softmaxTemperature: Float
+        /// Standard deviation of the flow's starting noise `x0` (absent: 1, the noise the policy was
+        /// trained from). Below 1, every K integrates from nearer the noise's centre, so candidates
+        /// come from nearer the policy's mode: the noise the behaviour data carried is damped at
+        /// every K, while the M candidates stay distinct for the critic to choose between. In [0, 1].
+        public var noiseScale: Float?
         /// Largest `steps` a request may ask for.
         public var maxSteps: Int
         /// Largest `candidates` a request may ask for.
@@ -107,7 +112,8 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// Creates sampling settings.
         public init(
             steps: Int, candidates: Int, samples: Int, solver: Solver = .euler, selection: Selection = .argmax,
-            softmaxTemperature: Float = 1, maxSteps: Int, maxCandidates: Int, maxSamples: Int, maxBatch: Int
+            softmaxTemperature: Float = 1, noiseScale: Float? = nil, maxSteps: Int, maxCandidates: Int, maxSamples: Int,
+            maxBatch: Int
         ) {
             self.steps = steps
             self.candidates = candidates
@@ -115,6 +121,7 @@ public struct Manifest: Codable, Sendable, Equatable {
             self.solver = solver
             self.selection = selection
             self.softmaxTemperature = softmaxTemperature
+            self.noiseScale = noiseScale
             self.maxSteps = maxSteps
             self.maxCandidates = maxCandidates
             self.maxSamples = maxSamples

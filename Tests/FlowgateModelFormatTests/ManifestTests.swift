@@ -37,6 +37,19 @@ struct ManifestTests {
         #expect(manifest.networks["critic"]?.fixedTensors == [:])
     }
 
+    @Test("sampling.noiseScale may be absent (older models: scale 1) and round-trips when present")
+    func noiseScaleIsOptional() throws {
+        var object = try JSONSerialization.jsonObject(with: sampleModel().manifest.encoded()) as! [String: Any]
+        var sampling = object["sampling"] as! [String: Any]
+        #expect(sampling["noiseScale"] == nil)
+        sampling["noiseScale"] = 0.25
+        object["sampling"] = sampling
+        let manifest = try Manifest.decode(JSONSerialization.data(withJSONObject: object))
+        #expect(manifest.sampling.noiseScale == 0.25)
+        #expect(try Manifest.decode(manifest.encoded()) == manifest)
+        #expect(try Manifest.decode(sampleModel().manifest.encoded()).sampling.noiseScale == nil)
+    }
+
     @Test func newerSchemaVersionFailsClearly() throws {
         // A future manifest may have fields this build does not know; the version check comes first.
         let json = #"{"schemaVersion": 2, "somethingNew": true}"#
@@ -110,6 +123,16 @@ struct ManifestTests {
         m = good
         m.sampling.softmaxTemperature = 0
         #expect(message(of: m).contains("softmaxTemperature"))
+        for bad: Float in [1.5, -0.1, .nan] {
+            m = good
+            m.sampling.noiseScale = bad
+            #expect(message(of: m).contains("sampling.noiseScale"), "noiseScale \(bad)")
+        }
+        for fine: Float in [0, 0.5, 1] {
+            m = good
+            m.sampling.noiseScale = fine
+            #expect(throws: Never.self) { try m.validate() }
+        }
         m = good
         m.reliability?.calibration = [1, 0.5, 2]
         #expect(message(of: m).contains("not sorted"))
