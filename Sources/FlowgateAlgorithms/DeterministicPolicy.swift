@@ -32,10 +32,9 @@ public final class DeterministicPolicy {
 public protocol CandidateSampler: AnyObject {
     var observationDim: Int { get }
     var actionDim: Int { get }
-    /// `(count · perObservation) × actionDim` scaled actions, row `i · perObservation + j`;
-    /// `noiseScale` is the standard deviation of a flow's starting noise.
+    /// `(count · perObservation) × actionDim` scaled actions, row `i · perObservation + j`.
     func sample(
-        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, noiseScale: Float, rngs: inout [RNG]
+        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, rngs: inout [RNG]
     ) -> UnsafeMutablePointer<Float>
 }
 
@@ -43,11 +42,9 @@ extension FlowSampler: CandidateSampler {
     public var observationDim: Int { policy.spec.observationDim }
     public var actionDim: Int { policy.spec.actionDim }
     public func sample(
-        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, noiseScale: Float, rngs: inout [RNG]
+        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, rngs: inout [RNG]
     ) -> UnsafeMutablePointer<Float> {
-        sample(
-            observations: observations, count: count, perObservation: perObservation, steps: steps, rngs: &rngs, clip: true,
-            noiseScale: noiseScale)
+        sample(observations: observations, count: count, perObservation: perObservation, steps: steps, rngs: &rngs, clip: true)
     }
 }
 
@@ -60,7 +57,7 @@ public final class DeterministicSampler: CandidateSampler {
     public var actionDim: Int { policy.net.outputDim }
 
     public func sample(
-        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, noiseScale: Float, rngs: inout [RNG]
+        observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int, rngs: inout [RNG]
     ) -> UnsafeMutablePointer<Float> {
         let actDim = actionDim
         let a = policy.net.forward(observations, batch: count)

@@ -20,14 +20,12 @@ public final class FlowSampler {
     /// - Parameters:
     ///   - rngs: one generator per output row (`count · perObservation` of them), advanced in place.
     ///   - steps: K ≥ 1 integration steps.
-    ///   - noiseScale: standard deviation of the starting noise (1: the N(0, I) the policy was
-    ///     trained from; the trainer's support sets always use 1).
     /// - Returns: `(count · perObservation) × actDim` actions in [-1, 1]-scaled space (clipped to
     ///   [-1, 1]), row `i · perObservation + j` for candidate j of observation i; valid until the
     ///   next call.
     public func sample(
         observations: UnsafePointer<Float>, count: Int, perObservation: Int, steps: Int,
-        rngs: inout [RNG], clip: Bool = true, noiseScale: Float = 1
+        rngs: inout [RNG], clip: Bool = true
     ) -> UnsafeMutablePointer<Float> {
         let obsDim = policy.spec.observationDim, actDim = policy.spec.actionDim
         let rows = count * perObservation
@@ -44,7 +42,6 @@ public final class FlowSampler {
         for r in 0..<rows {
             rngs[r].fillNormal(UnsafeMutableBufferPointer(start: x.pointer + r * actDim, count: actDim))
         }
-        if noiseScale != 1 { for i in 0..<(rows * actDim) { x.pointer[i] *= noiseScale } }
         let h = 1 / Float(steps)
         let obs = UnsafePointer(obsRows.pointer)
         for k in 0..<steps {

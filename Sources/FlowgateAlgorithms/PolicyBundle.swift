@@ -106,7 +106,7 @@ public final class PolicyBundle: Sendable {
         let s = manifest.sampling
         return SelectionSettings(
             steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil,
-            noiseScale: s.noiseScale ?? 1)
+            candidateSpread: s.candidateSpread ?? 0)
     }
 
     /// Floating-point operations for one observation (the server's work budgets): K flow steps of M

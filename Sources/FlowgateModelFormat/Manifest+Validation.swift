@@ -117,10 +117,10 @@ extension Manifest {
         problems.check(
             s.softmaxTemperature.isFinite && s.softmaxTemperature > 0,
             "sampling.softmaxTemperature \(s.softmaxTemperature) must be finite and positive")
-        if let scale = s.noiseScale {
+        if let spread = s.candidateSpread {
             problems.check(
-                scale.isFinite && scale >= 0 && scale <= 1,
-                "sampling.noiseScale \(scale) must be in [0, 1] (the standard deviation of the flow's starting noise; 1 is the noise the policy was trained from)")
+                spread.isFinite && spread >= 0 && spread <= 1,
+                "sampling.candidateSpread \(spread) must be in [0, 1] (the standard deviation of the perturbation of candidates 1…M−1, in [-1, 1]-scaled action units)")
         }
     }
 

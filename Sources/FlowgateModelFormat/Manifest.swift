@@ -95,11 +95,12 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var selection: Selection
         /// Temperature of softmax selection (positive).
         public var softmaxTemperature: Float
-        /// Standard deviation of the flow's starting noise `x0` (absent: 1, the noise the policy was
-        /// trained from). Below 1, every K integrates from nearer the noise's centre, so candidates
-        /// come from nearer the policy's mode: the noise the behaviour data carried is damped at
-        /// every K, while the M candidates stay distinct for the critic to choose between. In [0, 1].
-        public var noiseScale: Float?
+        /// Standard deviation, in the [-1, 1]-scaled action space, of the Gaussian perturbation added
+        /// to candidates 1…M−1 after flow sampling (candidate 0 is the flow's own sample); absent: 0.
+        /// A QIPO policy is nearly deterministic after its renewals, so its M samples hardly differ
+        /// and the critic has nothing to choose between; the perturbation gives it local variations
+        /// of the policy's action at every K. In [0, 1].
+        public var candidateSpread: Float?
         /// Largest `steps` a request may ask for.
         public var maxSteps: Int
         /// Largest `candidates` a request may ask for.
@@ -112,7 +113,7 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// Creates sampling settings.
         public init(
             steps: Int, candidates: Int, samples: Int, solver: Solver = .euler, selection: Selection = .argmax,
-            softmaxTemperature: Float = 1, noiseScale: Float? = nil, maxSteps: Int, maxCandidates: Int, maxSamples: Int,
+            softmaxTemperature: Float = 1, candidateSpread: Float? = nil, maxSteps: Int, maxCandidates: Int, maxSamples: Int,
             maxBatch: Int
         ) {
             self.steps = steps
@@ -121,7 +122,7 @@ public struct Manifest: Codable, Sendable, Equatable {
             self.solver = solver
             self.selection = selection
             self.softmaxTemperature = softmaxTemperature
-            self.noiseScale = noiseScale
+            self.candidateSpread = candidateSpread
             self.maxSteps = maxSteps
             self.maxCandidates = maxCandidates
             self.maxSamples = maxSamples

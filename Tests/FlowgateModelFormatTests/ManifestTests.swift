@@ -37,17 +37,17 @@ struct ManifestTests {
         #expect(manifest.networks["critic"]?.fixedTensors == [:])
     }
 
-    @Test("sampling.noiseScale may be absent (older models: scale 1) and round-trips when present")
-    func noiseScaleIsOptional() throws {
+    @Test("sampling.candidateSpread may be absent (older models: no perturbation) and round-trips when present")
+    func candidateSpreadIsOptional() throws {
         var object = try JSONSerialization.jsonObject(with: sampleModel().manifest.encoded()) as! [String: Any]
         var sampling = object["sampling"] as! [String: Any]
-        #expect(sampling["noiseScale"] == nil)
-        sampling["noiseScale"] = 0.25
+        #expect(sampling["candidateSpread"] == nil)
+        sampling["candidateSpread"] = 0.25
         object["sampling"] = sampling
         let manifest = try Manifest.decode(JSONSerialization.data(withJSONObject: object))
-        #expect(manifest.sampling.noiseScale == 0.25)
+        #expect(manifest.sampling.candidateSpread == 0.25)
         #expect(try Manifest.decode(manifest.encoded()) == manifest)
-        #expect(try Manifest.decode(sampleModel().manifest.encoded()).sampling.noiseScale == nil)
+        #expect(try Manifest.decode(sampleModel().manifest.encoded()).sampling.candidateSpread == nil)
     }
 
     @Test func newerSchemaVersionFailsClearly() throws {
@@ -125,12 +125,12 @@ struct ManifestTests {
         #expect(message(of: m).contains("softmaxTemperature"))
         for bad: Float in [1.5, -0.1, .nan] {
             m = good
-            m.sampling.noiseScale = bad
-            #expect(message(of: m).contains("sampling.noiseScale"), "noiseScale \(bad)")
+            m.sampling.candidateSpread = bad
+            #expect(message(of: m).contains("sampling.candidateSpread"), "candidateSpread \(bad)")
         }
-        for fine: Float in [0, 0.5, 1] {
+        for fine: Float in [0, 0.05, 1] {
             m = good
-            m.sampling.noiseScale = fine
+            m.sampling.candidateSpread = fine
             #expect(throws: Never.self) { try m.validate() }
         }
         m = good
