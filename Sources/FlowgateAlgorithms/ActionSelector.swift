@@ -138,20 +138,6 @@ public final class ActionSelector {
         let normObs = job.normObs.pointer
         let candidates = sampler.sample(
             observations: normObs, count: count, perObservation: width, steps: job.settings.steps, rngs: &candidateRNGs)
-        let spread = job.settings.candidateSpread
-        if spread > 0 {
-            // Candidates 1…M−1 become local variations of their samples; each draws from its own
-            // generator after the flow's draws, so a row's perturbation does not depend on the batch.
-            var noise = [Float](repeating: 0, count: actDim)
-            for i in 0..<count {
-                for (w, j) in range.enumerated() where j > 0 {
-                    let r = i * width + w
-                    candidateRNGs[r].fillNormal(&noise)
-                    let row = candidates + r * actDim
-                    for d in 0..<actDim { row[d] = min(max(row[d] + spread * noise[d], -1), 1) }
-                }
-            }
-        }
         for i in 0..<count {
             (job.candidates.pointer + (i * m + range.lowerBound) * actDim).update(
                 from: candidates + i * width * actDim, count: width * actDim)

@@ -105,8 +105,7 @@ public final class PolicyBundle: Sendable {
     public var defaultSettings: SelectionSettings {
         let s = manifest.sampling
         return SelectionSettings(
-            steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil,
-            candidateSpread: s.candidateSpread ?? 0)
+            steps: s.steps, candidates: s.candidates, samples: s.samples, check: makeChecker != nil)
     }
 
     /// Floating-point operations for one observation (the server's work budgets): K flow steps of M

@@ -10,15 +10,11 @@ public struct SelectionSettings: Sendable, Hashable {
     public var samples: Int
     /// Run the energy check.
     public var check: Bool
-    /// Standard deviation of the perturbation of candidates 1…M−1 (the manifest's
-    /// `sampling.candidateSpread`; 0: none).
-    public var candidateSpread: Float
 
-    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true, candidateSpread: Float = 0) {
+    public init(steps: Int, candidates: Int, samples: Int, check: Bool = true) {
         self.steps = steps
         self.candidates = candidates
         self.samples = samples
         self.check = check
-        self.candidateSpread = candidateSpread
     }
 }

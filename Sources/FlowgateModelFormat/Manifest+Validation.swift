@@ -117,11 +117,6 @@ extension Manifest {
         problems.check(
             s.softmaxTemperature.isFinite && s.softmaxTemperature > 0,
             "sampling.softmaxTemperature \(s.softmaxTemperature) must be finite and positive")
-        if let spread = s.candidateSpread {
-            problems.check(
-                spread.isFinite && spread >= 0 && spread <= 1,
-                "sampling.candidateSpread \(spread) must be in [0, 1] (the standard deviation of the perturbation of candidates 1…M−1, in [-1, 1]-scaled action units)")
-        }
     }
 
     private func checkReliability(_ r: Reliability, _ problems: inout Problems) {

@@ -95,12 +95,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var selection: Selection
         /// Temperature of softmax selection (positive).
         public var softmaxTemperature: Float
-        /// Standard deviation, in the [-1, 1]-scaled action space, of the Gaussian perturbation added
-        /// to candidates 1…M−1 after flow sampling (candidate 0 is the flow's own sample); absent: 0.
-        /// A QIPO policy is nearly deterministic after its renewals, so its M samples hardly differ
-        /// and the critic has nothing to choose between; the perturbation gives it local variations
-        /// of the policy's action at every K. In [0, 1].
-        public var candidateSpread: Float?
         /// Largest `steps` a request may ask for.
         public var maxSteps: Int
         /// Largest `candidates` a request may ask for.
@@ -113,8 +107,7 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// Creates sampling settings.
         public init(
             steps: Int, candidates: Int, samples: Int, solver: Solver = .euler, selection: Selection = .argmax,
-            softmaxTemperature: Float = 1, candidateSpread: Float? = nil, maxSteps: Int, maxCandidates: Int, maxSamples: Int,
-            maxBatch: Int
+            softmaxTemperature: Float = 1, maxSteps: Int, maxCandidates: Int, maxSamples: Int, maxBatch: Int
         ) {
             self.steps = steps
             self.candidates = candidates
@@ -122,7 +115,6 @@ public struct Manifest: Codable, Sendable, Equatable {
             self.solver = solver
             self.selection = selection
             self.softmaxTemperature = softmaxTemperature
-            self.candidateSpread = candidateSpread
             self.maxSteps = maxSteps
             self.maxCandidates = maxCandidates
             self.maxSamples = maxSamples

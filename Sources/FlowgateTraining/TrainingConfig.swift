@@ -93,9 +93,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         public var steps: Int = 4
         public var candidates: Int = 16
         public var samples: Int = 8
-        /// Standard deviation of the perturbation of candidates 1…M−1 when serving (the manifest's
-        /// `sampling.candidateSpread`, in [0, 1]).
-        public var candidateSpread: Float = 0
         public init() {}
     }
 

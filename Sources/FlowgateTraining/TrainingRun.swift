@@ -226,8 +226,7 @@ public final class TrainingRun {
             networks: [FlowPolicySpec.role: policy.spec.networkSpec, CriticSpec.role: critic.spec.networkSpec],
             sampling: .init(
                 steps: s.steps, candidates: s.candidates, samples: s.samples, solver: .euler, selection: .argmax,
-                softmaxTemperature: 1,
-                candidateSpread: s.candidateSpread, maxSteps: 64, maxCandidates: 256, maxSamples: 64, maxBatch: 1024),
+                softmaxTemperature: 1, maxSteps: 64, maxCandidates: 256, maxSamples: 64, maxBatch: 1024),
             reliability: nil,
             provenance: .init(
                 dataset: (dataset.source as NSString).lastPathComponent, datasetSHA256: datasetSHA256,
