@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from flowgate_client.client import Client  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from flowgate_client.datasets import load_dataset  # noqa: E402
+from flowgate_client.evaluate import Server, write_atomic  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -44,20 +37,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the table as JSON here")
     a = ap.parse_args(argv)
     steps = [int(k) for k in a.steps.split(",")]
-    data = np.load(a.dataset)
+    data, _ = load_dataset(a.dataset)
     idx = np.random.default_rng(0).choice(len(data["observations"]), a.states, replace=False)
     obs, acts = data["observations"][idx], data["actions"][idx]
-    port = free_port()
-    server = subprocess.Popen([a.bin, "serve", a.model, "--endpoint", f"tcp://127.0.0.1:{port}", "--log-level", "error"])
     rows = []
-    try:
-        client = Client(f"tcp://127.0.0.1:{port}", timeout_ms=30000)
-        for _ in range(100):
-            try:
-                client.health(timeout_ms=200)
-                break
-            except Exception:
-                time.sleep(0.1)
+    with Server(a.bin, [a.model], ["--log-level", "error"]) as server, Client(server.endpoint, timeout_ms=30000) as client:
         for k in steps:
             singles = [client.act(obs, steps=k, candidates=1, check=False, seed=1000 + j) for j in range(a.candidates)]
             samples = np.stack([r.action for r in singles])
@@ -71,9 +55,6 @@ def main(argv=None) -> int:
                 "q_gain": float(best.q.mean() - q.mean()),
                 "abs_to_data": float(np.abs(samples.mean(0) - acts).mean()),
             })
-    finally:
-        server.terminate()
-        server.wait()
     print(f"| K | sample std per dim | Q of a sample | Q of best of {a.candidates} | gain | mean abs to data action |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -81,7 +62,7 @@ def main(argv=None) -> int:
              else "n/a | n/a | n/a")  # no critic (a BC flow): one candidate, no Q
         print(f"| {r['steps']} | {r['sample_std']:.3f} | {q} | {r['abs_to_data']:.3f} |")
     if a.json:
-        Path(a.json).write_text(json.dumps({"model": a.model, "dataset": a.dataset, "states": a.states, "rows": rows}, indent=1))
+        write_atomic(Path(a.json), json.dumps({"model": a.model, "dataset": a.dataset, "states": a.states, "rows": rows}, indent=1))
     return 0
 
 
