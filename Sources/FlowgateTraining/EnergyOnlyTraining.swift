@@ -37,6 +37,9 @@ public struct EnergyOnlyTraining {
         config.behaviour.steps = 0
         config.criticTraining.steps = 0
         config.qipo.steps = 0
+        config.distil.steps = 0
+        config.straighten.steps = 0
+        config.reflow.steps = 0
         return config
     }
 

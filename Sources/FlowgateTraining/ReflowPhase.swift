@@ -27,9 +27,36 @@ extension TrainingConfig {
         public var validateEvery: Int = 500
         public init() {}
 
-        /// Throws `TrainingError.invalidConfig` naming the first field out of range.
-        public func validate(datasetCount: Int) throws {
-            func fail(_ s: String) -> TrainingError { .invalidConfig("reflow.\(s)") }
+        /// The default `distil` phase (measured on hopper-, walker2d- and halfcheetah-medium,
+        /// docs/training.md "Few-step quality: distil and straighten"): the teacher draws 16
+        /// one-step samples per state, the critic picks the best, and the policy learns that action.
+        /// One Euler step leaves the QIPO policy's samples spread enough for the choice to matter;
+        /// at K >= 2 they collapse and the choice adds little.
+        public static let distilDefault: Reflow = {
+            var r = Reflow()
+            r.steps = 8000
+            r.teacherSteps = 1
+            r.candidates = 16
+            return r
+        }()
+
+        /// The default `straighten` phase: plain reflow of the distilled policy on its own 8-step
+        /// samples, so that one step lands where eight do.
+        public static let straightenDefault: Reflow = {
+            var r = Reflow()
+            r.steps = 8000
+            r.teacherSteps = 8
+            return r
+        }()
+
+        /// Held-out validation states for a dataset of `count` rows: `validationStates`, or half
+        /// the dataset when that is fewer.
+        public func validationStates(datasetCount count: Int) -> Int { min(validationStates, count / 2) }
+
+        /// Throws `TrainingError.invalidConfig` naming the first field out of range (as
+        /// `section.field`, e.g. `distil.candidates`).
+        public func validate(datasetCount: Int, section: String = "reflow") throws {
+            func fail(_ s: String) -> TrainingError { .invalidConfig("\(section).\(s)") }
             guard steps >= 0 else { throw fail("steps must not be negative (got \(steps))") }
             guard steps > 0 else { return }
             guard learningRate > 0, learningRate.isFinite else { throw fail("learningRate must be positive (got \(learningRate))") }
@@ -43,8 +70,8 @@ extension TrainingConfig {
             }
             guard refreshEvery >= 0 else { throw fail("refreshEvery must not be negative (got \(refreshEvery))") }
             guard validateEvery >= 1 else { throw fail("validateEvery must be at least 1 (got \(validateEvery))") }
-            guard validationStates >= 0, validationStates <= datasetCount / 2 else {
-                throw fail("validationStates must be between 0 and half the dataset (\(datasetCount / 2)), got \(validationStates)")
+            guard validationStates >= 0 else {
+                throw fail("validationStates must not be negative (got \(validationStates))")
             }
         }
     }
@@ -98,6 +125,9 @@ public final class ReflowPhase: TrainingPhase {
     public let heldOut: [Int]
     private var isHeldOut: [Bool]
     private var validation: [String: Double] = [:]
+    /// The policy as this phase left it, once finished: a later phase (`straighten` after `distil`)
+    /// keeps training the same policy, and restarting that later phase must start from this result.
+    private var finalPolicy: [String: Tensor]?
     private let obs = FloatBuffer(), x0 = FloatBuffer(), xt = FloatBuffer(), t = FloatBuffer()
     private let target = FloatBuffer(), grad = FloatBuffer()
 
@@ -105,10 +135,10 @@ public final class ReflowPhase: TrainingPhase {
         name: String = "reflow", policy: FlowPolicy, critic: TwinCritic? = nil, data: PreparedData, config: TrainingConfig.Reflow, batchSize: Int,
         seed: UInt64
     ) throws {
-        try config.validate(datasetCount: data.count)
+        try config.validate(datasetCount: data.count, section: name)
         if config.steps > 0 && config.candidates > 0 && critic == nil {
             throw TrainingError.invalidConfig(
-                "reflow.candidates = \(config.candidates) needs a trained critic to choose between the teacher's samples; this run has none (set reflow.candidates to 0)"
+                "\(name).candidates = \(config.candidates) needs a trained critic to choose between the teacher's samples; this run has none (set \(name).candidates or \(name).steps to 0)"
             )
         }
         self.name = name
@@ -131,7 +161,7 @@ public final class ReflowPhase: TrainingPhase {
         var splitRNG = RNG(seed: seed ^ 0x5EF1_0A11)
         isHeldOut = [Bool](repeating: false, count: data.count)
         var held: [Int] = []
-        let wanted = config.steps > 0 ? config.validationStates : 0
+        let wanted = config.steps > 0 ? config.validationStates(datasetCount: data.count) : 0
         while held.count < wanted {
             let i = splitRNG.int(below: data.count)
             if !isHeldOut[i] { isHeldOut[i] = true; held.append(i) }
@@ -257,6 +287,7 @@ public final class ReflowPhase: TrainingPhase {
         let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: actDim, grad: grad.pointer)
         policy.backward(grad.pointer)
         _ = skeleton.finishStep()
+        if skeleton.isFinished { finalPolicy = policy.parameters.namedTensors() }
         if config.refreshEvery > 0 && completedSteps % config.refreshEvery == 0 && completedSteps < totalSteps {
             generateChunk(nextChunk)
             nextChunk = (nextChunk + 1) % (config.poolSize / config.chunkSize)
@@ -268,7 +299,8 @@ public final class ReflowPhase: TrainingPhase {
     }
 
     public func stateTensors() -> [String: Tensor] {
-        var st = skeleton.state(policy.parameters, prefix: "policy.")
+        var st = skeleton.state()
+        st.merge((finalPolicy ?? policy.parameters.namedTensors()).prefixed("policy.")) { a, _ in a }
         st["initialised"] = Tensor(shape: [1], scalars: [initialised ? 1 : 0])
         if initialised {
             st.merge(teacher.parameters.namedTensors().prefixed("teacher.")) { a, _ in a }
@@ -283,6 +315,7 @@ public final class ReflowPhase: TrainingPhase {
 
     public func loadState(_ st: [String: Tensor]) throws {
         try skeleton.load(st, into: policy.parameters, prefix: "policy.")
+        finalPolicy = skeleton.isFinished ? policy.parameters.namedTensors() : nil
         initialised = (st["initialised"]?.scalars.first ?? 0) == 1
         guard initialised else { return }
         try teacher.parameters.load(from: st.unprefixed("teacher."))

@@ -31,7 +31,7 @@ public struct ReflowRefinement {
                     throw TrainingError.invalidConfig("not a JSON object")
                 }
                 let kept = Self.keepingKnownKeys(saved, known: known, path: "", dropped: &dropped)
-                c = try TrainingConfig().merging(json: JSONSerialization.data(withJSONObject: kept))
+                c = try TrainingConfig.recorded(json: JSONSerialization.data(withJSONObject: kept))
             } catch {
                 throw TrainingError.invalidConfig("\(modelPath): the manifest's provenance config cannot be read: \(error)")
             }
@@ -65,6 +65,24 @@ public struct ReflowRefinement {
         c.behaviour.steps = 0
         c.criticTraining.steps = 0
         c.qipo.steps = 0
+        c.distil.steps = 0
+        c.straighten.steps = 0
+        return c
+    }
+
+    /// The run's config for `refine --distil`: only the `distil` and `straighten` phases train, with
+    /// the settings of `overrides` (default: the model's own config), and today's defaults for
+    /// both when that config ran neither (a model trained before they were the default).
+    public func distilConfig(overrides: TrainingConfig? = nil) throws -> TrainingConfig {
+        var c = overrides ?? trainedConfig
+        if c.distil.steps == 0 && c.straighten.steps == 0 {
+            c.distil = TrainingConfig.Reflow.distilDefault
+            c.straighten = TrainingConfig.Reflow.straightenDefault
+        }
+        c.behaviour.steps = 0
+        c.criticTraining.steps = 0
+        c.qipo.steps = 0
+        c.reflow.steps = 0
         return c
     }
 
@@ -95,7 +113,14 @@ public struct ReflowRefinement {
         var p = model.manifest.provenance
         for phase in run.phases where phase.completedSteps > 0 { p.trainingSteps[phase.name] = phase.completedSteps }
         var recorded = trainedConfig
-        recorded.reflow = run.config.reflow
+        for phase in run.phases where phase.completedSteps > 0 {
+            switch phase.name {
+            case "distil": recorded.distil = run.config.distil
+            case "straighten": recorded.straighten = run.config.straighten
+            case "reflow": recorded.reflow = run.config.reflow
+            default: break
+            }
+        }
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         p.config = String(decoding: try e.encode(recorded), as: UTF8.self)
@@ -137,7 +162,7 @@ public struct ReflowRefinement {
             try AtomicFile.write(energyLog, to: temp.appendingPathComponent(EnergyOnlyTraining.logFileName))
         }
         var recorded = trainedConfig
-        if let json = model.manifest.provenance.config { recorded = try TrainingConfig().merging(json: Data(json.utf8)) }
+        if let json = model.manifest.provenance.config { recorded = try TrainingConfig.recorded(json: Data(json.utf8)) }
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try e.encode(recorded), to: temp.appendingPathComponent("config.json"))

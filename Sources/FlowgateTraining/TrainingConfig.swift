@@ -1,3 +1,4 @@
+import Foundation
 import FlowgateCore
 import FlowgateAlgorithms
 
@@ -22,7 +23,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var behaviour = Behaviour()
     public var criticTraining = CriticTraining()
     public var qipo = QIPO()
-    /// Reflow after QIPO (see `ReflowPhase`); 0 steps by default.
+    /// After QIPO: distil the critic's best of 16 one-step samples into the policy (a `ReflowPhase`
+    /// whose endpoints the critic chooses; see `Reflow.distilDefault`). Runs for `algorithm` qipo only.
+    public var distil = Reflow.distilDefault
+    /// After `distil`: straighten the distilled flow (plain reflow on its own 8-step samples), so that
+    /// K = 1 lands where K = 8 does. Runs for `algorithm` qipo only.
+    public var straighten = Reflow.straightenDefault
+    /// A further, free-form reflow phase after those (see `ReflowPhase`); 0 steps by default, and
+    /// the only one a `bc-flow` run can use.
     public var reflow = Reflow()
     public var sampling = Sampling()
 
@@ -97,6 +105,16 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 
     public init() {}
+
+    /// A config recorded by an earlier version (a checkpoint's or a model's provenance), read onto
+    /// today's defaults except for the phases added since, which keep the behaviour of the run that
+    /// wrote it: a recorded config without `distil` or `straighten` ran neither (0 steps).
+    public static func recorded(json: Data) throws -> TrainingConfig {
+        var base = TrainingConfig()
+        base.distil.steps = 0
+        base.straighten.steps = 0
+        return try base.merging(json: json)
+    }
 
     /// Reward preprocessing, optimiser details etc. that do not vary by task live in the phases.
     /// Per-task defaults: the task name is the dataset file's stem (e.g. "hopper-medium").

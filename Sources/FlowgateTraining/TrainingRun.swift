@@ -87,10 +87,22 @@ public final class TrainingRun {
         let trainedCritic = config.algorithm != .bcFlow && (config.criticTraining.steps > 0 || criticTensors != nil)
         let reflow = try ReflowPhase(
             policy: policy, critic: trainedCritic ? critic : nil, data: data, config: config.reflow, batchSize: config.batchSize, seed: s &+ 6)
+        // Distil and straighten finish the QIPO recipe; a behaviour-cloning baseline has neither.
+        var finish: [TrainingPhase] = []
+        if config.algorithm == .qipo {
+            finish = [
+                try ReflowPhase(
+                    name: "distil", policy: policy, critic: trainedCritic ? critic : nil, data: data, config: config.distil, batchSize: config.batchSize,
+                    seed: s &+ 7),
+                try ReflowPhase(
+                    name: "straighten", policy: policy, critic: trainedCritic ? critic : nil, data: data, config: config.straighten,
+                    batchSize: config.batchSize, seed: s &+ 8),
+            ]
+        }
         if config.algorithm == .bcFlow || config.criticTraining.steps == 0 {
-            phases = [behaviour, reflow].filter { $0.totalSteps > 0 }
+            phases = ([behaviour] + finish + [reflow]).filter { $0.totalSteps > 0 }
         } else {
-            phases = [behaviour, support, criticPhase, qipo, reflow].filter { $0.totalSteps > 0 }
+            phases = ([behaviour, support, criticPhase, qipo] + finish + [reflow]).filter { $0.totalSteps > 0 }
         }
     }
 
@@ -144,7 +156,7 @@ public final class TrainingRun {
             // A checkpoint written before a setting existed lacks its key: read onto today's
             // defaults, it is the same run when every setting it does record matches (new settings
             // are added with defaults that keep the old behaviour, e.g. `reflow.steps` 0).
-            let saved = file.metadata["config"].flatMap { try? TrainingConfig().merging(json: Data($0.utf8)) }
+            let saved = file.metadata["config"].flatMap { try? TrainingConfig.recorded(json: Data($0.utf8)) }
             let sameRun = saved == config
             let restartable = restartFrom != nil && saved.map { TrainingRun.sameExceptRestarted($0, config, restarted: Set(phases[firstRestarted...].map(\.name))) } == true
             guard sameRun || restartable else {
@@ -152,8 +164,13 @@ public final class TrainingRun {
                 throw TrainingError.checkpoint("\(path): the checkpoint was written with a different config (\(differences.joined(separator: "; "))); resume with the same config and flags, or start a new run")
             }
         }
-        guard file.metadata["phases"] == phases.map(\.name).joined(separator: ",") else {
-            throw TrainingError.checkpoint("\(path): the checkpoint's phases (\(file.metadata["phases"] ?? "?")) differ from this run's")
+        // Restarting, only the kept phases must match: a checkpoint written before a later phase
+        // existed (e.g. `distil`) can restart from that phase.
+        let savedPhases = (file.metadata["phases"] ?? "").split(separator: ",").map(String.init)
+        let kept = phases[..<firstRestarted].map(\.name)
+        let phasesMatch = restartFrom == nil ? savedPhases == phases.map(\.name) : Array(savedPhases.prefix(kept.count)) == kept
+        guard phasesMatch else {
+            throw TrainingError.checkpoint("\(path): the checkpoint's phases (\(file.metadata["phases"] ?? "?")) differ from this run's (\(phases.map(\.name).joined(separator: ",")))")
         }
         for p in phases[..<firstRestarted] {
             do { try p.loadState(file.tensors.unprefixed(p.name + "/")) } catch {
@@ -169,6 +186,8 @@ public final class TrainingRun {
         x.sampling = y.sampling
         if restarted.contains("qipo") { x.qipo = y.qipo }
         if restarted.contains("reflow") { x.reflow = y.reflow }
+        if restarted.contains("distil") { x.distil = y.distil }
+        if restarted.contains("straighten") { x.straighten = y.straighten }
         if restarted.contains("critic") { x.criticTraining = y.criticTraining }
         if restarted.contains("behaviour") { return true }
         return x == y

@@ -207,6 +207,9 @@ struct BenchTrainCommand: ParsableCommand {
         config.criticTraining.steps = total
         config.qipo.steps = total
         config.qipo.renewEvery = max(config.qipo.renewEvery, total + 1)
+        // The phases the PyTorch script mirrors; distil and straighten reuse the QIPO policy's step.
+        config.distil.steps = 0
+        config.straighten.steps = 0
         note("\(data.count) transitions, obs \(data.observationDim), act \(data.actionDim); policy \(config.policy.hiddenDims), critic \(config.critic.hiddenDims), batch \(batchSize)")
         var rows: [Row] = []
         for n in counts {

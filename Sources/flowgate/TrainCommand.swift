@@ -42,6 +42,8 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "QIPO improvement steps.") var qipoSteps: Int?
     @Option(name: .long, help: "QIPO beta.") var beta: Float?
     @Option(name: .long, help: "QIPO support renewal interval K_renew.") var renewEvery: Int?
+    @Option(name: .long, help: "Distil steps (the critic's best of 16 one-step samples, after QIPO; 0 skips it).") var distilSteps: Int?
+    @Option(name: .long, help: "Straighten steps (after distil; 0 skips it).") var straightenSteps: Int?
     @Option(name: .long, help: "Cores for the matrix products: 1 or 2 (default: 2 on a machine with 2 or more). Results are reproducible for a given count; resume with the same count.")
     var threads: Int?
     @OptionGroup var runOptions: RunOptions
@@ -57,7 +59,10 @@ struct TrainCommand: AsyncParsableCommand {
         for (flag, v) in [("--batch-size", batchSize), ("--renew-every", renewEvery)] {
             if let v, v <= 0 { throw ValidationError("\(flag) must be positive") }
         }
-        for (flag, v) in [("--behaviour-steps", behaviourSteps), ("--critic-steps", criticSteps), ("--qipo-steps", qipoSteps)] {
+        for (flag, v) in [
+            ("--behaviour-steps", behaviourSteps), ("--critic-steps", criticSteps), ("--qipo-steps", qipoSteps), ("--distil-steps", distilSteps),
+            ("--straighten-steps", straightenSteps),
+        ] {
             if let v, v < 0 { throw ValidationError("\(flag) must not be negative") }
         }
     }
@@ -78,6 +83,8 @@ struct TrainCommand: AsyncParsableCommand {
         if let qipoSteps { cfg.qipo.steps = qipoSteps }
         if let beta { cfg.qipo.beta = beta }
         if let renewEvery { cfg.qipo.renewEvery = renewEvery }
+        if let distilSteps { cfg.distil.steps = distilSteps }
+        if let straightenSteps { cfg.straighten.steps = straightenSteps }
         runOptions.apply(to: &cfg)
         var energyOnly: EnergyOnlyTraining? = nil
         if energyOptions.energyOnly {

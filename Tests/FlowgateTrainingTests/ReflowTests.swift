@@ -185,14 +185,103 @@ struct ReflowTests {
         #expect(Self.shareOnPositiveMode(run.policy, data: run.data, steps: 8) > 0.75)
     }
 
+    /// `c` with small distil and straighten phases (the recipe's order and pool mechanics, at toy size).
+    static func withFinish(_ c: TrainingConfig, distil: Int = 6, straighten: Int = 5) -> TrainingConfig {
+        var c = c
+        for (path, steps) in [(\TrainingConfig.distil, distil), (\TrainingConfig.straighten, straighten)] {
+            c[keyPath: path].steps = steps
+            (c[keyPath: path].poolSize, c[keyPath: path].chunkSize, c[keyPath: path].refreshEvery) = (64, 16, 3)
+            (c[keyPath: path].validationStates, c[keyPath: path].validateEvery) = (20, 4)
+        }
+        return c
+    }
+
+    @Test("the default recipe ends with distil (the critic's best of 16 one-step samples) then straighten; bc-flow has neither; older configs ran neither")
+    func defaultRecipeOrder() throws {
+        let d = TrainingConfig()
+        #expect(d.distil.steps > 0 && d.distil.teacherSteps == 1 && d.distil.candidates == 16)
+        #expect(d.straighten.steps > 0 && d.straighten.teacherSteps == 8 && d.straighten.candidates == 0)
+        #expect(d.reflow.steps == 0)
+        var c = TrainingRunTests.tinyConfig()
+        (c.distil.steps, c.straighten.steps) = (d.distil.steps, d.straighten.steps)
+        let run = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c)
+        #expect(run.phases.map(\.name) == ["behaviour", "critic-support", "critic", "qipo", "distil", "straighten"])
+        c.algorithm = .bcFlow
+        #expect(try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c).phases.map(\.name) == ["behaviour"])
+        // A config recorded before the two phases existed (no keys) ran neither; one that has them keeps them.
+        let old = try TrainingConfig.recorded(json: Data(#"{"qipo": {"steps": 7}}"#.utf8))
+        #expect(old.distil.steps == 0 && old.straighten.steps == 0 && old.qipo.steps == 7)
+        let encoded = try JSONEncoder().encode(TrainingConfig())
+        #expect(try TrainingConfig.recorded(json: encoded) == TrainingConfig())
+    }
+
+    @Test("a checkpoint written before distil existed restarts from distil, from the policy QIPO left")
+    func restartIntoDistil() throws {
+        let dir = TrainingRunTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ckpt = dir.appendingPathComponent("checkpoint.safetensors").path
+        let first = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: TrainingRunTests.tinyConfig())
+        #expect(try first.run(progress: nil, log: nil, checkpointPath: ckpt) == .finished)
+        let qipoPolicy = first.policy.parameters.map(\.value)
+        let second = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: Self.withFinish(TrainingRunTests.tinyConfig()))
+        // Without --restart-from the phases differ and the error says so.
+        #expect { try second.loadCheckpoint(from: ckpt) } throws: { "\($0)".contains("distil") }
+        try second.loadCheckpoint(from: ckpt, restartFrom: "distil")
+        #expect(second.policy.parameters.map(\.value) == qipoPolicy)
+        #expect(try second.run(progress: nil, log: nil, checkpointPath: ckpt) == .finished)
+        #expect(second.phases.suffix(2).map(\.completedSteps) == [6, 5])
+        #expect(second.policy.parameters.map(\.value) != qipoPolicy)
+
+        // Restarting straighten starts from distil's result, not from where straighten left the policy.
+        let third = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: Self.withFinish(TrainingRunTests.tinyConfig()))
+        try third.loadCheckpoint(from: ckpt, restartFrom: "straighten")
+        #expect((third.policy.parameters.map(\.value) != second.policy.parameters.map(\.value)) == true)
+        #expect((third.policy.parameters.map(\.value) != qipoPolicy) == true)
+        #expect(third.phases.last?.completedSteps == 0)
+    }
+
+    @Test("distil then straighten: one step and eight land on the mode the critic prefers")
+    func distilThenStraighten() throws {
+        let c = Self.bimodalConfig(reflowSteps: 600)
+        let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
+        let behaviour = run.phases[0]
+        while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }
+        let critic = try Self.preferPositiveFirstAction()
+        var distil = c.reflow
+        distil.candidates = 8
+        var straighten = c.reflow
+        straighten.steps = 400
+        let phases = [
+            try ReflowPhase(name: "distil", policy: run.policy, critic: critic, data: run.data, config: distil, batchSize: 128, seed: 11),
+            try ReflowPhase(name: "straighten", policy: run.policy, critic: critic, data: run.data, config: straighten, batchSize: 128, seed: 12),
+        ]
+        #expect(Self.shareOnPositiveMode(run.policy, data: run.data, steps: 8) < 0.5)
+        func gapK1K8() -> Double {
+            let a = Self.samples(run.policy, data: run.data, steps: 1, seed: 900), b = Self.samples(run.policy, data: run.data, steps: 8, seed: 900)
+            return zip(a, b).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } / Double(a.count)
+        }
+        while phases[0].completedSteps < phases[0].totalSteps { _ = try phases[0].step() }
+        // Distilled onto the chosen endpoints with fresh noise, the flow is curved (see reflowOntoSelected).
+        let curved = gapK1K8()
+        while phases[1].completedSteps < phases[1].totalSteps { _ = try phases[1].step() }
+        #expect(gapK1K8() < curved / 2)
+        #expect(Self.shareOnPositiveMode(run.policy, data: run.data, steps: 1) > 0.75)
+        #expect(Self.shareOnPositiveMode(run.policy, data: run.data, steps: 8) > 0.75)
+    }
+
     @Test("reflow config errors name the field")
     func configErrors() throws {
         var c = Self.withReflow(TrainingRunTests.tinyConfig())
         c.reflow.poolSize = 60
         #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.poolSize") }
         c = Self.withReflow(TrainingRunTests.tinyConfig())
-        c.reflow.validationStates = 1000
+        c.reflow.validationStates = -1
         #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.validationStates") }
+        // The distil phase's errors name its own section.
+        c = TrainingRunTests.tinyConfig()
+        c.distil.steps = 5
+        c.distil.candidates = 1
+        #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("distil.candidates") }
         c = Self.withReflow(TrainingRunTests.tinyConfig())
         c.reflow.teacherSteps = 0
         #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.teacherSteps") }

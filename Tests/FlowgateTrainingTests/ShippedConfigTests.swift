@@ -19,5 +19,8 @@ struct ShippedConfigTests {
         #expect(config.algorithm == .qipo)
         #expect(config.seed == 0)
         #expect(config.reflow.steps == 0)
+        // Trained before distil and straighten were the default: the file says so, so that the
+        // card's command still reproduces the shipped model (`flowgate refine --distil` adds them).
+        #expect(config.distil.steps == 0 && config.straighten.steps == 0)
     }
 }

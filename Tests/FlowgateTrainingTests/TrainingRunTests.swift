@@ -38,6 +38,9 @@ struct TrainingRunTests {
         c.qipo.steps = 20
         c.qipo.supportSize = 3
         c.qipo.renewEvery = 10
+        // Distil and straighten have their own tests (ReflowTests); here they would dominate.
+        c.distil.steps = 0
+        c.straighten.steps = 0
         c.checkpointEvery = 7
         c.logEvery = 5
         return c
