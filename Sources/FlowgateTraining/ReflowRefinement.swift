@@ -62,11 +62,17 @@ public struct ReflowRefinement {
         var c = overrides ?? trainedConfig
         guard reflow.steps > 0 else { throw TrainingError.invalidConfig("reflow.steps must be positive for refine (got \(reflow.steps))") }
         c.reflow = reflow
+        c.distil.steps = 0
+        c.straighten.steps = 0
+        return Self.policyPhasesSkipped(c)
+    }
+
+    /// `c` with the phases before the refined ones (behaviour, critic, QIPO) at 0 steps.
+    static func policyPhasesSkipped(_ c: TrainingConfig) -> TrainingConfig {
+        var c = c
         c.behaviour.steps = 0
         c.criticTraining.steps = 0
         c.qipo.steps = 0
-        c.distil.steps = 0
-        c.straighten.steps = 0
         return c
     }
 
@@ -79,11 +85,8 @@ public struct ReflowRefinement {
             c.distil = TrainingConfig.Reflow.distilDefault
             c.straighten = TrainingConfig.Reflow.straightenDefault
         }
-        c.behaviour.steps = 0
-        c.criticTraining.steps = 0
-        c.qipo.steps = 0
         c.reflow.steps = 0
-        return c
+        return Self.policyPhasesSkipped(c)
     }
 
     /// A run that starts from the model's policy weights. The dataset must be the one the model was

@@ -165,12 +165,18 @@ struct ReflowTests {
         return Double((0..<256).filter { a[$0 * ad] > 0.5 }.count) / 256
     }
 
-    @Test("reflow onto the critic's best of M: one step from any noise lands on the mode the critic prefers")
-    func reflowOntoSelected() throws {
-        let c = Self.bimodalConfig(reflowSteps: 600)
-        let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
+    /// The bimodal config (600 reflow steps) and a run whose behaviour flow has finished training.
+    static func bimodalBehaviourTrained() throws -> (TrainingConfig, TrainingRun) {
+        let c = bimodalConfig(reflowSteps: 600)
+        let run = try TrainingRun(name: "bimodal", dataset: bimodal(), config: c)
         let behaviour = run.phases[0]
         while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }
+        return (c, run)
+    }
+
+    @Test("reflow onto the critic's best of M: one step from any noise lands on the mode the critic prefers")
+    func reflowOntoSelected() throws {
+        let (c, run) = try Self.bimodalBehaviourTrained()
         // The run's own reflow phase has no critic (a bc-flow run); this one gets a hand-made one.
         var r = c.reflow
         r.candidates = 8
@@ -242,10 +248,7 @@ struct ReflowTests {
 
     @Test("distil then straighten: one step and eight land on the mode the critic prefers")
     func distilThenStraighten() throws {
-        let c = Self.bimodalConfig(reflowSteps: 600)
-        let run = try TrainingRun(name: "bimodal", dataset: Self.bimodal(), config: c)
-        let behaviour = run.phases[0]
-        while behaviour.completedSteps < behaviour.totalSteps { _ = try behaviour.step() }
+        let (c, run) = try Self.bimodalBehaviourTrained()
         let critic = try Self.preferPositiveFirstAction()
         var distil = c.reflow
         distil.candidates = 8
