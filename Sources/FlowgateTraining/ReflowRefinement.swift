@@ -76,14 +76,25 @@ public struct ReflowRefinement {
         return c
     }
 
-    /// The run's config for `refine --distil`: only the `distil` and `straighten` phases train, with
-    /// the settings of `overrides` (default: the model's own config), and today's defaults for
-    /// both when that config ran neither (a model trained before they were the default).
-    public func distilConfig(overrides: TrainingConfig? = nil) throws -> TrainingConfig {
-        var c = overrides ?? trainedConfig
+    /// The config `refine --distil` starts from, before any `--config` overrides: the model's own,
+    /// with today's default `distil` and `straighten` sections when it ran neither (a model trained
+    /// before they were the default). Overrides go on top of this, so that a `--config` setting one
+    /// field of `distil` keeps the default's other fields, steps included.
+    public var distilBase: TrainingConfig {
+        var c = trainedConfig
         if c.distil.steps == 0 && c.straighten.steps == 0 {
             c.distil = TrainingConfig.Reflow.distilDefault
             c.straighten = TrainingConfig.Reflow.straightenDefault
+        }
+        return c
+    }
+
+    /// The run's config for `refine --distil`: only the `distil` and `straighten` phases train, with
+    /// the settings of `overrides` (default: `distilBase`). Throws when both are at 0 steps.
+    public func distilConfig(overrides: TrainingConfig? = nil) throws -> TrainingConfig {
+        var c = overrides ?? distilBase
+        guard c.distil.steps > 0 || c.straighten.steps > 0 else {
+            throw TrainingError.invalidConfig("distil.steps and straighten.steps are both 0: refine --distil has nothing to train")
         }
         c.reflow.steps = 0
         return Self.policyPhasesSkipped(c)

@@ -70,7 +70,7 @@ struct RefineCommand: ParsableCommand {
         if !refinement.droppedConfigKeys.isEmpty {
             progress.message("note: ignoring fields of \(model)'s recorded config that this version no longer has: \(refinement.droppedConfigKeys.joined(separator: ", "))")
         }
-        var base = refinement.trainedConfig
+        var base = distil ? refinement.distilBase : refinement.trainedConfig
         let cfg: TrainingConfig
         if distil {
             if let config { base = try loadConfig(path: config, base: base) }

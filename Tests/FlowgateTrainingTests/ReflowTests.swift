@@ -299,6 +299,31 @@ struct ReflowTests {
         }
     }
 
+    @Test("refine --distil on a model trained without distil: today's default phases, and a config that sets one field keeps the others")
+    func refineDistilOverrides() throws {
+        let dir = TrainingRunTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let trained = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: TrainingRunTests.tinyConfig())
+        _ = try trained.run(progress: nil, log: nil, checkpointPath: nil)
+        let src = dir.appendingPathComponent("src")
+        try ModelDirectory.save(try trained.makeModel(gitCommit: "test", datasetSHA256: nil), to: src)
+        let refinement = try ReflowRefinement(modelPath: src.path)
+        #expect(refinement.trainedConfig.distil.steps == 0 && refinement.trainedConfig.straighten.steps == 0)
+        let plain = try refinement.distilConfig()
+        #expect(plain.distil == .distilDefault && plain.straighten == .straightenDefault)
+        #expect(plain.qipo.steps == 0 && plain.criticTraining.steps == 0 && plain.reflow.steps == 0)
+        // What `refine --distil --config F` does with F = {"distil": {"learningRate": 0.0001}}.
+        let overridden = try refinement.distilBase.merging(json: Data(#"{"distil": {"learningRate": 0.0001}}"#.utf8))
+        let cfg = try refinement.distilConfig(overrides: overridden)
+        var expected = TrainingConfig.Reflow.distilDefault
+        expected.learningRate = 0.0001
+        #expect(cfg.distil == expected && cfg.straighten == .straightenDefault)
+        var none = refinement.distilBase
+        none.distil.steps = 0
+        none.straighten.steps = 0
+        #expect { try refinement.distilConfig(overrides: none) } throws: { "\($0)".contains("nothing to train") }
+    }
+
     @Test("refine writes a new model directory: new policy, same critic and extra manifest sections, provenance with reflow")
     func refineExistingModel() throws {
         let dir = TrainingRunTests.tempDir()
