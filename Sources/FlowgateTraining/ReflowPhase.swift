@@ -25,7 +25,22 @@ extension TrainingConfig {
         public var validationStates: Int = 1024
         /// Steps between validation measurements (also measured at the start and the end).
         public var validateEvery: Int = 500
+        /// Share of the phase's steps, at its end, over which the learning rate falls linearly
+        /// towards zero (0: constant; `distil` and `straighten` default to 0.5, `reflow` to 0). The
+        /// policy a phase leaves is its last iterate, which a constant rate leaves as noisy as any
+        /// other step's; annealing lets it settle.
+        public var annealShare: Float = 0
         public init() {}
+
+        /// The learning rate of step `step` (0-based) of `steps`: `learningRate` until the last
+        /// `annealShare` of the steps, then falling linearly to `learningRate / n` at the last step
+        /// of an `n`-step anneal.
+        public func learningRate(step: Int, of steps: Int) -> Float {
+            let n = Int((Float(steps) * annealShare).rounded())
+            let start = steps - n
+            guard n > 0, step >= start else { return learningRate }
+            return learningRate * Float(steps - step) / Float(n)
+        }
 
         /// The default `distil` phase (measured on hopper-, walker2d- and halfcheetah-medium,
         /// docs/training.md "Few-step quality: distil and straighten"): the teacher draws 16
@@ -37,15 +52,19 @@ extension TrainingConfig {
             r.steps = 8000
             r.teacherSteps = 1
             r.candidates = 16
+            r.annealShare = 0.5
             return r
         }()
 
         /// The default `straighten` phase: plain reflow of the distilled policy on its own 8-step
-        /// samples, so that one step lands where eight do.
+        /// samples, so that one step lands where eight do. Both defaults anneal the learning rate over
+        /// their second half (docs/training.md "Annealed distil and straighten": on hopper-medium it
+        /// removed the run-to-run drops of the constant-rate phases).
         public static let straightenDefault: Reflow = {
             var r = Reflow()
             r.steps = 8000
             r.teacherSteps = 8
+            r.annealShare = 0.5
             return r
         }()
 
@@ -72,6 +91,9 @@ extension TrainingConfig {
             guard validateEvery >= 1 else { throw fail("validateEvery must be at least 1 (got \(validateEvery))") }
             guard validationStates >= 0 else {
                 throw fail("validationStates must not be negative (got \(validationStates))")
+            }
+            guard annealShare >= 0, annealShare <= 1 else {
+                throw fail("annealShare must be between 0 and 1 (got \(annealShare))")
             }
         }
     }
@@ -286,6 +308,7 @@ public final class ReflowPhase: TrainingPhase {
         let v = policy.velocity(obs: obs.pointer, x: xt.pointer, t: t.pointer, batch: b)
         let loss = Loss.weightedSquaredError(v, target.pointer, weights: nil, rows: b, width: actDim, grad: grad.pointer)
         policy.backward(grad.pointer)
+        skeleton.optimizer.learningRate = config.learningRate(step: completedSteps, of: totalSteps)
         _ = skeleton.finishStep()
         if skeleton.isFinished { finalPolicy = policy.parameters.namedTensors() }
         if config.refreshEvery > 0 && completedSteps % config.refreshEvery == 0 && completedSteps < totalSteps {

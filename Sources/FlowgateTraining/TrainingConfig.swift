@@ -107,12 +107,16 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public init() {}
 
     /// A config recorded by an earlier version (a checkpoint's or a model's provenance), read onto
-    /// today's defaults except for the phases added since, which keep the behaviour of the run that
-    /// wrote it: a recorded config without `distil` or `straighten` ran neither (0 steps).
+    /// today's defaults except for the phases and fields added since, which keep the behaviour of
+    /// the run that wrote it: a recorded config without `distil` or `straighten` ran neither (0
+    /// steps), and a reflow-kind section without `annealShare` ran at a constant rate (0).
     public static func recorded(json: Data) throws -> TrainingConfig {
         var base = TrainingConfig()
         base.distil.steps = 0
         base.straighten.steps = 0
+        base.distil.annealShare = 0
+        base.straighten.annealShare = 0
+        base.reflow.annealShare = 0
         return try base.merging(json: json)
     }
 

@@ -37,6 +37,8 @@ struct ReflowTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         var config = Self.withReflow(TrainingRunTests.tinyConfig())
         config.reflow.candidates = candidates
+        // The interruption (step 15 of 25) falls inside the learning-rate anneal (steps 10–24).
+        config.reflow.annealShare = 0.6
         let fullLog = dir.appendingPathComponent("full.jsonl").path
         let full = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
         #expect(full.phases.map(\.name).last == "reflow")
@@ -208,6 +210,7 @@ struct ReflowTests {
         #expect(d.distil.steps > 0 && d.distil.teacherSteps == 1 && d.distil.candidates == 16)
         #expect(d.straighten.steps > 0 && d.straighten.teacherSteps == 8 && d.straighten.candidates == 0)
         #expect(d.reflow.steps == 0)
+        #expect(d.distil.annealShare == 0.5 && d.straighten.annealShare == 0.5 && d.reflow.annealShare == 0)
         var c = TrainingRunTests.tinyConfig()
         (c.distil.steps, c.straighten.steps) = (d.distil.steps, d.straighten.steps)
         let run = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c)
@@ -217,6 +220,9 @@ struct ReflowTests {
         // A config recorded before the two phases existed (no keys) ran neither; one that has them keeps them.
         let old = try TrainingConfig.recorded(json: Data(#"{"qipo": {"steps": 7}}"#.utf8))
         #expect(old.distil.steps == 0 && old.straighten.steps == 0 && old.qipo.steps == 7)
+        // One recorded before the anneal existed ran its phases at a constant rate.
+        let constant = try TrainingConfig.recorded(json: Data(#"{"distil": {"steps": 8000}, "straighten": {"steps": 8000}}"#.utf8))
+        #expect(constant.distil.steps == 8000 && constant.distil.annealShare == 0 && constant.straighten.annealShare == 0)
         let encoded = try JSONEncoder().encode(TrainingConfig())
         #expect(try TrainingConfig.recorded(json: encoded) == TrainingConfig())
     }
@@ -272,6 +278,30 @@ struct ReflowTests {
         #expect(Self.shareOnPositiveMode(run.policy, data: run.data, steps: 8) > 0.75)
     }
 
+    @Test("annealShare: the rate is constant until the last share of the steps, then falls linearly to rate / n; 0 keeps it constant")
+    func annealSchedule() {
+        var r = TrainingConfig.Reflow()
+        r.learningRate = 1
+        #expect((0..<10).map { r.learningRate(step: $0, of: 10) } == [Float](repeating: 1, count: 10))
+        r.annealShare = 0.5
+        #expect((0..<10).map { r.learningRate(step: $0, of: 10) } == [1, 1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2])
+        r.annealShare = 1
+        #expect(r.learningRate(step: 0, of: 4) == 1 && r.learningRate(step: 3, of: 4) == 0.25)
+    }
+
+    @Test("a reflow phase with annealShare ends at the annealed rate; without it at the configured rate")
+    func reflowAnneals() throws {
+        for share: Float in [0, 1] {
+            var config = Self.withReflow(TrainingRunTests.tinyConfig())
+            config.reflow.annealShare = share
+            let run = try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: config)
+            #expect(try run.run(progress: nil, log: nil, checkpointPath: nil) == .finished)
+            let reflow = try #require(run.phases.last as? ReflowPhase)
+            let expected = share == 0 ? config.reflow.learningRate : config.reflow.learningRate / Float(config.reflow.steps)
+            #expect(reflow.skeleton.optimizer.learningRate == expected)
+        }
+    }
+
     @Test("reflow config errors name the field")
     func configErrors() throws {
         var c = Self.withReflow(TrainingRunTests.tinyConfig())
@@ -285,6 +315,10 @@ struct ReflowTests {
         c.distil.steps = 5
         c.distil.candidates = 1
         #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("distil.candidates") }
+        c = TrainingRunTests.tinyConfig()
+        c.straighten.steps = 5
+        c.straighten.annealShare = 1.5
+        #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("straighten.annealShare") }
         c = Self.withReflow(TrainingRunTests.tinyConfig())
         c.reflow.teacherSteps = 0
         #expect { try TrainingRun(name: "toy", dataset: TrainingRunTests.dataset(), config: c) } throws: { "\($0)".contains("reflow.teacherSteps") }
