@@ -24,8 +24,10 @@ def runs_by_k(path):
         report = json.load(f)
     out = {}
     for run in report["runs"]:
-        k = int(run["label"].rsplit("-K", 1)[1])
-        out[k] = (run["score_mean"], run["score_std"] / math.sqrt(run["episodes"]), run["falls"])
+        # The model's own runs per K; baseline rows (steps None) and disturbance sweeps are skipped.
+        if run.get("steps") is None or run.get("disturbance") or run.get("model") != report["model"]:
+            continue
+        out[run["steps"]] = (run["score_mean"], run["score_std"] / math.sqrt(run["episodes"]), run["falls"])
     return out
 
 
@@ -39,7 +41,7 @@ def merged(paths):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="VARIANT=FILE[,FILE...]")
+    ap.add_argument("variants", nargs="+", help="VARIANT=RUN[,RUN...], RUN = FILE or FILE+FILE")
     ap.add_argument("--out", required=True)
     ap.add_argument("--title", default="")
     ap.add_argument("--steps", default="", help="K values to plot, comma-separated (default: every K in the files)")

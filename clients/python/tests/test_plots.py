@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -79,24 +82,27 @@ def test_restarted_phase_keeps_only_its_last_attempt():
 
 
 def _eval_report(path, scores):
-    """A `flowgate eval --json` report with one run per (K, score)."""
-    runs = [{"label": f"toy-K{k}", "score_mean": s, "score_std": 10.0, "episodes": 100, "falls": 3} for k, s in scores]
-    path.write_text(json.dumps({"env": "HopperBulletEnv", "episodes": 100, "runs": runs}))
+    """A `flowgate eval --json` report with one run per (K, score), and a baseline row (steps None)."""
+    runs = [{"label": f"toy-K{k}", "model": "toy", "steps": k, "score_mean": s, "score_std": 10.0, "episodes": 100,
+             "falls": 3} for k, s in scores]
+    runs.append({"label": "bc", "model": "bc", "steps": None, "score_mean": 50.0, "score_std": 10.0, "episodes": 100,
+                 "falls": 9})
+    path.write_text(json.dumps({"env": "HopperBulletEnv", "model": "toy", "episodes": 100, "runs": runs}))
     return str(path)
 
 
 def test_eval_runs_plot(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
     script = Path(__file__).resolve().parents[3] / "scripts" / "plot_eval_runs.py"
     a = _eval_report(tmp_path / "a.json", [(1, 90.0), (8, 95.0)])
     b = _eval_report(tmp_path / "b.json", [(1, 99.0), (8, 98.0)])
     b2 = _eval_report(tmp_path / "b2.json", [(2, 97.0)])
     out = tmp_path / "runs.png"
-    subprocess.run([sys.executable, str(script), "--out", str(out), "--steps", "1,2,8",
-                    f"constant={a},{a}", f"annealed={b}+{b2},{b}"], check=True)
-    # 3 K values x 2 variants: (2.2 + 1.6 * 6) x 4.2 in at 110 dpi; variants in C0 and C1
+    subprocess.run([sys.executable, str(script), "--out", str(out), f"constant={a},{a}", f"annealed={b}+{b2},{b}"],
+                   check=True)
+    # K = 1, 2, 8 (the baseline rows left out) x 2 variants: (2.2 + 1.6 * 6) x 4.2 in at 110 dpi; C0 and C1
     check_png(out, (1298, 462), [C0, C1], min_pixels=20)
+    subprocess.run([sys.executable, str(script), "--out", str(out), "--steps", "1", f"constant={a}", f"annealed={b}"],
+                   check=True)
+    check_png(out, (594, 462), [C0, C1], min_pixels=20)
     bad = subprocess.run([sys.executable, str(script), "--out", str(out), "constant"], capture_output=True, text=True)
     assert bad.returncode != 0 and "is not VARIANT=FILE" in bad.stderr
