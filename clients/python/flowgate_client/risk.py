@@ -212,15 +212,26 @@ def choose_rule(eps, risks, max_fa: float, max_on_share: float = 0.01, min_on: f
 
 
 def with_risk_section(text: str, section: dict) -> str:
-    """The manifest text with `risk` as its last key; every other byte stays as the trainer wrote it."""
-    marker = '\n  "risk" : '
-    if marker in text:
-        text = text[:text.index(marker)].rstrip().rstrip(",") + "\n}\n"
-    body = text.rstrip()
-    assert body.endswith("}"), "manifest.json must be one JSON object"
+    """The manifest text with its `risk` value replaced by `section`, or `section` appended as the last
+    key when there is none; every other byte stays as the trainer wrote it. The trainer writes its
+    keys sorted, so a manifest it rewrote (`refine`, `calibrate`) has `risk` before `sampling` and
+    `schemaVersion`: only the value's own span is replaced, never the text after it."""
     risk = json.dumps(section, indent=2).replace("\n", "\n  ")
-    out = body[:-1].rstrip() + ",\n  \"risk\" : " + risk + "\n}\n"
-    json.loads(out)
+    before = json.loads(text)
+    if not isinstance(before, dict):
+        raise ValueError("manifest.json must be one JSON object")
+    marker = '\n  "risk" : '
+    if "risk" in before and marker in text:
+        start = text.index(marker) + len(marker)
+        _, end = json.JSONDecoder().raw_decode(text, start)
+        out = text[:start] + risk + text[end:]
+    else:
+        body = text.rstrip()
+        out = body[:-1].rstrip() + ",\n  \"risk\" : " + risk + "\n}\n"
+    after = json.loads(out)
+    lost = set(before) - set(after)
+    if lost or after["risk"] != json.loads(json.dumps(section)):
+        raise ValueError(f"writing the risk section would lose {sorted(lost)}: manifest left unchanged")
     return out
 
 

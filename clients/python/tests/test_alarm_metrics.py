@@ -1,5 +1,7 @@
 """The alarm evaluation's metrics and the Python replica of the server's risk features and alarm rule
 (issue 14); no server needed."""
+import json
+
 import numpy as np
 from flowgate_client.alarms import auroc, consecutive, evaluate_condition, onsets
 from flowgate_client.risk import alarm_states, stream_features, with_risk_section
@@ -65,6 +67,17 @@ def test_risk_section_is_the_manifests_last_key_and_replaced_in_place():
     twice = with_risk_section(once, {"horizon": 30})
     assert '"horizon": 30' in twice and '"horizon": 20' not in twice
     assert twice.count('"risk"') == 1
+
+
+def test_risk_section_in_the_middle_of_a_sorted_manifest_keeps_the_keys_after_it():
+    # The trainer sorts keys, so a manifest it rewrote has risk before sampling and schemaVersion.
+    # The first version cut the text at "risk" and lost both (a refined model then failed to load).
+    text = ('{\n  "name" : "m",\n  "risk" : {\n    "horizon" : 20,\n    "alarm" : {\n      "on" : 0.5\n    }\n  },\n'
+            '  "sampling" : {\n    "steps" : 4\n  },\n  "schemaVersion" : 1\n}\n')
+    out = with_risk_section(text, {"horizon": 30})
+    assert json.loads(out) == {"name": "m", "risk": {"horizon": 30}, "sampling": {"steps": 4}, "schemaVersion": 1}
+    assert out.endswith('\n  },\n  "sampling" : {\n    "steps" : 4\n  },\n  "schemaVersion" : 1\n}\n')
+    assert out.startswith('{\n  "name" : "m",\n  "risk" : {')
 
 
 
