@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .alarms import add_metric_args, auroc, evaluate, load_run, plot, print_table
+from .evaluate import write_atomic
 
 STATELESS = ["q", "energy"]
 STREAM = ["q", "energy", "q_drop", "q_delta", "energy_trend"]
@@ -269,10 +270,10 @@ def cmd_fit(args) -> int:
     if args.manifest:
         p = Path(args.manifest)
         if args.write:
-            p.write_text(with_risk_section(p.read_text(), section))
+            write_atomic(p, with_risk_section(p.read_text(), section))
             print(f"wrote the risk section into {p}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"risk": section, "report": report, "runs": args.runs}, indent=1) + "\n")
+        write_atomic(Path(args.out), json.dumps({"risk": section, "report": report, "runs": args.runs}, indent=1) + "\n")
     return 0
 
 
@@ -328,7 +329,7 @@ def cmd_rescore(args) -> int:
     if args.plot:
         plot(res, episodes, args.plot, args.title or f"{summaries[0]['model']}: alarms under disturbances (re-scored)")
     if args.out:
-        Path(args.out).write_text(json.dumps({
+        write_atomic(Path(args.out), json.dumps({
             "rescored": True, "manifest": args.manifest, "risk": section, "runs": args.runs,
             "note": args.note, "calibration": cal, "metrics": res}, indent=1) + "\n")
     return 0
